@@ -1,0 +1,115 @@
+"""Models built from scratch, in the real file formats users bring.
+
+No weights can be downloaded, so tests, benchmarks and the demo bundle build
+their own: an ultralytics .pt from a model yaml, a SigLIP `save_pretrained`
+folder with a SentencePiece tokenizer learned from captions, and a Real-ESRGAN
+compact .pth. Sizes are spelled out per preset.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import torch
+
+# SigLIP tower sizes. "base" and "large" match siglip-base-patch16-224 and
+# siglip-large-patch16-384 (so benchmarks measure real compute); "tiny" is for tests.
+SIGLIP_PRESETS: dict[str, dict] = {
+    "tiny": dict(image_size=32, patch_size=8, hidden_size=32, intermediate_size=64, num_hidden_layers=2,
+                 num_attention_heads=2),
+    "small": dict(image_size=64, patch_size=8, hidden_size=128, intermediate_size=512, num_hidden_layers=4,
+                  num_attention_heads=4),
+    "base": dict(image_size=224, patch_size=16, hidden_size=768, intermediate_size=3072, num_hidden_layers=12,
+                 num_attention_heads=12),
+    "large": dict(image_size=384, patch_size=16, hidden_size=1024, intermediate_size=4096, num_hidden_layers=24,
+                  num_attention_heads=16),
+}
+
+PROMPT_WORDS = "This is a photo of a an the."
+
+
+def train_sentencepiece(sentences: list[str], out_dir: Path, vocab_size: int = 256) -> Path:
+    """A unigram SentencePiece model with SigLIP's special ids (pad 0, eos 1, unk 2)."""
+    import sentencepiece as spm
+
+    out_dir.mkdir(parents=True, exist_ok=True)
+    prefix = out_dir / "spiece"
+    corpus = list(sentences) + [PROMPT_WORDS]
+    spm.SentencePieceTrainer.train(
+        sentence_iterator=iter(corpus * max(1, 2000 // max(1, len(corpus)))),
+        model_prefix=str(prefix),
+        vocab_size=vocab_size,
+        model_type="unigram",
+        pad_id=0,
+        eos_id=1,
+        unk_id=2,
+        bos_id=-1,
+        pad_piece="<pad>",
+        eos_piece="</s>",
+        unk_piece="<unk>",
+        hard_vocab_limit=False,  # a small caption set cannot fill a large vocabulary
+        character_coverage=1.0,
+        minloglevel=2,
+    )
+    return prefix.with_suffix(".model")
+
+
+def build_siglip(out_dir: str | Path, captions: list[str], preset: str = "tiny", vocab_size: int = 256,
+                 text_length: int = 64, seed: int = 0) -> Path:
+    """Random-weight SigLIP with a tokenizer learned from `captions`, saved with save_pretrained."""
+    from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
+
+    if preset not in SIGLIP_PRESETS:
+        raise ValueError(f"preset: expected one of {', '.join(SIGLIP_PRESETS)}, got {preset!r}")
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory() as tmp:
+        spm_file = train_sentencepiece(captions, Path(tmp), vocab_size)
+        tokenizer = SiglipTokenizer(vocab_file=str(spm_file), model_max_length=text_length)
+        tokenizer.save_pretrained(str(out_dir))
+    p = SIGLIP_PRESETS[preset]
+    tower = {k: p[k] for k in ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")}
+    config = SiglipConfig(
+        text_config=dict(tower, vocab_size=len(tokenizer), max_position_embeddings=text_length,
+                         pad_token_id=tokenizer.pad_token_id, eos_token_id=tokenizer.eos_token_id,
+                         bos_token_id=None),
+        vision_config=dict(tower, image_size=p["image_size"], patch_size=p["patch_size"]),
+    )
+    torch.manual_seed(seed)
+    model = SiglipModel(config)
+    model.save_pretrained(str(out_dir))
+    image_processor = SiglipImageProcessor(size={"height": p["image_size"], "width": p["image_size"]})
+    processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
+    processor.save_pretrained(str(out_dir))
+    return out_dir
+
+
+def build_yolo(out_path: str | Path, model_yaml: str = "yolov8n.yaml", num_classes: int = 1, seed: int = 0) -> Path:
+    """Random-weight ultralytics detector saved as a .pt checkpoint that `YOLO(path)` loads."""
+    from ultralytics import YOLO
+
+    torch.manual_seed(seed)
+    model = YOLO(model_yaml, task="detect")
+    if num_classes != model.model.yaml.get("nc"):
+        from ultralytics.nn.tasks import DetectionModel
+
+        model.model = DetectionModel(model_yaml, nc=num_classes, verbose=False)
+    model.model.names = {i: f"class{i}" if num_classes > 1 else "object" for i in range(num_classes)}
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    model.save(str(out_path))
+    return out_path
+
+
+def build_compact_upscaler(out_path: str | Path, num_feat: int = 64, num_conv: int = 32, scale: int = 4,
+                           key: str = "params", seed: int = 0) -> Path:
+    """Random-weight Real-ESRGAN SRVGGNetCompact (realesr-general-x4v3 sizes by default), saved as {key: state_dict}."""
+    from spandrel.architectures.Compact import Compact
+
+    torch.manual_seed(seed)
+    net = Compact(num_in_ch=3, num_out_ch=3, num_feat=num_feat, num_conv=num_conv, upscale=scale, act_type="prelu")
+    out_path = Path(out_path)
+    out_path.parent.mkdir(parents=True, exist_ok=True)
+    torch.save({key: net.state_dict()}, out_path)
+    return out_path

@@ -1,0 +1,27 @@
+"""Device and precision choice, in one place."""
+
+from __future__ import annotations
+
+import torch
+
+from findbox.config import Precision
+
+
+def resolve_device(device: str) -> torch.device:
+    """'auto' -> the first CUDA device if there is one, else CPU; 'cuda:N' and 'cpu' as given."""
+    if device == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        resolved = torch.device(device)
+    except RuntimeError:
+        raise ValueError(f"device: expected auto, cpu, cuda or cuda:N, got {device!r}") from None
+    if resolved.type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"device: {device!r} was asked for but CUDA is not available here")
+    return resolved
+
+
+def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
+    """Weights dtype for the scorer and upscaler: half on GPU by default, fp32 on CPU."""
+    if precision == Precision.AUTO:
+        return torch.float16 if device.type == "cuda" else torch.float32
+    return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}[precision]

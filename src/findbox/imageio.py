@@ -1,0 +1,91 @@
+"""Decoding user images safely: any PIL format, any mode -> (H, W, 3) uint8 RGB."""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import io
+import sys
+import warnings
+
+import numpy as np
+from PIL import Image, UnidentifiedImageError
+
+
+def _pil_open(fp) -> Image.Image:
+    """PIL's own Image.open. ultralytics replaces Image.open with a wrapper that, on an
+    unidentified file, tries to install and import a HEIF plugin; user bytes that are
+    not an image must simply fail here."""
+    patches = sys.modules.get("ultralytics.utils.patches")
+    opener = getattr(patches, "_image_open", None) or Image.open
+    return opener(fp)
+
+
+class ImageTooLarge(ValueError):
+    """The image's pixel count exceeds the configured cap (decompression-bomb guard)."""
+
+
+def decode_b64(text: str) -> bytes:
+    """Standard base64 (padding optional, whitespace ignored, data: URL prefix accepted)."""
+    if text.startswith("data:") and "," in text:
+        text = text.split(",", 1)[1]
+    text = "".join(text.split())
+    text += "=" * (-len(text) % 4)
+    try:
+        return base64.b64decode(text, validate=True)
+    except (binascii.Error, ValueError) as exc:
+        raise ValueError(f"invalid base64: {exc}") from None
+
+
+def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
+    """Image file bytes -> (H, W, 3) uint8 RGB.
+
+    The pixel count is checked from the header before any pixel is decoded.
+    Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit inputs are converted.
+    """
+    if not data:
+        raise ValueError("empty image data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            image = _pil_open(io.BytesIO(data))
+            w, h = image.size
+            if w * h > max_pixels:
+                raise ImageTooLarge(f"image has {w}x{h} = {w * h} pixels, above the cap of {max_pixels}")
+            if w < 1 or h < 1:
+                raise ValueError(f"image has no pixels ({w}x{h})")
+            image.load()
+    except ImageTooLarge:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a decodable image: {exc}") from None
+    except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
+        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+    return to_rgb(image)
+
+
+def to_rgb(image: Image.Image) -> np.ndarray:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "F"):
+        arr = np.asarray(image, dtype=np.float64)
+        hi = arr.max() if arr.size else 0.0
+        arr = (arr / hi * 255.0) if hi > 255 else arr
+        image = Image.fromarray(arr.clip(0, 255).astype(np.uint8), mode="L")
+    if image.mode in ("RGBA", "LA", "PA") or (image.mode == "P" and "transparency" in image.info):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    return np.ascontiguousarray(np.asarray(image.convert("RGB"), dtype=np.uint8))
+
+
+def load_image_file(path, max_pixels: int = 40_000_000) -> np.ndarray:
+    with open(path, "rb") as f:
+        return decode_image(f.read(), max_pixels)
+
+
+def encode_jpeg_b64(image_rgb: np.ndarray, quality: int = 95) -> str:
+    """(H, W, 3) uint8 RGB -> base64 JPEG, as protocol clients send images."""
+    buf = io.BytesIO()
+    Image.fromarray(image_rgb).save(buf, format="JPEG", quality=quality)
+    return base64.b64encode(buf.getvalue()).decode("ascii")

@@ -1,0 +1,68 @@
+"""Build a ready Pipeline from files alone: the user's models or the bundled demo."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from findbox.config import ServeConfig
+
+BUNDLE_DIR = Path(__file__).parent / "assets" / "demo"
+
+
+def bundled_paths() -> dict[str, Path | None]:
+    """Paths of the demo bundle's parts (None for a part the bundle lacks)."""
+    parts = {"detector": BUNDLE_DIR / "detector.pt", "scorer": BUNDLE_DIR / "scorer", "upscaler": BUNDLE_DIR / "upscaler.pth"}
+    return {k: (p if p.exists() else None) for k, p in parts.items()}
+
+
+def resolve_model_paths(config: ServeConfig) -> dict[str, Path | None]:
+    """The detector, scorer and upscaler files to load: given ones first, the bundle for the rest."""
+    bundle = bundled_paths()
+    paths: dict[str, Path | None] = {}
+    for part in ("detector", "scorer"):
+        given = getattr(config, part)
+        if given is None and bundle[part] is None:
+            raise ValueError(
+                f"{part}: no --{part} given and no bundled demo {part} is installed; "
+                f"pass --{part} PATH (ultralytics .pt for the detector, a save_pretrained folder for the scorer)"
+            )
+        paths[part] = Path(given) if given is not None else bundle[part]
+    if config.no_upscaler:
+        paths["upscaler"] = None
+    elif config.upscaler is not None:
+        paths["upscaler"] = Path(config.upscaler)
+    else:
+        # the bundled upscaler only goes with the bundled scorer it was trained with
+        paths["upscaler"] = bundle["upscaler"] if config.scorer is None else None
+    return paths
+
+
+def load_pipeline(config: ServeConfig | None = None, **overrides):
+    """Load every model once and compose the pipeline.
+
+    >>> pipe = load_pipeline(detector="det.pt", scorer="siglip/", no_upscaler=True)
+    >>> pipe.ground_one(image_rgb, "grey missile").ltwh
+    """
+    import torch
+
+    from findbox.config import from_dict
+    from findbox.detector import Detector
+    from findbox.device import resolve_device, resolve_dtype
+    from findbox.pipeline import Pipeline
+    from findbox.scorer import Scorer
+    from findbox.upscaler import Upscaler
+
+    if config is None:
+        config = from_dict(ServeConfig, overrides, "load_pipeline")
+    elif overrides:
+        raise TypeError("load_pipeline: pass either a ServeConfig or keyword options, not both")
+    paths = resolve_model_paths(config)
+    device = resolve_device(config.device)
+    dtype = resolve_dtype(config.precision, device)
+    detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16)
+    scorer = Scorer.from_pretrained(
+        paths["scorer"], device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
+        text_cache_size=config.text_cache_size,
+    )
+    upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
+    return Pipeline(detector, scorer, upscaler, config.fallback)

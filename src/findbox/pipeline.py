@@ -1,0 +1,180 @@
+"""The grounding pipeline: detect -> crop -> (upscale) -> score -> best box.
+
+Work is shared across a request: each distinct image is detected once (one
+batched detector call), its crops are upscaled and embedded once, and each
+distinct caption is embedded once (and cached across requests by the scorer).
+"""
+
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+
+import numpy as np
+import torch
+
+from findbox.boxes import Candidates, xyxy_to_ltwh
+from findbox.config import Fallback
+from findbox.crops import prepare_crops
+from findbox.detector import Detector
+from findbox.scorer import Scorer
+from findbox.upscaler import Upscaler
+
+
+@dataclass
+class Grounding:
+    """The answer for one (image, caption) query.
+
+    xyxy: (4,) float32 box in original-image pixels.
+    candidates: every proposal of the image, match_score scored against this caption.
+    chosen: index into candidates, or -1 when the fallback box was returned.
+    """
+
+    xyxy: np.ndarray
+    candidates: Candidates
+    chosen: int
+    image_wh: tuple[int, int]
+
+    @property
+    def ltwh(self) -> np.ndarray:
+        return xyxy_to_ltwh(self.xyxy)
+
+    @property
+    def fallback(self) -> bool:
+        return self.chosen < 0
+
+
+@dataclass
+class Counters:
+    """Work done since construction; tests and /metrics read these."""
+
+    requests: int = 0
+    queries: int = 0
+    images_detected: int = 0
+    crops_embedded: int = 0
+    captions_embedded: int = 0
+    fallbacks: int = 0
+    stage_seconds: dict[str, float] = field(default_factory=dict)
+
+
+def fallback_box(fallback: Fallback, image_wh: tuple[int, int]) -> np.ndarray:
+    w, h = image_wh
+    if fallback == Fallback.IMAGE:
+        return np.array([0, 0, w, h], dtype=np.float32)
+    return np.zeros(4, dtype=np.float32)
+
+
+def choose(candidates: Candidates, caption: str) -> int:
+    """Index of the winning candidate: highest scorer logit; -1 when there is none.
+
+    An empty caption describes nothing, so the most confident detection wins.
+    """
+    if len(candidates) == 0:
+        return -1
+    if not caption.strip():
+        return int(np.argmax(candidates.det_score))
+    return int(np.argmax(candidates.match_score))
+
+
+class Pipeline:
+    """Composes the stages. `upscaler=None` means crops go to the scorer as cut."""
+
+    def __init__(
+        self,
+        detector: Detector,
+        scorer: Scorer,
+        upscaler: Upscaler | None = None,
+        fallback: Fallback = Fallback.IMAGE,
+    ):
+        self.detector = detector
+        self.scorer = scorer
+        self.upscaler = upscaler
+        self.fallback = Fallback(fallback)
+        self.counters = Counters()
+
+    def _timed(self, stage: str, timings: dict[str, float], start: float) -> float:
+        now = time.perf_counter()
+        timings[stage] = timings.get(stage, 0.0) + now - start
+        self.counters.stage_seconds[stage] = self.counters.stage_seconds.get(stage, 0.0) + now - start
+        return now
+
+    def propose(self, images_rgb: list[np.ndarray]) -> tuple[list[Candidates], list[torch.Tensor]]:
+        """Detect, crop, upscale and embed: everything that depends on the image alone.
+
+        Returns per image its Candidates and a (N_i, D) crop-embedding matrix.
+        """
+        candidates, embeddings = self._propose(images_rgb, {})
+        return candidates, embeddings
+
+    def _propose(self, images_rgb, timings):
+        t = time.perf_counter()
+        candidates = self.detector.detect(images_rgb)
+        self.counters.images_detected += len(images_rgb)
+        t = self._timed("detect", timings, t)
+        crops: list[np.ndarray] = []
+        for image, cands in zip(images_rgb, candidates):
+            crops.extend(prepare_crops(image, cands.xyxy, self.upscaler))
+        t = self._timed("crop_upscale", timings, t)
+        flat = self.scorer.embed_images(crops)
+        self.counters.crops_embedded += len(crops)
+        self._timed("embed_images", timings, t)
+        sizes = [len(c) for c in candidates]
+        embeddings = list(torch.split(flat, sizes)) if crops else [flat[:0] for _ in candidates]
+        return candidates, embeddings
+
+    def ground(
+        self,
+        images_rgb: list[np.ndarray],
+        queries: list[tuple[int, str]],
+        timings: dict[str, float] | None = None,
+    ) -> list[Grounding]:
+        """Answer queries about a set of distinct images.
+
+        images_rgb: distinct (H, W, 3) uint8 RGB images.
+        queries: (image index, caption) pairs; answers come back in the same order.
+        timings: if given, filled with seconds per stage for this call.
+        """
+        timings = {} if timings is None else timings
+        for q, (index, caption) in enumerate(queries):
+            if not 0 <= index < len(images_rgb):
+                raise ValueError(f"queries[{q}]: image index {index} out of range for {len(images_rgb)} images")
+            if not isinstance(caption, str):
+                raise TypeError(f"queries[{q}]: expected a str caption, got {type(caption).__name__}")
+        used = sorted({index for index, _ in queries})
+        position = {index: k for k, index in enumerate(used)}
+        candidates, embeddings = self._propose([images_rgb[i] for i in used], timings)
+
+        t = time.perf_counter()
+        captions = list(dict.fromkeys(c for _, c in queries))
+        before = self.scorer.text_cache_misses
+        text_emb = self.scorer.embed_texts(captions)
+        self.counters.captions_embedded += self.scorer.text_cache_misses - before
+        caption_row = {c: k for k, c in enumerate(captions)}
+        t = self._timed("embed_texts", timings, t)
+
+        # one matrix product per image covers every caption asked of it
+        logits = [self.scorer.score(emb, text_emb) for emb in embeddings]
+        results = []
+        for index, caption in queries:
+            k = position[index]
+            image = images_rgb[index]
+            image_wh = (image.shape[1], image.shape[0])
+            cands = candidates[k].with_match_score(logits[k][:, caption_row[caption]])
+            chosen = choose(cands, caption)
+            if chosen < 0:
+                self.counters.fallbacks += 1
+                box = fallback_box(self.fallback, image_wh)
+            else:
+                box = cands.xyxy[chosen].copy()
+            results.append(Grounding(box, cands, chosen, image_wh))
+        self._timed("choose", timings, t)
+        self.counters.requests += 1
+        self.counters.queries += len(queries)
+        return results
+
+    def ground_one(self, image_rgb: np.ndarray, caption: str) -> Grounding:
+        return self.ground([image_rgb], [(0, caption)])[0]
+
+    def ground_captions(self, image_rgb: np.ndarray, captions: list[str]) -> list[Grounding]:
+        """All captions of one image: detected and embedded once."""
+        return self.ground([image_rgb], [(0, c) for c in captions])

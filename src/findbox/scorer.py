@@ -1,0 +1,228 @@
+"""Stage 3: score crops against captions with an image-text model (SigLIP by default).
+
+The crop preprocessing here is the one function both inference and scorer
+training use, so training sees exactly what the server sees.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from PIL import Image
+
+# Default prompt per model family. SigLIP was trained with this template; the
+# original used it at inference (and, fixed here, in training too).
+DEFAULT_PROMPTS = {
+    "siglip": "This is a photo of {}.",
+    "siglip2": "This is a photo of {}.",
+    "clip": "a photo of {}.",
+}
+
+
+@dataclass(frozen=True)
+class CropPreprocess:
+    """uint8 RGB crops -> normalised (N, 3, H, W) float32 tensor.
+
+    Resize straight to `size_hw` (crops are object boxes: no centre crop that
+    could cut the object) with the processor's resampling filter, rescale to
+    [0, 1], then normalise with the processor's mean and std.
+    """
+
+    size_hw: tuple[int, int]
+    mean: tuple[float, float, float]
+    std: tuple[float, float, float]
+    resample: int = Image.Resampling.BICUBIC
+
+    @classmethod
+    def from_image_processor(cls, image_processor) -> "CropPreprocess":
+        size = getattr(image_processor, "size", None) or {}
+        size = dict(size) if not isinstance(size, dict) else size
+        if "height" in size and "width" in size:
+            size_hw = (int(size["height"]), int(size["width"]))
+        elif "shortest_edge" in size:
+            crop = getattr(image_processor, "crop_size", None) or {}
+            crop = dict(crop) if not isinstance(crop, dict) else crop
+            edge = int(crop.get("height", size["shortest_edge"]))
+            size_hw = (edge, edge)
+        else:
+            raise ValueError(f"scorer: cannot read the input size from the image processor (size={size!r})")
+        resample = getattr(image_processor, "resample", None)
+        resample = int(getattr(resample, "value", resample)) if resample is not None else int(Image.Resampling.BICUBIC)
+        return cls(
+            size_hw=size_hw,
+            mean=tuple(float(v) for v in image_processor.image_mean),
+            std=tuple(float(v) for v in image_processor.image_std),
+            resample=resample,
+        )
+
+    def resize(self, crop: np.ndarray) -> np.ndarray:
+        """(h, w, 3) uint8 -> (H, W, 3) uint8. Works for 1-pixel crops too."""
+        h, w = self.size_hw
+        if crop.shape[:2] == (h, w):
+            return crop
+        return np.asarray(Image.fromarray(crop).resize((w, h), resample=self.resample))
+
+    def normalize(self, resized: np.ndarray) -> torch.Tensor:
+        """(N, H, W, 3) uint8 -> (N, 3, H, W) float32, normalised. Last step, after any augmentation."""
+        x = torch.from_numpy(np.ascontiguousarray(resized)).permute(0, 3, 1, 2).float().div_(255.0)
+        mean = torch.tensor(self.mean).view(1, 3, 1, 1)
+        std = torch.tensor(self.std).view(1, 3, 1, 1)
+        return (x - mean) / std
+
+    def __call__(self, crops: list[np.ndarray]) -> torch.Tensor:
+        if not crops:
+            h, w = self.size_hw
+            return torch.zeros((0, 3, h, w))
+        return self.normalize(np.stack([self.resize(c) for c in crops]))
+
+
+def format_prompt(template: str, caption: str) -> str:
+    """The text the scorer reads for a caption. Shared by inference and training."""
+    return template.format(caption.strip())
+
+
+def _features(output) -> torch.Tensor:
+    """transformers >= 5 returns a model output from get_*_features; older ones a tensor."""
+    if isinstance(output, torch.Tensor):
+        return output
+    pooled = getattr(output, "pooler_output", None)
+    if pooled is None:
+        raise TypeError(f"scorer: cannot find embeddings in {type(output).__name__}")
+    return pooled
+
+
+class Scorer:
+    """Embeds crops and captions; scores every crop against every caption.
+
+    Scores are the model's own logit: cos(img, txt) * exp(logit_scale) + logit_bias
+    (bias 0 for softmax-trained CLIPs). Ranking within one caption needs nothing else.
+    """
+
+    def __init__(
+        self,
+        model,
+        tokenizer,
+        preprocess: CropPreprocess,
+        prompt: str,
+        max_text_length: int,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        max_batch: int = 32,
+        text_cache_size: int = 4096,
+    ):
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.tokenizer = tokenizer
+        self.preprocess = preprocess
+        self.prompt = prompt
+        self.max_text_length = max_text_length
+        self.device = device
+        self.dtype = dtype
+        self.max_batch = max_batch
+        self.text_cache_size = text_cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.text_cache_hits = 0
+        self.text_cache_misses = 0
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        path: str | Path,
+        device: torch.device | str = "cpu",
+        dtype: torch.dtype = torch.float32,
+        prompt: str | None = None,
+        max_batch: int = 32,
+        text_cache_size: int = 4096,
+    ) -> "Scorer":
+        path = Path(path)
+        if not (path / "config.json").is_file():
+            raise ValueError(f"scorer: expected a save_pretrained folder with config.json, got {str(path)!r}")
+        from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
+
+        try:
+            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
+            image_processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
+        except Exception as exc:
+            raise ValueError(f"scorer: could not load {str(path)!r} with transformers: {exc}") from exc
+        for method in ("get_image_features", "get_text_features"):
+            if not hasattr(model, method):
+                raise ValueError(f"scorer: expected an image-text model with {method}, got {type(model).__name__}")
+        family = model.config.model_type
+        text_config = getattr(model.config, "text_config", None)
+        max_len = int(getattr(text_config, "max_position_embeddings", 64) or 64)
+        return cls(
+            model,
+            tokenizer,
+            CropPreprocess.from_image_processor(image_processor),
+            prompt if prompt is not None else DEFAULT_PROMPTS.get(family, "This is a photo of {}."),
+            max_len,
+            torch.device(device),
+            dtype,
+            max_batch,
+            text_cache_size,
+        )
+
+    @property
+    def info(self) -> dict:
+        return {"kind": "transformers", "family": self.model.config.model_type, "prompt": self.prompt}
+
+    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        """Prompted, padded to the text length (SigLIP was trained on max_length padding)."""
+        texts = [format_prompt(self.prompt, c) for c in captions]
+        batch = self.tokenizer(
+            texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="pt"
+        )
+        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+
+    @torch.inference_mode()
+    def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised, in chunks of max_batch."""
+        chunks = []
+        for start in range(0, len(crops), self.max_batch):
+            pixels = self.preprocess(crops[start : start + self.max_batch]).to(self.device, self.dtype)
+            emb = _features(self.model.get_image_features(pixel_values=pixels)).float()
+            chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
+        if not chunks:
+            return torch.zeros((0, self.embed_dim))
+        return torch.cat(chunks)
+
+    @torch.inference_mode()
+    def embed_texts(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> (M, D) float32 L2-normalised. Distinct captions are cached (LRU)."""
+        missing = list(dict.fromkeys(c for c in captions if c not in self._text_cache))
+        self.text_cache_hits += len(captions) - len(missing)
+        self.text_cache_misses += len(missing)
+        for start in range(0, len(missing), self.max_batch):
+            chunk = missing[start : start + self.max_batch]
+            emb = _features(self.model.get_text_features(**self.tokenize(chunk))).float()
+            for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
+                self._text_cache[caption] = e
+        result = []
+        for c in captions:
+            self._text_cache.move_to_end(c)
+            result.append(self._text_cache[c])
+        while len(self._text_cache) > self.text_cache_size:
+            self._text_cache.popitem(last=False)
+        if not result:
+            return torch.zeros((0, self.embed_dim))
+        return torch.stack(result)
+
+    @property
+    def embed_dim(self) -> int:
+        cfg = self.model.config
+        dim = getattr(cfg, "projection_dim", None) or getattr(getattr(cfg, "text_config", None), "hidden_size", None)
+        return int(dim or 0)
+
+    def logit_scale_bias(self) -> tuple[float, float]:
+        scale = float(self.model.logit_scale.detach().float().exp())
+        bias = getattr(self.model, "logit_bias", None)
+        return scale, float(bias.detach().float()) if bias is not None else 0.0
+
+    def score(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> np.ndarray:
+        """(N, D) x (M, D) normalised embeddings -> (N, M) float32 logits."""
+        scale, bias = self.logit_scale_bias()
+        return (image_emb.float() @ text_emb.float().T * scale + bias).numpy()

@@ -1,0 +1,54 @@
+"""`findbox serve`: load the models, then serve the protocol with uvicorn."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import sys
+import threading
+
+from findbox.cli_options import add_model_arguments, config_from_args
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    add_model_arguments(parser)
+    g = parser.add_argument_group("server")
+    g.add_argument("--host", help="bind address (default 0.0.0.0)")
+    g.add_argument("--port", type=int, help="port (default 5004)")
+    g.add_argument("--max-body-bytes", type=int, help="largest request body; larger gets 413")
+    g.add_argument("--max-instances", type=int, help="most instances per request; more gets 413")
+    g.add_argument("--max-image-pixels", type=int, help="largest image (w*h); larger gets 413")
+    g.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
+                   help="report ready without a warm-up request")
+    g.add_argument("--log-level", default="info", help="uvicorn log level")
+
+
+def main(args: argparse.Namespace) -> int:
+    import uvicorn
+
+    from findbox.load import resolve_model_paths
+    from findbox.serve.app import create_app
+
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        config = config_from_args(args)
+        resolve_model_paths(config)  # fail before binding the port when a model is missing
+    except (ValueError, TypeError, OSError) as exc:
+        print(f"findbox serve: {exc}", file=sys.stderr)
+        return 2
+    app = create_app(config)
+    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
+                                           timeout_graceful_shutdown=30))
+    state = app.state.findbox
+
+    def stop_on_load_error() -> None:
+        state.ready.wait()
+        if state.error:
+            server.should_exit = True
+
+    threading.Thread(target=stop_on_load_error, daemon=True).start()
+    server.run()
+    if state.error:
+        print(f"findbox serve: {state.error}", file=sys.stderr)
+        return 1
+    return 0

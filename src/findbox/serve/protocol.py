@@ -1,0 +1,91 @@
+"""Request and response shapes, and turning a request into pipeline inputs.
+
+`/identify` is byte-compatible with the original service; `/v1/ground` is the
+richer form with every candidate and its scores.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, StrictStr
+
+from findbox.imageio import ImageTooLarge, decode_b64, decode_image
+
+
+class Instance(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    key: int | str | None = Field(None, description="Optional client key, echoed by /v1/ground.")
+    caption: StrictStr = Field(..., description="What to find, e.g. 'grey missile'.")
+    b64: StrictStr = Field(..., description="The image file (JPEG, PNG, ...) as standard base64.")
+
+
+class IdentifyRequest(BaseModel):
+    instances: list[Instance]
+
+
+class IdentifyResponse(BaseModel):
+    predictions: list[list[float]] = Field(..., description="One [left, top, width, height] per instance, in order.")
+
+
+class CandidateOut(BaseModel):
+    box: list[float] = Field(..., description="[left, top, width, height] in image pixels.")
+    det_conf: float
+    score: float | None = Field(..., description="Scorer logit of this crop against the caption.")
+
+
+class GroundingOut(BaseModel):
+    key: int | str | None
+    box: list[float]
+    chosen: int = Field(..., description="Index of the chosen candidate; -1 when the fallback box was returned.")
+    fallback: bool
+    image_wh: list[int]
+    candidates: list[CandidateOut]
+
+
+class GroundResponse(BaseModel):
+    results: list[GroundingOut]
+    timings_ms: dict[str, float]
+
+
+@dataclass
+class InstanceError(Exception):
+    """A bad field in one instance; the server answers `status` naming both."""
+
+    index: int | None
+    field: str
+    message: str
+    status: int = 400
+
+    def __str__(self) -> str:
+        where = f"instances[{self.index}].{self.field}" if self.index is not None else self.field
+        return f"{where}: {self.message}"
+
+
+def decode_instances(
+    instances: list[Instance], max_instances: int, max_image_pixels: int
+) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
+    """Distinct images (each base64 string decoded once) and (image index, caption) queries."""
+    if len(instances) > max_instances:
+        raise InstanceError(None, "instances", f"{len(instances)} instances, above the cap of {max_instances}", 413)
+    images: list[np.ndarray] = []
+    index_of: dict[str, int] = {}
+    queries = []
+    for i, inst in enumerate(instances):
+        if inst.b64 not in index_of:
+            try:
+                image = decode_image(decode_b64(inst.b64), max_image_pixels)
+            except ImageTooLarge as exc:
+                raise InstanceError(i, "b64", str(exc), 413) from None
+            except ValueError as exc:
+                raise InstanceError(i, "b64", str(exc), 400) from None
+            index_of[inst.b64] = len(images)
+            images.append(image)
+        queries.append((index_of[inst.b64], inst.caption))
+    return images, queries
+
+
+def round_box(values) -> list[float]:
+    return [float(v) for v in values]

@@ -61,25 +61,32 @@ class BodySizeLimit:
             return await _error(413, f"body: {int(declared)} bytes, above the cap of {self.max_bytes}", None, "body")(
                 scope, receive, send
             )
-        seen = 0
-
-        async def limited_receive():
-            nonlocal seen
+        # buffer the body (JSON needs all of it anyway) and stop reading at the cap
+        chunks, seen, more = [], 0, True
+        while more:
             message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _BodyTooLarge()
-            return message
+            if message["type"] == "http.disconnect":
+                return
+            chunks.append(message.get("body", b""))
+            seen += len(chunks[-1])
+            more = message.get("more_body", False)
+            if seen > self.max_bytes:
+                return await _error(413, f"body: above the cap of {self.max_bytes} bytes", None, "body")(
+                    scope, receive, send
+                )
+        body = b"".join(chunks)
+        delivered = False
 
-        try:
-            await self.app(scope, limited_receive, send)
-        except _BodyTooLarge:
-            await _error(413, f"body: above the cap of {self.max_bytes} bytes", None, "body")(scope, receive, send)
+        async def replay():
+            nonlocal delivered
+            if not delivered:
+                delivered = True
+                return {"type": "http.request", "body": body, "more_body": False}
+            return await receive()
+
+        await self.app(scope, replay, send)
 
 
-class _BodyTooLarge(Exception):
-    pass
 
 
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
@@ -92,7 +99,8 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     index = next((p for p in loc if isinstance(p, int)), None)
     field = str(loc[-1]) if loc and not isinstance(loc[-1], int) else ("instances" if loc else "body")
     where = "".join(f"[{p}]" if isinstance(p, int) else (f".{p}" if i else str(p)) for i, p in enumerate(loc)) or "body"
-    status = 400 if first.get("type") in ("missing", "string_type", "list_type", "model_type", "dict_type") else 422
+    kind = str(first.get("type", ""))
+    status = 400 if kind == "missing" or kind.endswith("_type") else 422  # malformed vs. well-formed but invalid
     return _error(status, f"{where}: {first['msg']}", index, field)
 
 

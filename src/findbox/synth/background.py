@@ -1,0 +1,104 @@
+"""Sky backgrounds: gradient, sun glow, clouds, haze, and sometimes terrain or sea.
+
+Everything is smooth, so it is computed at 1/LOW_RES of the size and resized once.
+"""
+
+from __future__ import annotations
+
+import cv2
+import numpy as np
+
+LOW_RES = 4
+
+# kind -> (weight, top colour range, horizon colour range); RGB lows and highs
+_SKIES = {
+    "clear": (0.35, ((35, 90, 175), (90, 150, 235)), ((160, 195, 225), (215, 230, 250))),
+    "pale": (0.2, ((110, 150, 200), (170, 200, 235)), ((200, 210, 220), (240, 242, 245))),
+    "overcast": (0.2, ((120, 125, 135), (185, 190, 200)), ((165, 170, 175), (225, 228, 232))),
+    "dusk": (0.1, ((40, 50, 110), (90, 100, 170)), ((210, 120, 80), (250, 190, 140))),
+    "deep": (0.15, ((10, 40, 120), (40, 80, 170)), ((90, 140, 210), (150, 190, 240))),
+}
+_LAND = [((60, 95, 45), (95, 130, 70)), ((100, 85, 60), (150, 130, 95)), ((95, 95, 95), (140, 140, 135)),
+         ((170, 150, 110), (210, 190, 150)), ((40, 70, 40), (70, 100, 60))]
+_SEA = ((20, 50, 80), (50, 100, 140))
+
+
+def _uniform_rgb(rng: np.random.Generator, lo_hi: tuple[tuple[int, ...], tuple[int, ...]]) -> np.ndarray:
+    lo, hi = np.asarray(lo_hi[0], np.float32), np.asarray(lo_hi[1], np.float32)
+    return lo + (hi - lo) * rng.random(3, dtype=np.float32)
+
+
+def fractal(rng: np.random.Generator, h: int, w: int, octaves: int = 5, cells: int = 3, stretch: float = 1.0) -> np.ndarray:
+    """(h, w) float32 smooth noise, about zero mean and unit std; `stretch` > 1 draws
+    features wider than tall (cirrus streaks)."""
+    out = np.zeros((h, w), np.float32)
+    for o in range(octaves):
+        ny = cells * 2**o + 1
+        nx = int(np.ceil(ny * w / h / stretch)) + 1
+        grid = rng.standard_normal((ny, nx), dtype=np.float32)
+        out += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) * 0.55**o
+    out -= out.mean()
+    out /= out.std() + 1e-6
+    return out
+
+
+def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
+    """(height, width, 3) uint8 RGB sky."""
+    h, w = max(8, -(-height // LOW_RES)), max(8, -(-width // LOW_RES))
+    names = list(_SKIES)
+    p = np.array([_SKIES[n][0] for n in names])
+    kind = names[int(rng.choice(len(names), p=p / p.sum()))]
+    _, top_range, horizon_range = _SKIES[kind]
+    top, horizon = _uniform_rgb(rng, top_range), _uniform_rgb(rng, horizon_range)
+
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    tilt = rng.uniform(-0.08, 0.08)
+    t = np.clip((yy + tilt * (xx - w / 2)) / h, 0.0, 1.0) ** rng.uniform(0.6, 1.6)
+    img = top * (1.0 - t[..., None]) + horizon * t[..., None]
+
+    if rng.random() < 0.5:  # sun glow
+        sx, sy = rng.uniform(0, w), rng.uniform(-0.2 * h, 0.6 * h)
+        d2 = ((xx - sx) ** 2 + (yy - sy) ** 2) / (rng.uniform(0.15, 0.4) * w) ** 2
+        glow = np.exp(-d2) * rng.uniform(0.2, 0.6)
+        img += (np.array([255, 245, 225], np.float32) - img) * glow[..., None]
+
+    cover = {"clear": 0.3, "pale": 0.45, "overcast": 0.8, "dusk": 0.4, "deep": 0.2}[kind]
+    if rng.random() < 0.8:  # clouds
+        stretch = rng.choice([1.0, 1.0, 2.0, 4.0])
+        n = fractal(rng, h, w, cells=int(rng.integers(2, 5)), stretch=stretch)
+        threshold = rng.uniform(-0.3, 1.2) - cover
+        density = np.clip((n - threshold) / rng.uniform(0.4, 1.2), 0.0, 1.0)
+        light = np.array([250, 250, 252], np.float32) * rng.uniform(0.85, 1.0)
+        if kind == "dusk":
+            light = light * np.array([1.0, 0.85, 0.75], np.float32)
+        shade = fractal(rng, h, w, octaves=3, cells=2)
+        colour = light * (1.0 - 0.18 * np.clip(shade, 0, 2)[..., None])
+        opacity = density * rng.uniform(0.5, 0.95)
+        img = img * (1.0 - opacity[..., None]) + colour * opacity[..., None]
+
+    ground = rng.random()
+    if ground < 0.4:
+        horizon_y = rng.uniform(0.65, 0.92) * h
+        sea = ground < 0.15
+        ridge = fractal(rng, 1, w, octaves=4, cells=1)[0] if not sea else np.zeros(w, np.float32)
+        line = horizon_y - np.abs(ridge) * rng.uniform(0.02, 0.12) * h
+        below = yy >= line[None, :]
+        depth = np.clip((yy - line[None, :]) / max(h - horizon_y, 1.0), 0.0, 1.0)
+        if sea:
+            base = _uniform_rgb(rng, _SEA)
+            streaks = fractal(rng, h, w, octaves=3, cells=6, stretch=6.0)
+            land = base * (1.0 + 0.06 * streaks[..., None]) * (1.0 - 0.25 * depth[..., None])
+        else:
+            base = _uniform_rgb(rng, _LAND[int(rng.integers(len(_LAND)))])
+            texture = fractal(rng, h, w, octaves=4, cells=4)
+            land = base * (1.0 + 0.12 * texture[..., None]) * (1.0 - 0.2 * depth[..., None])
+        # distance haze: the far ground fades into the horizon colour
+        haze = np.exp(-depth * rng.uniform(3.0, 8.0))[..., None] * 0.8
+        land = land * (1.0 - haze) + horizon * haze
+        img = np.where(below[..., None], land, img)
+
+    if rng.random() < 0.3:  # haze over everything
+        img = img * (1.0 - (a := rng.uniform(0.1, 0.35))) + np.array([215, 220, 225], np.float32) * a
+
+    small = np.clip(img, 0, 255).astype(np.uint8)
+    return cv2.resize(small, (width, height), interpolation=cv2.INTER_LINEAR)

@@ -1,0 +1,1 @@
+"""Training scripts: the detector, the scorer, and the data conversions they need."""

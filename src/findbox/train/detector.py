@@ -1,0 +1,472 @@
+"""`findbox train detector`: train the single-class YOLO box proposer.
+
+The original recipe (shared/reference/FACTS.md, "Training recipes"): start from a YOLOv9e
+checkpoint; AdamW, lr0 1e-3, nominal batch 64, cosine LR, one class; 55 epochs at imgsz
+1280, then 7 more at 1600 from the first stage's best weights (small objects gain from
+resolution); augmentation set V1 or V2 (`findbox.train.augs`).
+
+    findbox train detector --data data/vlm.jsonl --out runs/det --model yolov9e.pt
+
+Outputs in --out DIR:
+    yolo_data/         the data set in YOLO form: links to the images, one label file each
+    split.json         train and val image names (`findbox.train.yolo_data.read_split`)
+    stage1/, stage2/   ultralytics run folders: weights/{best,last}.pt, results.csv, plots
+    detector.pt        best weights of the last stage; `ultralytics.YOLO(path)` loads it
+    metrics.json       the run's settings, the data counts, and per stage mAP50, mAP50-95,
+                       precision, recall and the confidences they were measured at
+
+`--resume` continues an interrupted run: finished stages are skipped, the unfinished
+one continues from its last.pt through ultralytics' own resume.
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import importlib.util
+import json
+import logging
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+from findbox.config import Precision
+from findbox.train.augs import AugPreset, build_augs, describe_augs
+from findbox.train.yolo_data import convert_vlm_to_yolo, read_split, write_split
+
+LOG = logging.getLogger(__name__)
+
+VAL_CONF = 0.001  # ultralytics' own validation threshold: mAP needs the whole precision-recall curve
+VAL_IOU = 0.7  # ultralytics' default NMS IoU during validation
+RECIPE = {  # fixed by the original recipe, so not flags
+    "optimizer": "AdamW",  # explicit: "auto" would choose the optimizer and lr itself and ignore lr0
+    "lr0": 1e-3,
+    "cos_lr": True,
+    "nbs": 64,  # nominal batch: gradients accumulate to 64 images a step, whatever --batch is
+    "single_cls": True,  # one class, "object": the scorer decides which object the caption means
+    "conf": VAL_CONF,
+    "iou": VAL_IOU,
+    "plots": True,  # kept in stageN/: PR curves, label statistics, example batches
+}
+
+
+# --- configuration -----------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Stage:
+    imgsz: int
+    epochs: int
+
+
+DEFAULT_STAGES = (Stage(1280, 55), Stage(1600, 7))  # the original: 55 epochs at 1280, 7 more at 1600
+
+
+def parse_stages(text: str) -> tuple[Stage, ...]:
+    """"1280:55,1600:7" -> (Stage(1280, 55), Stage(1600, 7))."""
+    stages = []
+    for part in text.split(","):
+        imgsz, sep, epochs = part.strip().partition(":")
+        try:
+            stage = Stage(int(imgsz), int(epochs))
+        except ValueError:
+            stage = None
+        if not sep or stage is None or stage.imgsz < 32 or stage.epochs < 1:
+            raise ValueError(f"stages: expected IMGSZ:EPOCHS[,IMGSZ:EPOCHS...] (e.g. 1280:55,1600:7), got {text!r}")
+        stages.append(stage)
+    return tuple(stages)
+
+
+def format_stages(stages: tuple[Stage, ...]) -> str:
+    return ",".join(f"{s.imgsz}:{s.epochs}" for s in stages)
+
+
+@dataclass
+class DetectorTrainConfig:
+    data: str  # vlm.jsonl, images in images/ beside it
+    out: str  # run folder
+    model: str = "yolov9e.pt"  # the original started from YOLOv9e weights; a .yaml starts from random weights
+    stages: tuple[Stage, ...] = DEFAULT_STAGES
+    augs: AugPreset = AugPreset.V2  # the note's later set; strong noise helped most on the noisy test
+    batch: int = 16  # images a step per run (split over devices); nbs=64 keeps the effective batch at 64
+    val_fraction: float = 0.2  # the original's split: the last 20% of lines
+    device: str | None = None  # None: the first GPU, else the CPU; "0,1" trains on both with DDP
+    workers: int = 8  # dataloader processes per device (ultralytics uses none on CPU)
+    precision: Precision = Precision.AUTO  # bf16 on a GPU that has it, else fp32 (see _amp_setting)
+    resume: bool = False
+
+    # what a resumed run must keep; device, workers, batch and precision may change
+    RUN_FIELDS = ("data", "model", "stages", "augs", "val_fraction")
+
+    def __post_init__(self) -> None:
+        # absolute paths, so that a resumed run (maybe from another folder) compares equal
+        if self.data:
+            self.data = str(Path(self.data).resolve())
+        if not self.model.endswith((".yaml", ".yml")) and Path(self.model).is_file():
+            self.model = str(Path(self.model).resolve())
+        if isinstance(self.stages, str):
+            self.stages = parse_stages(self.stages)
+        self.stages = tuple(self.stages)
+        if not self.stages:
+            raise ValueError("stages: expected at least one IMGSZ:EPOCHS stage, got none")
+        try:
+            self.augs = AugPreset(self.augs)
+        except ValueError:
+            raise ValueError(f"augs: expected one of {', '.join(p.value for p in AugPreset)}, got {self.augs!r}") from None
+        try:
+            self.precision = Precision(self.precision)
+        except ValueError:
+            allowed = ", ".join(p.value for p in Precision)
+            raise ValueError(f"precision: expected one of {allowed}, got {self.precision!r}") from None
+        if not 0.0 < self.val_fraction < 1.0:
+            raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction}")
+        if self.batch < 1:
+            raise ValueError(f"batch: expected a positive number of images, got {self.batch}")
+        if self.workers < 0:
+            raise ValueError(f"workers: expected 0 or more, got {self.workers}")
+
+    def to_dict(self) -> dict:
+        d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "resume"}
+        d.update(stages=format_stages(self.stages), augs=self.augs.value, precision=self.precision.value)
+        return d
+
+
+# --- the run -----------------------------------------------------------------------------------
+
+
+def train_detector(cfg: DetectorTrainConfig) -> dict:
+    """Convert the data, train every stage, write detector.pt and metrics.json; returns metrics.json's content."""
+    out = Path(cfg.out).resolve()
+    state_path = out / "metrics.json"
+    _check_multi_gpu(cfg.device)
+    if cfg.resume:
+        state = _read_state(state_path)
+        _check_same_run(cfg, state["config"], out)
+    else:
+        if state_path.exists() or (out / "stage1").exists():
+            raise ValueError(f"{out} already holds a detector run; pass --resume to continue it, or choose another --out")
+        state = None
+    out.mkdir(parents=True, exist_ok=True)
+
+    # --- data: vlm.jsonl -> YOLO files + split.json
+    dataset = convert_vlm_to_yolo(cfg.data, out / "yolo_data", cfg.val_fraction)
+    LOG.info(f"data: {dataset.report.summary()}")
+    if cfg.resume and (out / "split.json").exists():
+        before = read_split(out / "split.json")
+        if (before.train, before.val) != (dataset.split.train, dataset.split.val):
+            raise ValueError(f"--resume: {cfg.data} now splits differently from {out / 'split.json'}; start a new --out")
+    write_split(out / "split.json", dataset.split)
+
+    # --- model and recipe
+    start_weights = _resolve_model(cfg.model)
+    augs = build_augs(cfg.augs)
+    amp = _amp_setting(cfg.precision, cfg.device)
+    LOG.info(f"albumentations preset {cfg.augs.value} ({len(augs)} transforms):\n{describe_augs(augs)}")
+    LOG.info(
+        f"recipe: model {cfg.model}, stages {format_stages(cfg.stages)}, batch {cfg.batch}, "
+        f"device {cfg.device or 'auto'}, amp {amp}, {RECIPE}"
+    )
+    if state is None:
+        state = {"config": cfg.to_dict(), "data": dataset.report.to_dict(), "stages": []}
+        _write_json(state_path, state)
+    _show_ultralytics_progress()
+
+    # --- stages: each starts from the best weights of the one before
+    weights = start_weights
+    for index, stage in enumerate(cfg.stages, start=1):
+        name = f"stage{index}"
+        stage_dir = out / name
+        best = stage_dir / "weights" / "best.pt"
+        if any(s["name"] == name for s in state["stages"]) and best.is_file():
+            LOG.info(f"{name}: finished earlier, skipped ({best})")
+            weights = str(best)
+            continue
+        LOG.info(f"{name}: imgsz {stage.imgsz}, {stage.epochs} epochs, from {weights}")
+        started = time.time()
+        metrics = _run_stage(weights, stage, stage_dir, dataset.data_yaml, cfg, augs, amp)
+        if not best.is_file():
+            raise RuntimeError(f"{name}: ultralytics finished without writing {best}")
+        record = {"name": name, "imgsz": stage.imgsz, "epochs": stage.epochs, "weights": str(best.relative_to(out))}
+        record.update(metrics, train_s=round(time.time() - started, 1))
+        state["stages"] = [s for s in state["stages"] if s["name"] != name] + [record]
+        _write_json(state_path, state)
+        LOG.info(f"{name}: {_format_metrics(record)}")
+        weights = str(best)
+
+    # --- save
+    shutil.copyfile(weights, out / "detector.pt")
+    state["detector"] = "detector.pt"
+    _write_json(state_path, state)
+    LOG.info(f"wrote {out / 'detector.pt'} and {state_path}")
+    return state
+
+
+def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
+    """Train one stage (or finish it from its last.pt on --resume); returns its validation metrics."""
+    from ultralytics import YOLO
+
+    last = stage_dir / "weights" / "last.pt"
+    with _amp_check_skipped(amp is True):
+        if cfg.resume and last.is_file():
+            model = YOLO(str(last))
+            ckpt = model.ckpt or {}
+            if ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
+                LOG.info(f"{stage_dir.name}: resuming from {last} (epoch {ckpt['epoch'] + 1} of {stage.epochs} done)")
+                # ultralytics restores every other setting from the checkpoint
+                model.train(
+                    resume=True,
+                    data=str(data_yaml),
+                    device=cfg.device,
+                    workers=cfg.workers,
+                    batch=cfg.batch,
+                    save_dir=str(stage_dir),
+                )
+                return _metrics_from(model.metrics)
+            # last.pt was stripped: ultralytics finished the stage, the run stopped before recording it
+            best = stage_dir / "weights" / "best.pt"
+            LOG.info(f"{stage_dir.name}: already trained, validating {best}")
+            val = YOLO(str(best)).val(
+                data=str(data_yaml),
+                imgsz=stage.imgsz,
+                batch=cfg.batch,
+                device=_first_device(cfg.device),
+                conf=VAL_CONF,
+                iou=VAL_IOU,
+                plots=False,
+                project=str(stage_dir),
+                name="val",
+                exist_ok=True,
+            )
+            return _metrics_from(val)
+
+        model = YOLO(weights)
+        model.train(
+            data=str(data_yaml),
+            epochs=stage.epochs,
+            imgsz=stage.imgsz,
+            batch=cfg.batch,
+            device=cfg.device,
+            workers=cfg.workers,
+            amp=amp,
+            augmentations=augs,
+            project=str(stage_dir.parent),
+            name=stage_dir.name,
+            exist_ok=True,  # this run owns DIR/stageN; a fresh run refused to start over an old one
+            **RECIPE,
+        )
+        return _metrics_from(model.metrics)
+
+
+def _metrics_from(metrics) -> dict:
+    """ultralytics' DetMetrics (one process) or its checkpoint dict (DDP) -> our metrics record."""
+    if hasattr(metrics, "box"):
+        box = metrics.box
+        record = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
+        pr_conf = None
+        if len(box.f1_curve):  # P and R are reported where the smoothed mean F1 peaks
+            from ultralytics.utils.metrics import smooth
+
+            pr_conf = float(box.px[int(smooth(box.f1_curve.mean(0), 0.1).argmax())])
+    elif isinstance(metrics, dict):
+        keys = {"mAP50": "mAP50(B)", "mAP50-95": "mAP50-95(B)", "precision": "precision(B)", "recall": "recall(B)"}
+        record = {ours: metrics.get(f"metrics/{theirs}") for ours, theirs in keys.items()}
+        pr_conf = None  # the DDP checkpoint keeps the numbers, not the curves
+    else:
+        raise RuntimeError(f"expected validation metrics from ultralytics, got {type(metrics).__name__}")
+    record = {k: (None if v is None else round(float(v), 5)) for k, v in record.items()}
+    record.update(conf=VAL_CONF, iou=VAL_IOU, pr_conf=None if pr_conf is None else round(pr_conf, 4))
+    return record
+
+
+def _format_metrics(record: dict) -> str:
+    return ", ".join(f"{k} {record[k]}" for k in ("mAP50", "mAP50-95", "precision", "recall", "pr_conf"))
+
+
+# --- ultralytics settings ----------------------------------------------------------------------
+
+
+def _resolve_model(model: str) -> str:
+    """A local .pt, or a model .yaml (random weights). Never a hub name: ultralytics would download it."""
+    if model.endswith((".yaml", ".yml")):
+        return model  # a file, or one of ultralytics' bundled configs (yolov8n.yaml, yolov9e.yaml, ...)
+    path = Path(model)
+    if path.is_file():
+        return str(path.resolve())
+    raise ValueError(
+        f"model: expected a local ultralytics .pt file or a model .yaml, got {model!r} (no such file); "
+        "findbox never downloads weights: pass the path of your checkpoint, or e.g. yolov9e.yaml for random weights"
+    )
+
+
+def _cuda_devices(device: str | None) -> list[str]:
+    """The CUDA device ids a `device` string asks for; [] for the CPU (or MPS)."""
+    if device is None:
+        import torch
+
+        return ["0"] if torch.cuda.is_available() else []
+    text = str(device).strip().lower().replace("cuda:", "").replace("cuda", "0")
+    if text in ("cpu", "mps", ""):
+        return []
+    return [d.strip() for d in text.split(",") if d.strip()]
+
+
+def _first_device(device: str | None) -> str | None:
+    ids = _cuda_devices(device)
+    return ids[0] if ids else (device or "cpu")
+
+
+def _amp_setting(precision: Precision, device: str | None) -> bool | str:
+    """ultralytics' `amp` value. Its fp16 AMP check downloads a model, so the GPU default is bf16."""
+    ids = _cuda_devices(device)
+    if not ids:
+        if precision in (Precision.FP16, Precision.BF16):
+            raise ValueError(f"precision: {precision.value} needs a CUDA device, got device {device or 'cpu'}")
+        return False
+    if precision is Precision.FP32:
+        return False
+    if precision is Precision.BF16:
+        return "bf16"
+    if precision is Precision.AUTO:
+        import torch
+
+        return "bf16" if torch.cuda.is_bf16_supported() else False
+    if len(ids) > 1:  # the DDP workers would run the check in their own processes
+        raise ValueError(
+            "precision: fp16 on several devices would run ultralytics' AMP check, which downloads a model; "
+            "use bf16 (or fp32) for multi-GPU training"
+        )
+    return True  # fp16 AMP; _amp_check_skipped keeps ultralytics off the network
+
+
+@contextlib.contextmanager
+def _amp_check_skipped(active: bool):
+    """Skip ultralytics' fp16 AMP self-test (it downloads yolo26n.pt) and assume AMP works."""
+    if not active:
+        yield
+        return
+    import ultralytics.engine.trainer as trainer_module
+
+    original = trainer_module.check_amp
+    trainer_module.check_amp = lambda model: True
+    try:
+        yield
+    finally:
+        trainer_module.check_amp = original
+
+
+def _check_multi_gpu(device: str | None) -> None:
+    if len(_cuda_devices(device)) > 1 and importlib.util.find_spec("cloudpickle") is None:
+        raise ValueError(
+            f"device {device}: multi-GPU training goes through ultralytics' DDP launcher, which needs the "
+            "cloudpickle package (>=3.1.1); it is not installed, and findbox never installs packages at run time"
+        )
+
+
+def _show_ultralytics_progress() -> None:
+    """findbox keeps ultralytics quiet by default (YOLO_VERBOSE=False); training shows its progress bars."""
+    os.environ["YOLO_VERBOSE"] = "True"  # read at import by DDP worker processes
+    import ultralytics.utils as uu
+
+    uu.VERBOSE = True
+    uu.LOGGER.setLevel(logging.INFO)
+    for handler in uu.LOGGER.handlers:
+        handler.setLevel(logging.INFO)
+
+
+# --- run state ---------------------------------------------------------------------------------
+
+
+def _read_state(path: Path) -> dict:
+    if not path.is_file():
+        raise ValueError(f"--resume: expected a run to continue in {path.parent}, found no {path.name}")
+    with open(path, encoding="utf-8") as f:
+        state = json.load(f)
+    if not isinstance(state, dict) or "config" not in state or "stages" not in state:
+        raise ValueError(f"--resume: {path} is not a findbox detector run's metrics.json")
+    return state
+
+
+def _check_same_run(cfg: DetectorTrainConfig, stored: dict, out: Path) -> None:
+    given = cfg.to_dict()
+    for name in DetectorTrainConfig.RUN_FIELDS:
+        if given[name] != stored.get(name):
+            raise ValueError(
+                f"--resume: the run in {out} used {name}={stored.get(name)!r}, got {given[name]!r}; "
+                "resume with the run's settings or start a new --out"
+            )
+
+
+def _write_json(path: Path, data: dict) -> None:
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
+    os.replace(tmp, path)
+
+
+# --- command line ------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = DetectorTrainConfig(data="", out="")
+    parser.add_argument("--data", metavar="VLM_JSONL", help="vlm.jsonl with images/ beside it (not needed with --resume)")
+    parser.add_argument("--out", metavar="DIR", required=True, help="run folder: data, stages, detector.pt, metrics.json")
+    parser.add_argument("--model", help=f"start weights (.pt) or a model .yaml for random weights (default {d.model})")
+    parser.add_argument(
+        "--stages", help=f"IMGSZ:EPOCHS list, each stage from the previous one's best (default {format_stages(d.stages)})"
+    )
+    parser.add_argument("--imgsz", type=int, help="one stage at this size (instead of --stages; default 1280)")
+    parser.add_argument("--epochs", type=int, help="one stage of this many epochs (instead of --stages; default 55)")
+    parser.add_argument("--augs", choices=[p.value for p in AugPreset], help=f"albumentations preset (default {d.augs.value})")
+    parser.add_argument("--batch", type=int, default=d.batch, help=f"images a step (default {d.batch}; nbs=64 accumulates)")
+    parser.add_argument("--val-fraction", type=float, help=f"last fraction of lines used for val (default {d.val_fraction})")
+    parser.add_argument("--device", help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
+    parser.add_argument("--workers", type=int, default=d.workers, help=f"dataloader workers per device (default {d.workers})")
+    parser.add_argument(
+        "--precision",
+        choices=[p.value for p in Precision],
+        default=d.precision.value,
+        help="training precision; auto = bf16 on a GPU that has it, else fp32 (default auto)",
+    )
+    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+
+
+def config_from_args(args: argparse.Namespace) -> DetectorTrainConfig:
+    """Flags -> config. With --resume, what the flags leave out comes from the run's metrics.json."""
+    if args.stages and (args.imgsz or args.epochs):
+        raise ValueError("stages: give either --stages or --imgsz/--epochs, got both")
+    stages = None
+    if args.stages:
+        stages = parse_stages(args.stages)
+    elif args.imgsz or args.epochs:
+        stages = (Stage(args.imgsz or DEFAULT_STAGES[0].imgsz, args.epochs or DEFAULT_STAGES[0].epochs),)
+    given = {"data": args.data, "model": args.model, "stages": stages, "augs": args.augs, "val_fraction": args.val_fraction}
+    if args.resume:
+        stored = _read_state(Path(args.out).resolve() / "metrics.json")["config"]
+        for name in DetectorTrainConfig.RUN_FIELDS:
+            if given[name] is None:
+                given[name] = parse_stages(stored[name]) if name == "stages" else stored[name]
+    elif not args.data:
+        raise ValueError("data: expected --data VLM_JSONL (only --resume may leave it out)")
+    values = {k: v for k, v in given.items() if v is not None}
+    return DetectorTrainConfig(
+        out=args.out,
+        batch=args.batch,
+        device=args.device,
+        workers=args.workers,
+        precision=args.precision,
+        resume=args.resume,
+        **values,
+    )
+
+
+def main(args: argparse.Namespace) -> int:
+    if not logging.getLogger().handlers:
+        logging.basicConfig(level=logging.INFO, format="%(message)s")
+    logging.getLogger("findbox").setLevel(logging.INFO)
+    cfg = config_from_args(args)
+    state = train_detector(cfg)
+    last = state["stages"][-1]
+    print(f"detector: {Path(cfg.out) / 'detector.pt'}  ({_format_metrics(last)})")
+    return 0

@@ -1,0 +1,81 @@
+"""The batched pipeline against the per-instance reference loop, and its sharing of work."""
+
+import numpy as np
+import pytest
+
+from findbox.config import Fallback
+from findbox.pipeline import Pipeline
+from findbox.reference import reference_ground
+from tests.conftest import CAPTIONS, make_image
+
+
+def test_pipeline_equals_per_instance_loop(tiny_pipeline):
+    images = [make_image(seed) for seed in range(3)]
+    queries = [(i, c) for i in range(3) for c in CAPTIONS[:4]]
+    batched = tiny_pipeline.ground(images, queries)
+    assert any(len(g.candidates) > 1 for g in batched), "the detector must propose several boxes for this test"
+    for (index, caption), got in zip(queries, batched):
+        want = reference_ground(tiny_pipeline, images[index], caption)
+        np.testing.assert_allclose(got.candidates.xyxy, want.candidates.xyxy)
+        np.testing.assert_allclose(got.candidates.match_score, want.candidates.match_score, rtol=1e-4, atol=1e-4)
+        assert got.chosen == want.chosen
+        np.testing.assert_array_equal(got.xyxy, want.xyxy)
+
+
+def test_four_captions_of_one_image_detect_and_embed_once(tiny_pipeline):
+    image = make_image(10)
+    before = tiny_pipeline.counters.images_detected, tiny_pipeline.counters.crops_embedded
+    results = tiny_pipeline.ground([image], [(0, c) for c in CAPTIONS[:4]])
+    n_boxes = len(results[0].candidates)
+    assert n_boxes > 0
+    assert tiny_pipeline.counters.images_detected - before[0] == 1
+    assert tiny_pipeline.counters.crops_embedded - before[1] == n_boxes  # not 4 * n_boxes
+
+
+def test_captions_are_embedded_once_and_cached(tiny_pipeline):
+    scorer = tiny_pipeline.scorer
+    scorer.embed_texts(["a caption never seen before"])
+    misses = scorer.text_cache_misses
+    tiny_pipeline.ground([make_image(1)], [(0, "a caption never seen before")] * 3)
+    assert scorer.text_cache_misses == misses
+
+
+def test_answer_order_and_different_captions_can_differ(tiny_pipeline):
+    images = [make_image(20), make_image(21, 160, 90)]
+    queries = [(1, CAPTIONS[0]), (0, CAPTIONS[1]), (1, CAPTIONS[2])]
+    results = tiny_pipeline.ground(images, queries)
+    assert [g.image_wh for g in results] == [(160, 90), (200, 120), (160, 90)]
+    for g in results:
+        assert 0 <= g.xyxy[0] <= g.xyxy[2] <= g.image_wh[0]
+        assert 0 <= g.xyxy[1] <= g.xyxy[3] <= g.image_wh[1]
+
+
+def test_empty_caption_takes_most_confident_box(tiny_pipeline):
+    g = tiny_pipeline.ground_one(make_image(3), "   ")
+    assert g.chosen == int(np.argmax(g.candidates.det_score))
+
+
+@pytest.mark.parametrize("fallback, expected", [(Fallback.IMAGE, [0, 0, 200, 120]), (Fallback.ZEROS, [0, 0, 0, 0])])
+def test_fallback_when_nothing_is_detected(tiny_pipeline, fallback, expected):
+    from findbox.config import DetectorConfig
+    from findbox.detector import Detector
+
+    strict = Detector(tiny_pipeline.detector.yolo, DetectorConfig(imgsz=160, conf=0.999), tiny_pipeline.detector.device)
+    pipeline = Pipeline(strict, tiny_pipeline.scorer, None, fallback)
+    g = pipeline.ground_one(make_image(4), CAPTIONS[0])
+    assert g.fallback and g.chosen == -1 and len(g.candidates) == 0
+    np.testing.assert_allclose(g.ltwh, expected)
+
+
+@pytest.mark.parametrize("shape", [(1, 1, 3), (2, 1, 3), (1, 300, 3), (40, 2, 3)])
+def test_degenerate_images_and_crops_do_not_crash(tiny_pipeline, shape):
+    image = np.random.default_rng(0).integers(0, 255, shape, dtype=np.uint8)
+    g = tiny_pipeline.ground_one(image, CAPTIONS[0])
+    assert g.ltwh.shape == (4,)
+
+
+def test_bad_queries_are_rejected(tiny_pipeline):
+    with pytest.raises(ValueError, match="out of range"):
+        tiny_pipeline.ground([make_image(0)], [(1, "x")])
+    with pytest.raises(TypeError, match="caption"):
+        tiny_pipeline.ground([make_image(0)], [(0, 5)])

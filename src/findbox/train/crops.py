@@ -1,0 +1,294 @@
+"""`findbox crops`: cut every ground-truth box of a vlm.jsonl into a crop for scorer training.
+
+Crops go through `findbox.crops.prepare_crops`, the function the server runs on detector
+boxes (exact box rounded outwards, optional Real-ESRGAN), so the scorer trains on what it
+will see. The split is the detector's (`yolo_data.split_index`: the last val_fraction of
+the jsonl's lines are val), by source image, so no image feeds both sides.
+
+Output:
+    OUT/crops/{train,val}/LLLLLL_KK.png   line LLLLLL of the jsonl, annotation KK, lossless
+    OUT/manifest.jsonl                    one row a crop, see `CropRow`
+    OUT/crops.json                        what made the crops: source, upscaler, scale, counts, skips
+
+A missing or undecodable image and a degenerate box are skipped, warned about and counted;
+a malformed jsonl line raises ValueError naming file and line.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+LOG = logging.getLogger("findbox.crops")
+
+MANIFEST = "manifest.jsonl"
+SPLITS = ("train", "val")
+MAX_LOGGED_WARNINGS = 20  # the rest are counted in the summary and listed in crops.json
+
+
+@dataclass(frozen=True)
+class CropRow:
+    """One crop of the manifest.
+
+    crop: PNG path relative to the crops folder (POSIX separators).
+    caption: the annotation's caption, as written in the jsonl.
+    image: the source image, relative to images/ beside the jsonl.
+    line: 1-based line of the source image in the jsonl.
+    box_ltwh: the ground-truth box in source-image pixels, as annotated.
+    crop_wh: the PNG's (width, height): the clipped box rounded outwards, times the upscaler's scale.
+    split: "train" or "val".
+    """
+
+    crop: str
+    caption: str
+    image: str
+    line: int
+    box_ltwh: tuple[float, float, float, float]
+    crop_wh: tuple[int, int]
+    split: str
+
+
+# --- reading and writing the manifest -----------------------------------------------------------
+
+
+def read_manifest(crops_dir: str | Path, check_files: bool = True) -> list[CropRow]:
+    """CropRows of `crops_dir/manifest.jsonl`, in file order.
+
+    Raises ValueError naming the folder or the row: no manifest, no rows, a malformed row,
+    or (with check_files) rows whose PNG is missing, listed by manifest line.
+    """
+    crops_dir = Path(crops_dir)
+    path = crops_dir / MANIFEST
+    if not path.is_file():
+        raise ValueError(f"crops: expected a folder made by `findbox crops` with {MANIFEST}, got {str(crops_dir)!r}")
+    rows: list[CropRow] = []
+    with open(path, encoding="utf-8") as f:
+        for line_no, text in enumerate(f, start=1):
+            if text.strip():
+                rows.append(_parse_row(text, f"{path}:{line_no}"))
+    if not rows:
+        raise ValueError(f"crops: {path} has no rows; expected one crop a line (is the data set empty?)")
+    if check_files:
+        missing = [(i + 1, r.crop) for i, r in enumerate(rows) if not (crops_dir / r.crop).is_file()]
+        if missing:
+            shown = ", ".join(f"line {n}: {c}" for n, c in missing[:5])
+            more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
+            raise ValueError(f"crops: {len(missing)} manifest row(s) name a missing file ({shown}{more}) in {crops_dir}")
+    return rows
+
+
+def _parse_row(text: str, where: str) -> CropRow:
+    try:
+        obj = json.loads(text)
+    except json.JSONDecodeError as exc:
+        raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg})") from None
+    if not isinstance(obj, dict):
+        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    for key, kind in (("crop", str), ("caption", str), ("image", str), ("split", str)):
+        if not isinstance(obj.get(key), kind):
+            raise ValueError(f"{where}: {key}: expected a string, got {obj.get(key)!r}")
+    if obj["split"] not in SPLITS:
+        raise ValueError(f"{where}: split: expected one of {', '.join(SPLITS)}, got {obj['split']!r}")
+    if not obj["caption"].strip():
+        raise ValueError(f"{where}: caption: expected a non-empty caption, got {obj['caption']!r}")
+    return CropRow(
+        crop=obj["crop"],
+        caption=obj["caption"],
+        image=obj["image"],
+        line=int(obj.get("line", 0)),
+        box_ltwh=tuple(float(v) for v in obj.get("box_ltwh", (0, 0, 0, 0))),  # type: ignore[arg-type]
+        crop_wh=tuple(int(v) for v in obj.get("crop_wh", (0, 0))),  # type: ignore[arg-type]
+        split=obj["split"],
+    )
+
+
+# --- cutting ------------------------------------------------------------------------------------
+
+
+def _captions_by_line(jsonl_path: Path) -> dict[int, list[str]]:
+    """line number -> the captions of that line, in annotation order.
+
+    `yolo_data.read_vlm_jsonl` validates the lines but keeps only the boxes; this reads
+    the captions of the same lines.
+    """
+    captions: dict[int, list[str]] = {}
+    with open(jsonl_path, encoding="utf-8-sig") as f:
+        for line_no, text in enumerate(f, start=1):
+            if not text.strip():
+                continue
+            anns = json.loads(text)["annotations"]
+            for i, ann in enumerate(anns):
+                caption = ann.get("caption")
+                if not isinstance(caption, str):
+                    raise ValueError(f"{jsonl_path}:{line_no}: annotations[{i}].caption: expected a string, got {caption!r}")
+            captions[line_no] = [ann["caption"] for ann in anns]
+    return captions
+
+
+@dataclass
+class CropsReport:
+    images: dict[str, int]  # source images cut, per split
+    crops: dict[str, int]  # crops written, per split
+    skipped_images: list[dict]  # {"image", "line", "reason"}
+    skipped_boxes: list[dict]  # {"image", "line", "annotation", "reason"}
+
+    def summary(self) -> str:
+        return (
+            f"{self.crops['train']} train + {self.crops['val']} val crops from "
+            f"{self.images['train']} + {self.images['val']} images; "
+            f"{len(self.skipped_images)} images and {len(self.skipped_boxes)} boxes skipped"
+        )
+
+
+def make_crops(
+    jsonl_path: str | Path,
+    out_dir: str | Path,
+    upscaler=None,
+    val_fraction: float = 0.2,
+    progress: bool = True,
+) -> CropsReport:
+    """Cut (and upscale, when `upscaler` is a `findbox.upscaler.Upscaler`) every box of the jsonl.
+
+    Writes OUT/crops/, OUT/manifest.jsonl and OUT/crops.json (a previous OUT/crops/ is replaced).
+    Raises ValueError for a malformed jsonl and when no crop could be made.
+    """
+    from tqdm import tqdm
+
+    from findbox.boxes import clip_xyxy, ltwh_to_xyxy
+    from findbox.crops import prepare_crops
+    from findbox.imageio import load_image_file
+    from findbox.train.yolo_data import MIN_SIDE_PX, read_vlm_jsonl, split_index
+
+    jsonl_path = Path(jsonl_path)
+    out_dir = Path(out_dir)
+    if not jsonl_path.is_file():
+        raise ValueError(f"data: expected a vlm.jsonl file, got {str(jsonl_path)!r} (not a file)")
+    records = read_vlm_jsonl(jsonl_path)
+    captions = _captions_by_line(jsonl_path)
+    n_train = split_index(len(records), val_fraction)
+    images_dir = jsonl_path.parent / "images"
+
+    if (out_dir / "crops").exists():
+        shutil.rmtree(out_dir / "crops")
+    for split in SPLITS:
+        (out_dir / "crops" / split).mkdir(parents=True, exist_ok=True)
+    report = CropsReport({s: 0 for s in SPLITS}, {s: 0 for s in SPLITS}, [], [])
+    warned = 0
+
+    def warn(message: str) -> None:
+        nonlocal warned
+        warned += 1
+        if warned <= MAX_LOGGED_WARNINGS:
+            LOG.warning(message)
+
+    scale = upscaler.scale if upscaler is not None else 1
+    manifest_tmp = out_dir / (MANIFEST + ".tmp")
+    with open(manifest_tmp, "w", encoding="utf-8") as manifest:
+        for index, rec in enumerate(tqdm(records, desc="crops", unit="image", disable=not progress)):
+            split = "train" if index < n_train else "val"
+            where = f"{jsonl_path}:{rec.line}"
+            source = images_dir / rec.image
+            try:
+                if not source.is_file():
+                    raise ValueError(f"missing image file {source}")
+                image = load_image_file(source)
+            except (ValueError, OSError) as exc:
+                report.skipped_images.append({"image": rec.image, "line": rec.line, "reason": str(exc)})
+                warn(f"{where}: skipped image {rec.image!r}: {exc}")
+                continue
+            height, width = image.shape[:2]
+            xyxy = ltwh_to_xyxy(rec.ltwh.astype(np.float32))
+            inside = clip_xyxy(xyxy, (width, height))
+            keep = ((inside[:, 2] - inside[:, 0]) >= MIN_SIDE_PX) & ((inside[:, 3] - inside[:, 1]) >= MIN_SIDE_PX)
+            for k in np.flatnonzero(~keep):
+                reason = f"degenerate box {rec.ltwh[k].tolist()} (side under {MIN_SIDE_PX:g} px inside {width}x{height})"
+                report.skipped_boxes.append({"image": rec.image, "line": rec.line, "annotation": int(k), "reason": reason})
+                warn(f"{where}: annotations[{k}]: skipped {reason}")
+            kept = np.flatnonzero(keep)
+            if len(kept) == 0:
+                continue
+            crops = prepare_crops(image, xyxy[kept], upscaler)
+            for k, crop in zip(kept, crops):
+                name = f"crops/{split}/{rec.line:06d}_{k:02d}.png"
+                _write_png(out_dir / name, crop)
+                row = CropRow(
+                    crop=name,
+                    caption=captions[rec.line][k],
+                    image=rec.image,
+                    line=rec.line,
+                    box_ltwh=tuple(float(v) for v in rec.ltwh[k]),  # type: ignore[arg-type]
+                    crop_wh=(int(crop.shape[1]), int(crop.shape[0])),
+                    split=split,
+                )
+                manifest.write(json.dumps(asdict(row)) + "\n")
+                report.crops[split] += 1
+            report.images[split] += 1
+    manifest_tmp.replace(out_dir / MANIFEST)  # a manifest exists only once every crop it names does
+    if warned > MAX_LOGGED_WARNINGS:
+        LOG.warning(f"... and {warned - MAX_LOGGED_WARNINGS} more warnings (all listed in {out_dir / 'crops.json'})")
+
+    info = {
+        "source": str(jsonl_path.resolve()),
+        "val_fraction": val_fraction,
+        "split_rule": "by line order: the last val_fraction of the jsonl's non-blank lines are val",
+        "upscaler": upscaler.info if upscaler is not None else None,
+        "scale": scale,
+        "images": report.images,
+        "crops": report.crops,
+        "skipped_images": report.skipped_images,
+        "skipped_boxes": report.skipped_boxes,
+    }
+    (out_dir / "crops.json").write_text(json.dumps(info, indent=2) + "\n", encoding="utf-8")
+    if sum(report.crops.values()) == 0:
+        raise ValueError(
+            f"data: no crop could be made from {jsonl_path} ({len(report.skipped_images)} of {len(records)} "
+            f"images skipped); expected images in {images_dir}"
+        )
+    return report
+
+
+def _write_png(path: Path, crop: np.ndarray) -> None:
+    from PIL import Image
+
+    Image.fromarray(crop).save(path, format="PNG", compress_level=1)  # lossless; level 1 is ~5x faster than 6
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, help="vlm.jsonl, with its images in images/ beside it")
+    parser.add_argument("--out", required=True, help="output folder (crops/, manifest.jsonl, crops.json)")
+    parser.add_argument("--upscaler", help="Real-ESRGAN .pth: upscale crops as the server will (default: none)")
+    parser.add_argument("--val-fraction", type=float, default=0.2,
+                        help="last fraction of the jsonl's lines that are val (default 0.2, the original's split)")
+    parser.add_argument("--device", default="auto", help="upscaler device: auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
+                        help="upscaler precision (default auto: fp16 on GPU as the server, fp32 on CPU)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    from findbox.config import Precision
+    from findbox.device import resolve_device, resolve_dtype
+    from findbox.upscaler import Upscaler
+
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        upscaler = None
+        if args.upscaler:
+            device = resolve_device(args.device)
+            upscaler = Upscaler.from_file(args.upscaler, device, resolve_dtype(Precision(args.precision), device))
+        report = make_crops(args.data, args.out, upscaler, args.val_fraction, progress=not args.no_progress)
+    except (ValueError, TypeError) as exc:
+        print(f"findbox crops: {exc}", file=sys.stderr)
+        return 2
+    print(f"findbox crops: {report.summary()} -> {Path(args.out) / MANIFEST}")
+    return 0

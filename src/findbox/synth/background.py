@@ -30,16 +30,27 @@ def _uniform_rgb(rng: np.random.Generator, lo_hi: tuple[tuple[int, ...], tuple[i
 
 def fractal(rng: np.random.Generator, h: int, w: int, octaves: int = 5, cells: int = 3, stretch: float = 1.0) -> np.ndarray:
     """(h, w) float32 smooth noise, about zero mean and unit std; `stretch` > 1 draws
-    features wider than tall (cirrus streaks)."""
-    out = np.zeros((h, w), np.float32)
+    features wider than tall (cirrus streaks). Octaves are summed up a pyramid, each
+    step doubling the grid, so the cost is about one resize to (h, w)."""
+    ny = cells
+    nx = max(2, int(np.ceil(cells * w / h / stretch)))
+    out = rng.standard_normal((ny, nx), dtype=np.float32)
+    for o in range(1, octaves):
+        ny, nx = ny * 2, nx * 2
+        out = cv2.resize(out, (nx, ny), interpolation=cv2.INTER_CUBIC)
+        out += rng.standard_normal((ny, nx), dtype=np.float32) * np.float32(0.55**o)
+    out = cv2.resize(out, (w, h), interpolation=cv2.INTER_CUBIC)
+    mean, std = cv2.meanStdDev(out)
+    return (out - np.float32(mean[0, 0])) * np.float32(1.0 / (std[0, 0] + 1e-6))
+
+
+def ridge(rng: np.random.Generator, w: int, octaves: int = 5, cells: int = 3) -> np.ndarray:
+    """(w,) float32 smooth 1-D noise in about -1..1: a skyline of hills."""
+    out = np.zeros((1, w), np.float32)
     for o in range(octaves):
-        ny = cells * 2**o + 1
-        nx = int(np.ceil(ny * w / h / stretch)) + 1
-        grid = rng.standard_normal((ny, nx), dtype=np.float32)
-        out += cv2.resize(grid, (w, h), interpolation=cv2.INTER_CUBIC) * 0.55**o
-    out -= out.mean()
-    out /= out.std() + 1e-6
-    return out
+        grid = rng.uniform(-1.0, 1.0, (1, cells * 2**o + 1)).astype(np.float32)
+        out += cv2.resize(grid, (w, 1), interpolation=cv2.INTER_CUBIC) * 0.5**o
+    return out[0] / 1.5
 
 
 def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndarray:
@@ -80,8 +91,8 @@ def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndar
     if ground < 0.4:
         horizon_y = rng.uniform(0.65, 0.92) * h
         sea = ground < 0.15
-        ridge = fractal(rng, 1, w, octaves=4, cells=1)[0] if not sea else np.zeros(w, np.float32)
-        line = horizon_y - np.abs(ridge) * rng.uniform(0.02, 0.12) * h
+        hills = (ridge(rng, w) + 1.0) if not sea else np.zeros(w, np.float32)
+        line = horizon_y - hills * rng.uniform(0.02, 0.1) * h
         below = yy >= line[None, :]
         depth = np.clip((yy - line[None, :]) / max(h - horizon_y, 1.0), 0.0, 1.0)
         if sea:

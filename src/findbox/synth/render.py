@@ -195,25 +195,32 @@ def render_object(
         value = 0 if part.role is Role.CUT else slots[part.role] + 1
         cv2.fillPoly(label, [_to_canvas(part.xy, matrix)], value, cv2.LINE_8, 4)
     patterns = _patterns(rng, scheme, k, lo, hi)
-    if patterns:
-        painted = label > 0
-        for slot, xy in patterns:
-            layer = np.zeros_like(label)
+    painted = label > 0
+    for slot in sorted({slot for slot, _ in patterns}):
+        layer = np.zeros_like(label)
+        for xy in (xy for s, xy in patterns if s == slot):  # one call each: overlaps stay filled
             cv2.fillPoly(layer, [_to_canvas(xy, matrix)], 1, cv2.LINE_8, 4)
-            label[(layer > 0) & painted] = slot + 1
+        label[(layer > 0) & painted] = slot + 1
     for part in parts:
         if part.role is Role.DETAIL:
             cv2.fillPoly(label, [_to_canvas(part.xy, matrix)], _DETAIL_LABEL + base, cv2.LINE_8, 4)
 
-    lut = np.zeros((256, 3), np.float32)
-    for slot, name in enumerate(livery.colours):
-        lut[slot + 1] = COLOURS[name]
-        lut[_DETAIL_LABEL + slot] = np.asarray(COLOURS[name], np.float32) * DETAIL_SHADE
-    premult = cv2.resize(lut[label], (w, h), interpolation=cv2.INTER_AREA)
-    alpha = cv2.resize((label > 0).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
-    blocks = label.reshape(h, SUPERSAMPLE, w, SUPERSAMPLE)
-    colour_px = np.array([(label == s + 1).sum() for s in range(k)], np.float64) / SUPERSAMPLE**2
-    pure_px = np.array([(blocks == s + 1).all(axis=(1, 3)).sum() for s in range(k)], np.int64)
+    # average each label's indicator down: coverage per pixel, exact in ninths
+    premult = np.zeros((h, w, 3), np.float32)
+    alpha = np.zeros((h, w), np.float32)
+    colour_px = np.zeros(k, np.float64)
+    pure_px = np.zeros(k, np.int64)
+    for value in np.flatnonzero(np.bincount(label.ravel(), minlength=256)[1:]) + 1:
+        cover = cv2.resize((label == value).astype(np.float32), (w, h), interpolation=cv2.INTER_AREA)
+        slot = value - 1 if value < _DETAIL_LABEL else value - _DETAIL_LABEL
+        rgb = np.asarray(COLOURS[livery.colours[slot]], np.float32)
+        if value >= _DETAIL_LABEL:
+            rgb = rgb * DETAIL_SHADE
+        premult += cover[..., None] * rgb
+        alpha += cover
+        if value < _DETAIL_LABEL:
+            colour_px[slot] = float(cover.sum())
+            pure_px[slot] = int((cover > 0.999).sum())
 
     # shading: a linear ramp across the object in a random direction
     amp = rng.uniform(*LIGHTING)
@@ -223,7 +230,7 @@ def render_object(
     ramp *= amp / max(float(np.abs(ramp).max()), 1.0)
     premult *= (1.0 + ramp)[..., None]
 
-    alpha[alpha < 1e-4] = 0.0  # float dust of the area average is not a pixel
+    np.minimum(alpha, 1.0, out=alpha)
     rows, cols = np.flatnonzero(alpha.any(axis=1)), np.flatnonzero(alpha.any(axis=0))
     crop = np.s_[rows[0] : rows[-1] + 1, cols[0] : cols[-1] + 1]
     return Patch(premult[crop], alpha[crop], colour_px, pure_px)

@@ -22,7 +22,7 @@ MIN_OBJECT_PX = 10  # below this no type is recognisable
 PLACE_GAP_PX = 2  # free pixels kept between boxes
 _PLACE_TRIES = 60  # random positions tried per object before it is drawn smaller
 _SHRINK_TRIES = 4
-_PACKING = 0.3  # share of the image that worst-case boxes may cover: keeps placement easy
+_PACKING = 0.5  # share of the image that worst-case boxes may cover: random placement still succeeds
 
 
 @dataclass(frozen=True)

@@ -1,0 +1,61 @@
+"""Speed of `findbox synth`: images per second on one core, per noise level.
+
+    .venv/bin/python benchmarks/bench_synth.py [--images 100] [--width 1520] [--height 870]
+
+Runs write_dataset into a temporary directory (render, noise, JPEG encode, file write)
+with OpenCV and BLAS held to one thread; pin to one core with `taskset -c 0` as well.
+"""
+
+from __future__ import annotations
+
+import os
+
+for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+    os.environ[var] = "1"
+
+import argparse  # noqa: E402
+import tempfile  # noqa: E402
+import time  # noqa: E402
+
+import cv2  # noqa: E402
+
+from findbox.synth import NoiseLevel, SynthConfig, write_dataset  # noqa: E402
+from findbox.synth.noise import add_noise, encode_jpeg  # noqa: E402
+from findbox.synth.scene import render_clean, scene_rngs  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=100)
+    parser.add_argument("--width", type=int, default=1520)
+    parser.add_argument("--height", type=int, default=870)
+    parser.add_argument("--seed", type=int, default=0)
+    args = parser.parse_args()
+    cv2.setNumThreads(1)
+    print(f"{args.images} images {args.width}x{args.height}, one thread, cpu affinity {sorted(os.sched_getaffinity(0))}")
+    print(f"{'noise':>8} {'images/s':>9} {'ms/img':>7}   clean / noise / jpeg ms (first 20)")
+    for level in NoiseLevel:
+        config = SynthConfig(width=args.width, height=args.height, noise=level)
+        with tempfile.TemporaryDirectory() as tmp:
+            write_dataset(tmp, config, 3, args.seed, progress=False)  # warm-up: LUTs, caches
+            t0 = time.perf_counter()
+            write_dataset(tmp, config, args.images, args.seed, force=True, progress=False)
+            dt = time.perf_counter() - t0
+        parts = [0.0, 0.0, 0.0]
+        for i in range(min(20, args.images)):
+            _, noise_rng = scene_rngs(i, args.seed)
+            t = [time.perf_counter()]
+            clean = render_clean(config, i, args.seed)
+            t.append(time.perf_counter())
+            noisy, q = add_noise(clean.image, level, noise_rng)
+            t.append(time.perf_counter())
+            encode_jpeg(noisy, q)
+            t.append(time.perf_counter())
+            for j in range(3):
+                parts[j] += (t[j + 1] - t[j]) * 1000 / min(20, args.images)
+        print(f"{level.value:>8} {args.images / dt:9.1f} {dt / args.images * 1000:7.1f}   "
+              + " / ".join(f"{p:.1f}" for p in parts))
+
+
+if __name__ == "__main__":
+    main()

@@ -173,7 +173,7 @@ def helicopter(rng: np.random.Generator) -> list[Part]:
     for k in range(n_blades):
         a = phase + 2.0 * np.pi * k / n_blades
         tip = (hub[0] + radius * np.cos(a), hub[1] + radius * np.sin(a))
-        parts.append(Part(Role.DETAIL, _bar(hub, tip, 0.032)))
+        parts.append(Part(Role.TAIL, _bar(hub, tip, 0.028)))  # blades wear the livery: they are half the pixels
     parts.append(Part(Role.DETAIL, _ellipse(*hub, 0.035, 0.035, 12)))
     return parts
 

@@ -105,6 +105,8 @@ class DetectorTrainConfig:
         # absolute paths, so that a resumed run (maybe from another folder) compares equal
         if self.data:
             self.data = str(Path(self.data).resolve())
+        if self.out:
+            self.out = str(Path(self.out).resolve())
         if not self.model.endswith((".yaml", ".yml")) and Path(self.model).is_file():
             self.model = str(Path(self.model).resolve())
         if isinstance(self.stages, str):
@@ -152,8 +154,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
     out.mkdir(parents=True, exist_ok=True)
 
     # --- data: vlm.jsonl -> YOLO files + split.json
-    dataset = convert_vlm_to_yolo(cfg.data, out / "yolo_data", cfg.val_fraction)
-    LOG.info(f"data: {dataset.report.summary()}")
+    dataset = convert_vlm_to_yolo(cfg.data, out / "yolo_data", cfg.val_fraction)  # logs its own summary
     if cfg.resume and (out / "split.json").exists():
         before = read_split(out / "split.json")
         if (before.train, before.val) != (dataset.split.train, dataset.split.val):
@@ -266,7 +267,7 @@ def _metrics_from(metrics) -> dict:
         box = metrics.box
         record = {"mAP50": box.map50, "mAP50-95": box.map, "precision": box.mp, "recall": box.mr}
         pr_conf = None
-        if len(box.f1_curve):  # P and R are reported where the smoothed mean F1 peaks
+        if len(box.f1_curve) and box.f1_curve.max() > 0:  # P and R are reported where the smoothed mean F1 peaks
             from ultralytics.utils.metrics import smooth
 
             pr_conf = float(box.px[int(smooth(box.f1_curve.mean(0), 0.1).argmax())])

@@ -211,10 +211,11 @@ def read_image_wh(path: str | Path) -> tuple[int, int]:
     path = Path(path)
     try:
         with _pil_open(path) as im:
+            im.verify()  # must come first; it leaves the file unusable, so reopen for the header
+        with _pil_open(path) as im:
             fmt = (im.format or "").lower()
             width, height = im.size
             orientation = im.getexif().get(0x0112, 1)
-            im.verify()
     except Exception as exc:  # PIL raises many types for a corrupt file; all mean "unusable"
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
     suffix = path.suffix.lower().lstrip(".")

@@ -45,5 +45,9 @@ def config_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
             detection[name] = value
         elif name in serve_fields:
             data[name] = value
+    if data.get("detector") is None:  # the bundled detector: its own settings under the user's
+        from findbox.load import bundle_detection_defaults
+
+        detection = {**bundle_detection_defaults(), **detection}
     data["detection"] = from_dict(DetectorConfig, detection, "detection")
     return from_dict(ServeConfig, data, "config")

@@ -9,6 +9,25 @@ from findbox.config import ServeConfig
 BUNDLE_DIR = Path(__file__).parent / "assets" / "demo"
 
 
+def bundle_manifest() -> dict | None:
+    """The demo bundle's manifest (data, command, figures, serving settings), if installed."""
+    path = BUNDLE_DIR / "manifest.json"
+    if not path.is_file():
+        return None
+    import json
+
+    return json.loads(path.read_text())
+
+
+def bundle_detection_defaults() -> dict:
+    """Detector settings the bundled detector was trained for (e.g. its imgsz); {} without a bundle.
+
+    They apply only when the bundled detector is used, below any setting the user gives.
+    """
+    manifest = bundle_manifest() or {}
+    return dict(manifest.get("serve", {}).get("detection", {}))
+
+
 def bundled_paths() -> dict[str, Path | None]:
     """Paths of the demo bundle's parts (None for a part the bundle lacks)."""
     parts = {"detector": BUNDLE_DIR / "detector.pt", "scorer": BUNDLE_DIR / "scorer", "upscaler": BUNDLE_DIR / "upscaler.pth"}
@@ -53,6 +72,8 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     from findbox.upscaler import Upscaler
 
     if config is None:
+        if overrides.get("detector") is None:
+            overrides["detection"] = {**bundle_detection_defaults(), **dict(overrides.get("detection") or {})}
         config = from_dict(ServeConfig, overrides, "load_pipeline")
     elif overrides:
         raise TypeError("load_pipeline: pass either a ServeConfig or keyword options, not both")

@@ -23,5 +23,9 @@ test: setup
 serve: setup
 	$(VENV)/bin/findbox serve $(ARGS)
 
+# Rebuild the bundled demo models from nothing (synthetic data, CPU training, evaluation).
+demo-models: setup
+	$(PY) -m findbox.train.demo --out src/findbox/assets/demo --work runs/demo
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

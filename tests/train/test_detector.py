@@ -58,6 +58,17 @@ def test_imgsz_epochs_make_one_stage_and_exclude_stages(tmp_path):
         detector.config_from_args(_parse(base + ["--stages", "320:1", "--imgsz", "320"]))
 
 
+def test_resume_takes_what_the_flags_leave_out_from_the_run(tmp_path):
+    stored = DetectorTrainConfig(data=str(tmp_path / "v.jsonl"), out=str(tmp_path / "o"), model="yolov8n.yaml",
+                                 stages="160:2,192:1", augs="v1", batch=4, device="cpu", workers=0)
+    (tmp_path / "o").mkdir()
+    (tmp_path / "o" / "metrics.json").write_text(json.dumps({"config": stored.to_dict(), "stages": []}))
+    cfg = detector.config_from_args(_parse(["--out", str(tmp_path / "o"), "--resume", "--workers", "2"]))
+    assert cfg.resume and cfg.workers == 2
+    for name in ("data", "model", "stages", "augs", "val_fraction", "batch", "device", "precision"):
+        assert getattr(cfg, name) == getattr(stored, name), name
+
+
 def test_missing_pt_is_refused_without_download(tmp_path):
     with pytest.raises(ValueError, match="never downloads weights"):
         detector._resolve_model("yolov9e.pt")  # not a local file here

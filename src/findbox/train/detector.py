@@ -420,14 +420,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--imgsz", type=int, help="one stage at this size (instead of --stages; default 1280)")
     parser.add_argument("--epochs", type=int, help="one stage of this many epochs (instead of --stages; default 55)")
     parser.add_argument("--augs", choices=[p.value for p in AugPreset], help=f"albumentations preset (default {d.augs.value})")
-    parser.add_argument("--batch", type=int, default=d.batch, help=f"images a step (default {d.batch}; nbs=64 accumulates)")
+    parser.add_argument("--batch", type=int, help=f"images a step over all devices (default {d.batch}; nbs=64 accumulates)")
     parser.add_argument("--val-fraction", type=float, help=f"last fraction of lines used for val (default {d.val_fraction})")
     parser.add_argument("--device", help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
-    parser.add_argument("--workers", type=int, default=d.workers, help=f"dataloader workers per device (default {d.workers})")
+    parser.add_argument("--workers", type=int, help=f"dataloader workers per device (default {d.workers})")
     parser.add_argument(
         "--precision",
         choices=[p.value for p in Precision],
-        default=d.precision.value,
         help="training precision; auto = bf16 on a GPU that has it, else fp32 (default auto)",
     )
     parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
@@ -442,24 +441,26 @@ def config_from_args(args: argparse.Namespace) -> DetectorTrainConfig:
         stages = parse_stages(args.stages)
     elif args.imgsz or args.epochs:
         stages = (Stage(args.imgsz or DEFAULT_STAGES[0].imgsz, args.epochs or DEFAULT_STAGES[0].epochs),)
-    given = {"data": args.data, "model": args.model, "stages": stages, "augs": args.augs, "val_fraction": args.val_fraction}
+    given = {
+        "data": args.data,
+        "model": args.model,
+        "stages": stages,
+        "augs": args.augs,
+        "val_fraction": args.val_fraction,
+        "batch": args.batch,
+        "device": args.device,
+        "workers": args.workers,
+        "precision": args.precision,
+    }
     if args.resume:
         stored = _read_state(Path(args.out).resolve() / "metrics.json")["config"]
-        for name in DetectorTrainConfig.RUN_FIELDS:
-            if given[name] is None:
-                given[name] = parse_stages(stored[name]) if name == "stages" else stored[name]
+        for name, value in stored.items():
+            if name in given and given[name] is None:
+                given[name] = parse_stages(value) if name == "stages" else value
     elif not args.data:
         raise ValueError("data: expected --data VLM_JSONL (only --resume may leave it out)")
     values = {k: v for k, v in given.items() if v is not None}
-    return DetectorTrainConfig(
-        out=args.out,
-        batch=args.batch,
-        device=args.device,
-        workers=args.workers,
-        precision=args.precision,
-        resume=args.resume,
-        **values,
-    )
+    return DetectorTrainConfig(out=args.out, resume=args.resume, **values)
 
 
 def main(args: argparse.Namespace) -> int:

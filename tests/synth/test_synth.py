@@ -11,13 +11,13 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from findbox.imageio import decode_image
 from findbox.synth import (
     CAMOUFLAGE,
     COLOURS,
     OBJECT_TYPES,
     NoiseLevel,
     SynthConfig,
-    decode_jpeg,
     generate_scene,
     make_caption,
     parse_caption,
@@ -55,7 +55,9 @@ def test_write_is_deterministic(tmp_path):
 
 @pytest.mark.parametrize("noise", list(NoiseLevel))
 def test_format(tmp_path, noise):
-    config = SynthConfig(width=640, height=400, object_size=(0.06, 0.12), noise=noise, min_objects=2, max_objects=5)
+    config = SynthConfig(
+        width=640, height=400, object_size=(0.06, 0.12), noise=noise, min_objects=2, max_objects=5
+    )
     jsonl = write_dataset(tmp_path, config, 4, seed=3, progress=False)
     assert jsonl == tmp_path / "vlm.jsonl"
     lines = jsonl.read_text(encoding="utf-8").splitlines()
@@ -82,7 +84,7 @@ def test_generate_scene_is_the_written_file(tmp_path):
     records = [json.loads(x) for x in (tmp_path / "vlm.jsonl").read_text().splitlines()]
     for i, record in enumerate(records):
         image, objects = generate_scene(config, i, seed=5)
-        assert np.array_equal(image, decode_jpeg((tmp_path / "images" / record["image"]).read_bytes()))
+        assert np.array_equal(image, decode_image((tmp_path / "images" / record["image"]).read_bytes()))
         assert [o.annotation() for o in objects] == record["annotations"]
 
 

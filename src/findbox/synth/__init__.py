@@ -6,7 +6,7 @@
 """
 
 from findbox.synth.dataset import write_dataset
-from findbox.synth.noise import NOISE_SPECS, NoiseLevel, add_noise, decode_jpeg, encode_jpeg
+from findbox.synth.noise import NOISE_SPECS, NoiseLevel, add_noise, encode_jpeg
 from findbox.synth.render import Livery, sample_livery
 from findbox.synth.scene import (
     CleanScene,
@@ -38,7 +38,6 @@ __all__ = [
     "SynthConfig",
     "SynthObject",
     "add_noise",
-    "decode_jpeg",
     "encode_jpeg",
     "generate_scene",
     "generate_scene_jpeg",

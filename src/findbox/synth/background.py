@@ -28,7 +28,9 @@ def _uniform_rgb(rng: np.random.Generator, lo_hi: tuple[tuple[int, ...], tuple[i
     return lo + (hi - lo) * rng.random(3, dtype=np.float32)
 
 
-def fractal(rng: np.random.Generator, h: int, w: int, octaves: int = 5, cells: int = 3, stretch: float = 1.0) -> np.ndarray:
+def fractal(
+    rng: np.random.Generator, h: int, w: int, octaves: int = 5, cells: int = 3, stretch: float = 1.0
+) -> np.ndarray:
     """(h, w) float32 smooth noise, about zero mean and unit std; `stretch` > 1 draws
     features wider than tall (cirrus streaks). Octaves are summed up a pyramid, each
     step doubling the grid, so the cost is about one resize to (h, w)."""
@@ -62,10 +64,11 @@ def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndar
     _, top_range, horizon_range = _SKIES[kind]
     top, horizon = _uniform_rgb(rng, top_range), _uniform_rgb(rng, horizon_range)
 
-    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    yy = np.arange(h, dtype=np.float32)[:, None]  # (h, 1) and (1, w): broadcast, never materialised
+    xx = np.arange(w, dtype=np.float32)[None, :]
     tilt = rng.uniform(-0.08, 0.08)
     t = np.clip((yy + tilt * (xx - w / 2)) / h, 0.0, 1.0) ** rng.uniform(0.6, 1.6)
-    img = top * (1.0 - t[..., None]) + horizon * t[..., None]
+    img = top + (horizon - top) * t[..., None]
 
     if rng.random() < 0.5:  # sun glow
         sx, sy = rng.uniform(0, w), rng.uniform(-0.2 * h, 0.6 * h)
@@ -85,7 +88,7 @@ def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndar
         shade = fractal(rng, h, w, octaves=3, cells=2)
         colour = light * (1.0 - 0.18 * np.clip(shade, 0, 2)[..., None])
         opacity = density * rng.uniform(0.5, 0.95)
-        img = img * (1.0 - opacity[..., None]) + colour * opacity[..., None]
+        img += (colour - img) * opacity[..., None]
 
     ground = rng.random()
     if ground < 0.4:
@@ -104,8 +107,8 @@ def sky_background(rng: np.random.Generator, width: int, height: int) -> np.ndar
             texture = fractal(rng, h, w, octaves=4, cells=4)
             land = base * (1.0 + 0.12 * texture[..., None]) * (1.0 - 0.2 * depth[..., None])
         # distance haze: the far ground fades into the horizon colour
-        haze = np.exp(-depth * rng.uniform(3.0, 8.0))[..., None] * 0.8
-        land = land * (1.0 - haze) + horizon * haze
+        haze = np.exp(-depth * rng.uniform(4.0, 10.0))[..., None] * rng.uniform(0.3, 0.6)
+        land += (horizon - land) * haze
         img = np.where(below[..., None], land, img)
 
     if rng.random() < 0.3:  # haze over everything

@@ -41,7 +41,10 @@ def write_dataset(
         raise FileExistsError(f"expected a directory for the output, got the file {out}")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise FileExistsError(f"output directory {out} is not empty; use --force (force=True) to replace its vlm.jsonl and images/*.jpg")
+            raise FileExistsError(
+                f"output directory {out} is not empty; use --force (force=True) to replace "
+                f"its {JSONL_NAME} and {IMAGES_DIR}/*.jpg"
+            )
         (out / JSONL_NAME).unlink(missing_ok=True)
         if (out / IMAGES_DIR).is_dir():
             for old in (out / IMAGES_DIR).glob("*.jpg"):

@@ -98,15 +98,8 @@ def add_noise(image: np.ndarray, level: NoiseLevel, rng: np.random.Generator) ->
 
 def encode_jpeg(image: np.ndarray, quality: int) -> bytes:
     """(H, W, 3) uint8 RGB -> JPEG bytes."""
-    ok, buf = cv2.imencode(".jpg", cv2.cvtColor(image, cv2.COLOR_RGB2BGR), [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
+    bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+    ok, buf = cv2.imencode(".jpg", bgr, [cv2.IMWRITE_JPEG_QUALITY, int(quality)])
     if not ok:
         raise RuntimeError("OpenCV failed to encode a JPEG")
     return buf.tobytes()
-
-
-def decode_jpeg(data: bytes) -> np.ndarray:
-    """JPEG bytes -> (H, W, 3) uint8 RGB."""
-    bgr = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_COLOR)
-    if bgr is None:
-        raise ValueError("expected JPEG bytes, got data OpenCV cannot decode")
-    return cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)

@@ -125,7 +125,9 @@ def _blob(rng: np.random.Generator, cx: float, cy: float, r: float) -> np.ndarra
     return np.stack([cx + rr * np.cos(t), cy + rr * np.sin(t)], axis=1)
 
 
-def _patterns(rng: np.random.Generator, scheme: str, k: int, lo: np.ndarray, hi: np.ndarray) -> list[tuple[int, np.ndarray]]:
+def _patterns(
+    rng: np.random.Generator, scheme: str, k: int, lo: np.ndarray, hi: np.ndarray
+) -> list[tuple[int, np.ndarray]]:
     """(slot, polygon) pairs in the canonical frame painted over the object's paint."""
     (x0, y0), (x1, y1) = lo, hi
     length = x1 - x0

@@ -12,8 +12,9 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from findbox.imageio import decode_image
 from findbox.synth.background import sky_background
-from findbox.synth.noise import NoiseLevel, add_noise, decode_jpeg, encode_jpeg
+from findbox.synth.noise import NoiseLevel, add_noise, encode_jpeg
 from findbox.synth.render import Livery, Patch, render_object, sample_livery
 from findbox.synth.shapes import SHAPES
 from findbox.synth.vocab import OBJECT_TYPES, make_caption
@@ -53,9 +54,15 @@ class SynthConfig:
         if self.min_objects < 1:
             raise ValueError(f"expected min_objects >= 1, got {self.min_objects}")
         if self.min_objects > self.max_objects:
-            raise ValueError(f"expected min_objects <= max_objects, got {self.min_objects} > {self.max_objects}")
-        lo, hi = (float(v) for v in self.object_size)
+            raise ValueError(
+                f"expected min_objects <= max_objects, got {self.min_objects} > {self.max_objects}"
+            )
+        try:
+            lo, hi = (float(v) for v in self.object_size)
+        except (TypeError, ValueError):
+            raise ValueError(f"expected object_size as (lo, hi) fractions, got {self.object_size!r}") from None
         object.__setattr__(self, "object_size", (lo, hi))
+        object.__setattr__(self, "object_types", tuple(self.object_types))
         if not 0.0 < lo <= hi <= 0.5:
             raise ValueError(f"expected object_size (lo, hi) with 0 < lo <= hi <= 0.5, got {self.object_size}")
         if lo * self.width < MIN_OBJECT_PX:
@@ -65,7 +72,8 @@ class SynthConfig:
             )
         if hi * self.width > min(self.width, self.height) * 0.7:
             raise ValueError(
-                f"expected objects to fit the image, got up to {hi * self.width:.0f} px in {self.width}x{self.height}"
+                f"expected objects to fit the image, got up to {hi * self.width:.0f} px "
+                f"in {self.width}x{self.height}"
             )
         unknown = [t for t in self.object_types if t not in SHAPES]
         if not self.object_types or unknown:
@@ -125,7 +133,9 @@ class CleanScene:
     objects: list[SynthObject]
 
 
-def scene_rngs(rng_or_index: np.random.Generator | int, seed: int = 0) -> tuple[np.random.Generator, np.random.Generator]:
+def scene_rngs(
+    rng_or_index: np.random.Generator | int, seed: int = 0
+) -> tuple[np.random.Generator, np.random.Generator]:
     """(content rng, noise rng) of one scene, from an index and a seed, or split from a Generator."""
     if isinstance(rng_or_index, np.random.Generator):
         a, b = rng_or_index.spawn(2)
@@ -220,7 +230,7 @@ def generate_scene(
     config: SynthConfig, rng_or_index: np.random.Generator | int, seed: int = 0
 ) -> tuple[np.ndarray, list[SynthObject]]:
     """(image, objects): the (H, W, 3) uint8 RGB image with noise and JPEG artefacts,
-    exactly as decoded (by OpenCV) from the file write_dataset writes for the same
-    (seed, index); objects are those of render_clean."""
+    exactly as findbox.imageio.decode_image reads the file write_dataset writes for the
+    same (seed, index); objects are those of render_clean."""
     data, objects = generate_scene_jpeg(config, rng_or_index, seed)
-    return decode_jpeg(data), objects
+    return decode_image(data), objects

@@ -18,10 +18,10 @@ import numpy as np
 class Role(enum.Enum):
     BODY = "body"  # fuselage, cabin
     WING = "wing"  # wings, drone arms
-    TAIL = "tail"  # stabilisers, fins, rotor guards
+    TAIL = "tail"  # stabilisers, fins, rotor blades, prop guards
     NOSE = "nose"  # nose cone, spinner, motor hubs
     ENGINE = "engine"  # nacelles, pods
-    DETAIL = "detail"  # canopy glass, rotor blades, propellers: a dark shade of the base colour
+    DETAIL = "detail"  # canopy glass, propellers, nozzles: a dark shade of the base colour
     CUT = "cut"  # clears what was drawn before (the hole of a ring)
 
 

@@ -45,7 +45,7 @@ def test_write_is_deterministic(tmp_path):
     config = SynthConfig(width=800, height=500, object_size=(0.05, 0.12), noise="high")
     a, b, c = tmp_path / "a", tmp_path / "b", tmp_path / "c"
     write_dataset(a, config, 3, seed=11, progress=False)
-    write_dataset(b, config, 3, seed=11, progress=False)
+    write_dataset(b, config, 3, seed=11, progress=False, workers=2)
     write_dataset(c, config, 3, seed=12, progress=False)
     files_a = _files(a)
     assert sorted(files_a) == ["images/image_0.jpg", "images/image_1.jpg", "images/image_2.jpg", "vlm.jsonl"]

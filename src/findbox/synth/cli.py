@@ -20,6 +20,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--min-objects", type=int, default=3, help="objects per image, at least (default: 3)")
     parser.add_argument("--max-objects", type=int, default=8, help="objects per image, at most (default: 8)")
+    parser.add_argument("--workers", type=int, default=1, help="processes; same files for any count (default: 1)")
     parser.add_argument("--force", action="store_true", help="overwrite the outputs of a non-empty OUT")
 
 
@@ -32,7 +33,7 @@ def main(args: argparse.Namespace) -> int:
             width=args.width, height=args.height, noise=args.noise,
             min_objects=args.min_objects, max_objects=args.max_objects,
         )
-        path = write_dataset(args.out, config, args.images, args.seed, force=args.force)
+        path = write_dataset(args.out, config, args.images, args.seed, force=args.force, workers=args.workers)
     except (ValueError, TypeError, FileExistsError) as e:
         print(f"findbox synth: error: {e}", file=sys.stderr)
         return 2

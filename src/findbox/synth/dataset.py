@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import functools
 import json
+import multiprocessing
 import os
 from pathlib import Path
 
@@ -18,6 +20,11 @@ def image_name(index: int) -> str:
     return f"image_{index}.jpg"
 
 
+def _scene_record(index: int, config: SynthConfig, seed: int) -> tuple[bytes, dict]:
+    data, objects = generate_scene_jpeg(config, index, seed)
+    return data, {"image": image_name(index), "annotations": [o.annotation() for o in objects]}
+
+
 def write_dataset(
     out_dir: str | os.PathLike,
     config: SynthConfig,
@@ -25,17 +32,21 @@ def write_dataset(
     seed: int,
     force: bool = False,
     progress: bool = True,
+    workers: int = 1,
 ) -> Path:
     """Generate images 0..n_images-1 of `seed` into out_dir; returns the vlm.jsonl path.
 
     Refuses (FileExistsError) a non-empty out_dir unless `force`, which deletes the
     previous vlm.jsonl and images/*.jpg (and nothing else). Same arguments give
-    byte-identical files. The jsonl appears only once every image is written.
+    byte-identical files, whatever `workers` (processes; each image depends only on
+    (seed, index)). The jsonl appears only once every image is written.
     """
     if not isinstance(n_images, int) or isinstance(n_images, bool) or n_images < 1:
         raise ValueError(f"expected n_images as an int >= 1, got {n_images!r}")
     if not isinstance(seed, int) or isinstance(seed, bool) or seed < 0:
         raise ValueError(f"expected seed as an int >= 0, got {seed!r}")
+    if not isinstance(workers, int) or isinstance(workers, bool) or workers < 1:
+        raise ValueError(f"expected workers as an int >= 1, got {workers!r}")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
         raise FileExistsError(f"expected a directory for the output, got the file {out}")
@@ -54,11 +65,16 @@ def write_dataset(
 
     jsonl = out / JSONL_NAME
     partial = out / (JSONL_NAME + ".partial")
-    with open(partial, "w", encoding="utf-8") as f:
-        for i in tqdm(range(n_images), desc="synth", unit="img", disable=not progress):
-            data, objects = generate_scene_jpeg(config, i, seed)
-            (images / image_name(i)).write_bytes(data)
-            line = {"image": image_name(i), "annotations": [o.annotation() for o in objects]}
-            f.write(json.dumps(line) + "\n")
+    render = functools.partial(_scene_record, config=config, seed=seed)
+    pool = multiprocessing.get_context("spawn").Pool(workers) if workers > 1 else None
+    try:
+        records = pool.imap(render, range(n_images), chunksize=4) if pool else map(render, range(n_images))
+        with open(partial, "w", encoding="utf-8") as f:
+            for data, record in tqdm(records, total=n_images, desc="synth", unit="img", disable=not progress):
+                (images / record["image"]).write_bytes(data)
+                f.write(json.dumps(record) + "\n")
+    finally:
+        if pool:
+            pool.terminate()
     partial.replace(jsonl)
     return jsonl

@@ -1,0 +1,463 @@
+"""`findbox train scorer`: fine-tune SigLIP on ground-truth crops with a real contrastive batch.
+
+The recipe is the original's (FACTS, "Training recipes"): all of SigLIP, sigmoid loss,
+AdamW lr 2e-5 betas (0.9, 0.99) weight decay 1e-4, 10% linear warmup then cosine, bf16,
+5 epochs, batch 960 in micro-batches of 12. Two things are fixed: the batch of 960 is the
+loss's real negative set (GradCache over micro-batches, embeddings gathered across GPUs,
+see `gradcache.py`), and identical captions are positives (`findbox.loss`).
+
+    findbox crops --data data/vlm.jsonl --out crops/ [--upscaler realesr-general-x4v3.pth]
+    findbox train scorer --init siglip-large-patch16-384/ --crops crops/ --out scorer/
+    accelerate launch --multi_gpu --num_processes 4 -m findbox.cli train scorer ...   # DDP
+    (FSDP: `accelerate config`, choose FSDP, then the same `accelerate launch -m findbox.cli ...`)
+
+Crops are preprocessed exactly as the server does (`Scorer.preprocess`: resize, then
+pixel-level augmentation on uint8, then normalise), captions through `Scorer.tokenize`.
+Writes OUT/ as a save_pretrained folder (model, tokenizer, processor) that
+`Scorer.from_pretrained` and `transformers.AutoModel.from_pretrained` load, plus
+OUT/train_log.jsonl, OUT/metrics.json and OUT/train_config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import enum
+import json
+import logging
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from findbox.config import Precision, _check_range, _enum
+from findbox.train.augs import AugPreset
+
+LOG = logging.getLogger("findbox.train.scorer")
+
+
+# --- config -------------------------------------------------------------------------------------
+
+
+class Freeze(str, enum.Enum):
+    NONE = "none"  # the original's best: fine-tune both towers
+    TEXT = "text"  # cheap and nearly as good in the original (0.892 -> 0.888)
+    VISION = "vision"  # costs a lot in the original; for experiments
+
+
+# parameter name prefixes of each tower (SigLIP and CLIP layouts)
+TOWER_PREFIXES = {
+    Freeze.TEXT: ("text_model.", "text_projection."),
+    Freeze.VISION: ("vision_model.", "visual_projection."),
+}
+
+
+@dataclass
+class TrainScorerConfig:
+    init: str  # save_pretrained folder of the model to start from
+    crops: str  # folder made by `findbox crops`
+    out: str  # folder to write the trained model and logs to
+    epochs: int = 5  # the original: 5 is enough, 10 overfits
+    lr: float = 2e-5  # the original's; SigLIP is pretrained, small steps
+    warmup: float = 0.1  # fraction of all steps with a linear ramp, then cosine to 0
+    weight_decay: float = 1e-4  # the original's; on weight matrices only (not norms, biases, scale)
+    betas: tuple[float, float] = (0.9, 0.99)  # the original's
+    batch: int = 960  # global contrastive batch: each crop is scored against all batch captions
+    micro_batch: int = 12  # rows per forward/backward per device: bounds memory, not the batch
+    augs: AugPreset = AugPreset.V2  # its pixel-level part; strong noise suits the noisy test
+    freeze: Freeze = Freeze.NONE
+    precision: Precision = Precision.AUTO  # auto: bf16 on GPU (the original's), fp32 on CPU
+    device: str = "auto"  # auto, cpu, cuda, cuda:N; under `accelerate launch` the launcher decides
+    seed: int = 0
+    workers: int = 4  # loader processes per device: PNG decoding, resizing and noise are CPU work
+    prompt: str | None = None  # None: the model family's default, the same one the server uses
+    progress: bool = True
+
+    def __post_init__(self) -> None:
+        self.augs = _enum("augs", AugPreset, self.augs)
+        self.freeze = _enum("freeze", Freeze, self.freeze)
+        self.precision = _enum("precision", Precision, self.precision)
+        _check_range("epochs", self.epochs, 1, 100_000)
+        _check_range("lr", self.lr, 0.0, 1.0)
+        _check_range("warmup", self.warmup, 0.0, 1.0)
+        _check_range("weight_decay", self.weight_decay, 0.0, 10.0)
+        _check_range("batch", self.batch, 1, 10_000_000)
+        _check_range("micro_batch", self.micro_batch, 1, 10_000_000)
+        _check_range("workers", self.workers, 0, 256)
+        if self.lr <= 0:
+            raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
+        if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
+            raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas}")
+        if self.batch > self.micro_batch and self.batch % self.micro_batch:
+            raise ValueError(
+                f"batch: expected a multiple of micro_batch ({self.micro_batch}), got {self.batch} "
+                f"(e.g. {self.batch - self.batch % self.micro_batch} or {self.batch + self.micro_batch - self.batch % self.micro_batch})"
+            )
+        if self.prompt is not None and "{}" not in self.prompt:
+            raise ValueError(f"prompt: expected a template with {{}} for the caption, got {self.prompt!r}")
+
+
+def parse_betas(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}") from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
+# --- setup: data, model, optimizer (every input check happens here, before any step) -----------
+
+
+@dataclass
+class Run:
+    config: TrainScorerConfig
+    accelerator: object
+    scorer: object  # findbox.scorer.Scorer: the tokenizer, preprocessing and prompt the server uses
+    towers: torch.nn.Module  # ScorerTowers, wrapped by accelerate (DDP/FSDP) when distributed
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    captions: list[str]
+    tokens: dict[str, torch.Tensor]  # (C, L) tokenized captions, row = caption id
+    train_set: object  # scorer_data.CropSet
+    val_set: object
+    sampler: object  # scorer_data.RankBatches
+    loader: torch.utils.data.DataLoader
+    batch: int
+    micro_batch: int
+    total_steps: int
+    crops_info: dict
+
+
+def setup(config: TrainScorerConfig) -> Run:
+    """Load and check everything. Raises ValueError (naming the field) on bad input."""
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+
+    from findbox.device import resolve_device
+    from findbox.scorer import Scorer
+    from findbox.train.augs import build_augs, describe_augs
+    from findbox.train.gradcache import ScorerTowers
+    from findbox.train.scorer_data import (CropDataset, RankBatches, check_caption_lengths, collate,
+                                           load_crop_sets, pixel_level)
+
+    # data
+    captions, train_set, val_set = load_crop_sets(config.crops)
+    crops_info_path = Path(config.crops) / "crops.json"
+    crops_info = json.loads(crops_info_path.read_text()) if crops_info_path.is_file() else {}
+    if not len(val_set):
+        LOG.warning("crops: no val crop in %s; training without the validation figure", config.crops)
+
+    # device and precision
+    device = resolve_device(config.device)
+    if device.type == "cuda" and device.index is not None:
+        torch.cuda.set_device(device)  # accelerate uses the current CUDA device of a single process
+    precision = config.precision
+    if precision == Precision.AUTO:
+        on_gpu = device.type == "cuda"
+        precision = (Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP16) if on_gpu else Precision.FP32
+    if precision == Precision.FP16 and device.type != "cuda":
+        raise ValueError("precision: fp16 needs a CUDA device (loss scaling); use bf16 or fp32 on the CPU")
+    mixed = {Precision.FP32: "no", Precision.FP16: "fp16", Precision.BF16: "bf16"}[precision]
+    accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed)
+    world = accelerator.num_processes
+    set_seed(config.seed)
+
+    # model: loaded exactly as the server loads it; weights stay float32 (autocast does bf16/fp16)
+    scorer = Scorer.from_pretrained(config.init, device="cpu", dtype=torch.float32, prompt=config.prompt)
+    check_caption_lengths([train_set, val_set], scorer)
+    tokens = scorer.tokenize(captions)
+    towers = ScorerTowers(scorer.model).train()
+    if config.freeze != Freeze.NONE:
+        prefixes = TOWER_PREFIXES[config.freeze]
+        frozen = [p for n, p in scorer.model.named_parameters() if n.startswith(prefixes)]
+        if not frozen:
+            raise ValueError(f"freeze: {type(scorer.model).__name__} has no parameters under {prefixes}")
+        for p in frozen:
+            p.requires_grad_(False)
+
+    # batch sizes: the global batch is the negative set; it cannot exceed the data
+    batch = config.batch
+    usable = len(train_set) - len(train_set) % world
+    if batch > usable:
+        LOG.warning("batch: %d is more than the %d train crops; using %d", batch, len(train_set), usable)
+        batch = usable
+    if batch < world or batch % world:
+        raise ValueError(f"batch: expected a multiple of the number of processes ({world}), got {batch}")
+    micro_batch = min(config.micro_batch, batch // world)
+
+    transforms, dropped = pixel_level(build_augs(config.augs))
+    if accelerator.is_main_process:
+        LOG.info("augs %s (pixel-level part; dropped %s):\n%s", config.augs.value, dropped or "none",
+                 describe_augs(transforms))
+    sampler = RankBatches(len(train_set), batch, accelerator.process_index, world, config.seed)
+    workers = config.workers
+    loader = torch.utils.data.DataLoader(
+        CropDataset(train_set, scorer.preprocess, transforms), batch_sampler=sampler, collate_fn=collate,
+        num_workers=workers, persistent_workers=workers > 0, pin_memory=accelerator.device.type == "cuda",
+    )
+
+    # optimizer and schedule
+    from transformers import get_cosine_schedule_with_warmup
+
+    trainable = [(n, p) for n, p in towers.named_parameters() if p.requires_grad]
+    groups = [
+        {"params": [p for n, p in trainable if p.ndim >= 2], "weight_decay": config.weight_decay},
+        {"params": [p for n, p in trainable if p.ndim < 2], "weight_decay": 0.0},
+    ]
+    optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
+    towers, optimizer = accelerator.prepare(towers, optimizer)
+    total_steps = config.epochs * len(sampler)
+    # stepped once per optimizer step by hand: accelerate's prepared scheduler steps once per process
+    scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup * total_steps), total_steps)
+    return Run(config, accelerator, scorer, towers, optimizer, scheduler, captions, tokens, train_set, val_set,
+               sampler, loader, batch, micro_batch, total_steps, crops_info)
+
+
+# --- one step -----------------------------------------------------------------------------------
+
+
+class MicroBatches:
+    """This rank's batch as model inputs, one micro-batch at a time, identical on every read.
+
+    Normalisation (`CropPreprocess.normalize`, the server's) happens here, per micro-batch,
+    so only uint8 crops of the whole batch are held in memory.
+    """
+
+    def __init__(self, pixels: torch.Tensor, caption_ids: torch.Tensor, run: Run):
+        self.pixels, self.caption_ids, self.run = pixels, caption_ids, run
+        self.size = run.micro_batch
+
+    def __len__(self) -> int:
+        return -(-len(self.pixels) // self.size)
+
+    def __getitem__(self, k: int) -> dict[str, torch.Tensor]:
+        if not 0 <= k < len(self):
+            raise IndexError(k)
+        rows = slice(k * self.size, (k + 1) * self.size)
+        device = self.run.accelerator.device
+        inputs = {name: t[self.caption_ids[rows]].to(device) for name, t in self.run.tokens.items()}
+        inputs["pixel_values"] = self.run.scorer.preprocess.normalize(self.pixels[rows].numpy()).to(device)
+        return inputs
+
+
+def train_step(run: Run, pixels: torch.Tensor, global_ids: np.ndarray) -> float:
+    """One optimizer step on one global batch; this rank holds `pixels` ((n, H, W, 3) uint8) of it."""
+    from findbox.train.gradcache import Collective, gradcache_backward
+
+    rank, per_rank = run.accelerator.process_index, len(pixels)
+    local_ids = torch.from_numpy(global_ids[rank * per_rank : (rank + 1) * per_rank])
+    loss = gradcache_backward(
+        run.towers, MicroBatches(pixels, local_ids, run), torch.from_numpy(global_ids),
+        Collective.from_accelerator(run.accelerator, run.towers),
+    )
+    run.optimizer.step()
+    run.scheduler.step()
+    run.optimizer.zero_grad(set_to_none=True)
+    return float(loss)
+
+
+# --- validation: the task's own decision on ground-truth crops ----------------------------------
+
+
+@torch.no_grad()
+def validate(run: Run):
+    """GroundingAccuracy on the val crops, preprocessed as the server does (no augmentation).
+
+    Every rank runs all of it (FSDP needs every rank in each forward; val is small)."""
+    from findbox.imageio import load_image_file
+    from findbox.train.scorer_data import grounding_accuracy
+
+    if not len(run.val_set):
+        return None
+    run.towers.eval()
+    device = run.accelerator.device
+    chunk = max(run.micro_batch, 32)
+    image_emb = []
+    for start in range(0, len(run.val_set), chunk):
+        rows = run.val_set.rows[start : start + chunk]
+        pixels = run.scorer.preprocess([load_image_file(run.val_set.root / r.crop) for r in rows])
+        image_emb.append(run.towers(pixel_values=pixels.to(device))[0].float().cpu())
+    text_emb = []
+    n_captions = len(run.captions)
+    for start in range(0, n_captions, chunk):
+        inputs = {k: v[start : start + chunk].to(device) for k, v in run.tokens.items()}
+        text_emb.append(run.towers(**inputs)[1].float().cpu())
+    run.towers.train()
+    return grounding_accuracy(torch.cat(image_emb), torch.cat(text_emb), run.val_set.caption_ids,
+                              run.val_set.image_groups())
+
+
+# --- the loop -----------------------------------------------------------------------------------
+
+
+def fit(run: Run) -> dict:
+    from tqdm import tqdm
+
+    config, accelerator = run.config, run.accelerator
+    out = Path(config.out)
+    main_process = accelerator.is_main_process
+    if main_process:
+        out.mkdir(parents=True, exist_ok=True)
+        (out / "train_config.json").write_text(json.dumps(_config_record(run), indent=2) + "\n")
+        log_file = open(out / "train_log.jsonl", "w", encoding="utf-8")
+
+    def log(record: dict) -> None:
+        if main_process:
+            log_file.write(json.dumps(record) + "\n")
+            log_file.flush()
+
+    epochs: list[dict] = []
+    acc = validate(run)
+    if acc is not None:
+        epochs.append({"epoch": 0, **acc.to_dict()})
+        log(epochs[-1])
+        if main_process:
+            LOG.info("epoch 0 (before training): val accuracy %.4f (chance %.4f)", acc.accuracy, acc.chance)
+    bar = tqdm(total=run.total_steps, desc="train scorer", unit="step", disable=not (main_process and config.progress))
+    step, started = 0, time.monotonic()
+    for epoch in range(1, config.epochs + 1):
+        run.sampler.set_epoch(epoch)
+        global_batches = run.sampler.global_batches()
+        losses = []
+        for global_batch, (pixels, _) in zip(global_batches, run.loader):
+            ids = run.train_set.caption_ids[global_batch]
+            lr = run.scheduler.get_last_lr()[0]
+            loss = train_step(run, pixels, ids)
+            step += 1
+            losses.append(loss)
+            model = accelerator.unwrap_model(run.towers).model
+            log({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "batch": len(ids),
+                 "logit_scale": float(model.logit_scale.detach().float().exp()),
+                 "logit_bias": float(getattr(model, "logit_bias", torch.zeros(1)).detach().float()),
+                 "seconds": round(time.monotonic() - started, 3)})
+            bar.update(1)
+            bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", lr=f"{lr:.2e}")
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        acc = validate(run)
+        if acc is not None:
+            record.update(acc.to_dict())
+            if main_process:
+                bar.write(f"epoch {epoch}: loss {record['train_loss']:.4f}, val accuracy {acc.accuracy:.4f} "
+                          f"(chance {acc.chance:.4f}, {acc.queries} captions on {acc.images} images)")
+        epochs.append(record)
+        log(record)
+    bar.close()
+
+    # save
+    metrics = {
+        "epochs": epochs,
+        "steps": step,
+        "batch": run.batch,
+        "micro_batch": run.micro_batch,
+        "processes": accelerator.num_processes,
+        "train_crops": len(run.train_set),
+        "val_crops": len(run.val_set),
+        "seconds": round(time.monotonic() - started, 1),
+    }
+    last = epochs[-1] if epochs else {}
+    for key in ("val_accuracy", "val_chance", "val_queries", "val_images"):
+        if key in last:
+            metrics[key] = last[key]
+    save(run, out)
+    if main_process:
+        (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+        log_file.close()
+    accelerator.wait_for_everyone()
+    return metrics
+
+
+def save(run: Run, out: Path) -> None:
+    """A save_pretrained folder with clean keys (no wrapper prefixes), plus tokenizer and processor."""
+    from findbox.train.convert import clean_state_dict
+
+    accelerator = run.accelerator
+    accelerator.wait_for_everyone()
+    state = accelerator.get_state_dict(run.towers)  # the full state on the main process, also under FSDP
+    if not accelerator.is_main_process:
+        return
+    model = accelerator.unwrap_model(run.towers).model
+    state = {k.removeprefix("model."): v for k, v in clean_state_dict(state).items()}
+    model.save_pretrained(str(out), state_dict=state)
+    _save_processor(run.config.init, out, run.scorer)
+
+
+def _save_processor(init: str, out: Path, scorer) -> None:
+    """The init folder's tokenizer and image processor, so the server preprocesses as training did."""
+    from transformers import AutoImageProcessor, AutoProcessor
+
+    try:
+        AutoProcessor.from_pretrained(init, local_files_only=True).save_pretrained(str(out))
+    except Exception as exc:  # a model without a combined processor: save both parts
+        LOG.info("no combined processor in %s (%s); saving tokenizer and image processor", init, exc)
+        scorer.tokenizer.save_pretrained(str(out))
+        AutoImageProcessor.from_pretrained(init, local_files_only=True).save_pretrained(str(out))
+
+
+def _config_record(run: Run) -> dict:
+    record = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in dataclasses.asdict(run.config).items()}
+    record.update(batch_used=run.batch, micro_batch_used=run.micro_batch, processes=run.accelerator.num_processes,
+                  prompt_used=run.scorer.prompt, text_length=run.scorer.max_text_length,
+                  input_size_hw=list(run.scorer.preprocess.size_hw), captions=len(run.captions),
+                  crops_upscaler=run.crops_info.get("upscaler"), crops_scale=run.crops_info.get("scale", 1))
+    return record
+
+
+def train(config: TrainScorerConfig) -> dict:
+    """Fine-tune, validate each epoch, save to config.out; returns metrics. Bad input raises
+    ValueError before the first step."""
+    return fit(setup(config))
+
+
+# --- command line -------------------------------------------------------------------------------
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    d = TrainScorerConfig("", "", "")
+    parser.add_argument("--init", required=True, help="save_pretrained SigLIP folder to fine-tune")
+    parser.add_argument("--crops", required=True, help="folder made by `findbox crops`")
+    parser.add_argument("--out", required=True, help="output folder: the trained model (save_pretrained) and logs")
+    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs} (10 overfit in the original)")
+    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak AdamW learning rate (default {d.lr:g})")
+    parser.add_argument("--warmup", type=float, default=d.warmup, help=f"warmup fraction of all steps (default {d.warmup:g})")
+    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay:g}")
+    parser.add_argument("--betas", type=parse_betas, default=d.betas, help="AdamW betas (default 0.9,0.99)")
+    parser.add_argument("--batch", type=int, default=d.batch,
+                        help=f"global contrastive batch over all devices: the loss's negatives (default {d.batch})")
+    parser.add_argument("--micro-batch", type=int, default=d.micro_batch,
+                        help=f"crops per forward/backward on one device; memory only (default {d.micro_batch})")
+    parser.add_argument("--augs", default=d.augs.value, choices=[a.value for a in AugPreset],
+                        help="augmentation preset, its pixel-level transforms (default v2)")
+    parser.add_argument("--freeze", default=d.freeze.value, choices=[f.value for f in Freeze],
+                        help="tower to keep fixed (default none)")
+    parser.add_argument("--precision", default=d.precision.value, choices=[p.value for p in Precision],
+                        help="auto (default): bf16 on GPU, fp32 on CPU")
+    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default auto)")
+    parser.add_argument("--seed", type=int, default=d.seed)
+    parser.add_argument("--workers", type=int, default=d.workers, help=f"data loader processes (default {d.workers})")
+    parser.add_argument("--prompt", help="prompt template with {} (default: the model family's, as the server)")
+    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+
+
+def main(args: argparse.Namespace) -> int:
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    try:
+        config = TrainScorerConfig(
+            init=args.init, crops=args.crops, out=args.out, epochs=args.epochs, lr=args.lr, warmup=args.warmup,
+            weight_decay=args.weight_decay, betas=tuple(args.betas), batch=args.batch, micro_batch=args.micro_batch,
+            augs=args.augs, freeze=args.freeze, precision=args.precision, device=args.device, seed=args.seed,
+            workers=args.workers, prompt=args.prompt, progress=not args.no_progress,
+        )
+        run = setup(config)
+    except (ValueError, TypeError) as exc:
+        print(f"findbox train scorer: {exc}", file=sys.stderr)
+        return 2
+    metrics = fit(run)
+    if run.accelerator.is_main_process:
+        summary = {k: metrics[k] for k in ("val_accuracy", "val_chance", "steps", "seconds") if k in metrics}
+        print(f"findbox train scorer: saved {config.out} {json.dumps(summary)}")
+    return 0

@@ -1,0 +1,231 @@
+"""Data for scorer training: crops and captions in, augmented uint8 crops and caption ids out.
+
+Preprocessing is the server's: `CropPreprocess.resize` (the processor's size and filter),
+then pixel-level albumentations on uint8 RGB, then `CropPreprocess.normalize` last (done by
+the trainer per micro-batch). Text is `Scorer.tokenize` (prompt, max_length padding).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from findbox.train.crops import CropRow, read_manifest
+
+
+# --- crops and captions -------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class CropSet:
+    """The crops of one split.
+
+    rows: manifest rows, in manifest order; row_numbers: their 1-based manifest lines.
+    caption_ids: (N,) int64 index into the shared caption list (equal caption = equal id).
+    """
+
+    root: Path
+    rows: tuple[CropRow, ...]
+    row_numbers: tuple[int, ...]
+    caption_ids: np.ndarray
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    def image_groups(self) -> list[np.ndarray]:
+        """Row indices grouped by source image, in first-seen order."""
+        groups: dict[str, list[int]] = defaultdict(list)
+        for i, row in enumerate(self.rows):
+            groups[row.image].append(i)
+        return [np.asarray(g) for g in groups.values()]
+
+
+def load_crop_sets(crops_dir: str | Path) -> tuple[list[str], CropSet, CropSet]:
+    """(captions, train, val) of a `findbox crops` folder.
+
+    captions: the distinct captions of both splits, sorted; ids index this list.
+    Raises ValueError for an empty folder, missing files (see `read_manifest`) and no train crop.
+    """
+    root = Path(crops_dir)
+    rows = read_manifest(root)
+    captions = sorted({r.caption for r in rows})
+    index = {c: i for i, c in enumerate(captions)}
+    sets = {}
+    for split in ("train", "val"):
+        numbered = [(n, r) for n, r in enumerate(rows, start=1) if r.split == split]
+        sets[split] = CropSet(
+            root=root,
+            rows=tuple(r for _, r in numbered),
+            row_numbers=tuple(n for n, _ in numbered),
+            caption_ids=np.asarray([index[r.caption] for _, r in numbered], dtype=np.int64),
+        )
+    if not len(sets["train"]):
+        raise ValueError(f"crops: {root} has no train crop; expected rows with split 'train' in its manifest")
+    return captions, sets["train"], sets["val"]
+
+
+def check_caption_lengths(crop_sets: list[CropSet], scorer) -> None:
+    """Raise ValueError listing the manifest rows whose prompted caption does not fit the text length.
+
+    Training would silently truncate them, and the server would read a different text.
+    """
+    from findbox.scorer import format_prompt
+
+    lengths: dict[str, int] = {}
+    too_long = []
+    for crop_set in crop_sets:
+        for number, row in zip(crop_set.row_numbers, crop_set.rows):
+            if row.caption not in lengths:
+                ids = scorer.tokenizer(format_prompt(scorer.prompt, row.caption))["input_ids"]
+                lengths[row.caption] = len(ids)
+            if lengths[row.caption] > scorer.max_text_length:
+                too_long.append((number, row.caption, lengths[row.caption]))
+    if too_long:
+        shown = "; ".join(f"row {n}: {c!r} ({k} tokens)" for n, c, k in too_long[:5])
+        more = f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
+        raise ValueError(
+            f"caption: {len(too_long)} manifest row(s) exceed the text length of {scorer.max_text_length} tokens "
+            f"with the prompt {scorer.prompt!r}: {shown}{more}"
+        )
+
+
+def pixel_level(transforms: list) -> tuple[list, list[str]]:
+    """(kept, dropped names): only pixel-level (ImageOnly) transforms suit crops.
+
+    Crops keep the geometry the server will show the scorer; flips, rotations and warps
+    belong to the detector, whose boxes move with the pixels.
+    """
+    import albumentations as A
+
+    kept = [t for t in transforms if isinstance(t, A.ImageOnlyTransform)]
+    dropped = [type(t).__name__ for t in transforms if not isinstance(t, A.ImageOnlyTransform)]
+    return kept, dropped
+
+
+class CropDataset(torch.utils.data.Dataset):
+    """(row index, augmentation seed) -> ((H, W, 3) uint8 crop, resized and augmented; caption id).
+
+    The seed makes a sample's augmentation independent of worker and rank: the same
+    (seed, epoch, position) always gives the same pixels.
+    """
+
+    def __init__(self, crop_set: CropSet, preprocess, transforms: list | None = None):
+        self.crop_set = crop_set
+        self.preprocess = preprocess
+        self.augment = None
+        if transforms:
+            import albumentations as A
+
+            self.augment = A.Compose(transforms)
+
+    def __len__(self) -> int:
+        return len(self.crop_set)
+
+    def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, int]:
+        from findbox.imageio import load_image_file
+
+        index, seed = key
+        crop = self.preprocess.resize(load_image_file(self.crop_set.root / self.crop_set.rows[index].crop))
+        if self.augment is not None:
+            self.augment.set_random_seed(seed)
+            crop = self.augment(image=crop)["image"]
+        return np.ascontiguousarray(crop, dtype=np.uint8), int(self.crop_set.caption_ids[index])
+
+
+def collate(samples: list[tuple[np.ndarray, int]]) -> tuple[torch.Tensor, torch.Tensor]:
+    """-> ((n, H, W, 3) uint8, (n,) int64)."""
+    return torch.from_numpy(np.stack([s[0] for s in samples])), torch.tensor([s[1] for s in samples])
+
+
+# --- batches ------------------------------------------------------------------------------------
+
+
+def epoch_batches(n: int, batch: int, epoch: int, seed: int) -> list[np.ndarray]:
+    """The global batches of one epoch: a seeded permutation of range(n) cut into batches of `batch`.
+
+    Every batch is full: the last is topped up from the start of the permutation, so every
+    crop is seen once an epoch and the contrastive batch never shrinks. Identical on every rank.
+    """
+    if not 1 <= batch <= n:
+        raise ValueError(f"batch: expected 1..{n} (the number of crops), got {batch}")
+    order = np.random.default_rng([seed, epoch]).permutation(n)
+    steps = -(-n // batch)
+    order = np.concatenate([order, order[: steps * batch - n]])
+    return [order[s * batch : (s + 1) * batch] for s in range(steps)]
+
+
+class RankBatches(torch.utils.data.Sampler):
+    """This rank's contiguous slice of each global batch, as (row index, augmentation seed) keys.
+
+    Contiguous slices in rank order make `gather` reassemble the global batch in order.
+    Call `set_epoch` before each epoch.
+    """
+
+    def __init__(self, n: int, batch: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        if batch % world_size:
+            raise ValueError(f"batch: expected a multiple of the number of processes ({world_size}), got {batch}")
+        self.n, self.batch, self.rank, self.world_size, self.seed = n, batch, rank, world_size, seed
+        self.epoch = 0
+
+    def set_epoch(self, epoch: int) -> None:
+        self.epoch = epoch
+
+    def global_batches(self) -> list[np.ndarray]:
+        return epoch_batches(self.n, self.batch, self.epoch, self.seed)
+
+    def __len__(self) -> int:
+        return -(-self.n // self.batch)
+
+    def __iter__(self):
+        per_rank = self.batch // self.world_size
+        for step, global_batch in enumerate(self.global_batches()):
+            start = self.rank * per_rank
+            positions = range(step * self.batch + start, step * self.batch + start + per_rank)
+            yield [(int(i), _sample_seed(self.seed, self.epoch, p)) for i, p in zip(global_batch[start : start + per_rank], positions)]
+
+
+def _sample_seed(seed: int, epoch: int, position: int) -> int:
+    return int(np.random.SeedSequence([seed, epoch, position]).generate_state(1)[0])
+
+
+# --- the validation figure ----------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class GroundingAccuracy:
+    """The task's own decision on ground-truth crops.
+
+    For each validation image and each of its captions: is the crop that caption names the
+    highest-scoring of that image's crops? (A crop with an identical caption counts: the
+    caption names it too.) chance: the same figure for a uniform random pick.
+    """
+
+    accuracy: float
+    chance: float
+    queries: int
+    images: int
+
+    def to_dict(self) -> dict:
+        return {"val_accuracy": self.accuracy, "val_chance": self.chance, "val_queries": self.queries,
+                "val_images": self.images}
+
+
+def grounding_accuracy(image_emb: torch.Tensor, text_emb: torch.Tensor, caption_ids: np.ndarray,
+                       groups: list[np.ndarray]) -> GroundingAccuracy:
+    """image_emb: (N, D) crops; text_emb: (C, D) one row a caption id; caption_ids: (N,);
+    groups: row indices of each source image. Ranking by cosine equals ranking by the logit."""
+    hits, chance, queries = 0, 0.0, 0
+    ids = np.asarray(caption_ids)
+    for rows in groups:
+        scores = (text_emb[ids[rows]].float() @ image_emb[rows].float().T).cpu().numpy()  # (queries, crops)
+        best = rows[scores.argmax(axis=1)]
+        hits += int((ids[best] == ids[rows]).sum())
+        chance += float((ids[rows][:, None] == ids[rows][None, :]).mean(axis=1).sum())
+        queries += len(rows)
+    if queries == 0:
+        return GroundingAccuracy(float("nan"), float("nan"), 0, 0)
+    return GroundingAccuracy(hits / queries, chance / queries, queries, len(groups))

@@ -151,6 +151,8 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         if state_path.exists() or (out / "stage1").exists():
             raise ValueError(f"{out} already holds a detector run; pass --resume to continue it, or choose another --out")
         state = None
+    start_weights = _resolve_model(cfg.model)  # fail before any work when the weights are missing
+    amp = _amp_setting(cfg.precision, cfg.device)
     out.mkdir(parents=True, exist_ok=True)
 
     # --- data: vlm.jsonl -> YOLO files + split.json
@@ -162,9 +164,7 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
     write_split(out / "split.json", dataset.split)
 
     # --- model and recipe
-    start_weights = _resolve_model(cfg.model)
     augs = build_augs(cfg.augs)
-    amp = _amp_setting(cfg.precision, cfg.device)
     LOG.info(f"albumentations preset {cfg.augs.value} ({len(augs)} transforms):\n{describe_augs(augs)}")
     LOG.info(
         f"recipe: model {cfg.model}, stages {format_stages(cfg.stages)}, batch {cfg.batch}, "

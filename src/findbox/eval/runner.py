@@ -47,7 +47,8 @@ class Run:
     """Every instance's result plus what describes the run as a whole.
 
     run_conf: detector threshold the pipeline ran at (None for a server: unknown).
-    fallback: the pipeline's no-detection answer, so candidates can be re-chosen later.
+    fallback, choose_args: the pipeline's no-detection answer and its ranking options
+        (`pipeline.choose(candidates, caption, *choose_args)`), so candidates can be re-chosen later.
     """
 
     mode: str
@@ -56,6 +57,7 @@ class Run:
     bad_images: dict[str, str] = field(default_factory=dict)
     run_conf: float | None = None
     fallback: Fallback | None = None
+    choose_args: tuple = ()
 
 
 def _read_images(samples: list[Sample], images_dir: Path
@@ -113,7 +115,10 @@ def run_in_process(pipeline, samples: list[Sample], images_dir: str | Path, batc
                 r.candidates = g.candidates
                 r.image_wh = wh[name]
             bar.update()
-    return Run("in-process", results, latencies, bad, run_conf=run_conf, fallback=pipeline.fallback)
+    # a pipeline that fuses detector confidence into the ranking carries its options
+    choose_args = ((pipeline.score_fusion, pipeline.fusion_weight) if hasattr(pipeline, "score_fusion") else ())
+    return Run("in-process", results, latencies, bad, run_conf=run_conf, fallback=pipeline.fallback,
+               choose_args=choose_args)
 
 
 def run_server(url: str, samples: list[Sample], images_dir: str | Path, batch: int, progress: bool = True,

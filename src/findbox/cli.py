@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import os
 import sys
 
 # command name -> (module, one-line help). Nested names ("train detector") are groups.
@@ -57,7 +58,14 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
-    return int(module.main(args) or 0)
+    try:
+        return int(module.main(args) or 0)
+    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+        # bad input: the message names the field or file; a traceback would only hide it
+        if os.environ.get("FINDBOX_TRACEBACK"):
+            raise
+        print(f"findbox {args.command}: error: {exc}", file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":

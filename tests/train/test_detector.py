@@ -142,7 +142,7 @@ def no_network(monkeypatch):
 
 
 @pytest.mark.slow
-def test_cli_trains_a_loadable_detector(tmp_path, no_network):
+def test_cli_trains_a_loadable_detector(tmp_path, no_network, tiny_models, monkeypatch):
     jsonl = write_vlm_dataset(tmp_path / "data", n=8)
     out = tmp_path / "run"
     argv = ["train", "detector", "--data", str(jsonl), "--model", "yolov8n.yaml", "--epochs", "1",
@@ -167,6 +167,24 @@ def test_cli_trains_a_loadable_detector(tmp_path, no_network):
     image, _ = draw_scene((320, 192), seed=99)
     results = model.predict(np.asarray(image)[..., ::-1].copy(), imgsz=160, conf=0.0, device="cpu", verbose=False)
     assert results[0].boxes.xyxy.shape[1] == 4
+
+    # the trained checkpoint is served as is (by a real server on loopback)
+    monkeypatch.undo()
+    import httpx
+
+    from findbox.imageio import encode_jpeg_b64
+    from tests.conftest import ServerProcess
+
+    server = ServerProcess(["--detector", str(out / "detector.pt"), "--scorer", str(tiny_models["scorer"]),
+                            "--no-upscaler", "--device", "cpu", "--imgsz", "160", "--conf", "0.0001"])
+    try:
+        b64 = encode_jpeg_b64(np.asarray(image))
+        r = httpx.post(server.url + "/identify", json={"instances": [{"caption": "red box", "b64": b64}] * 4},
+                       timeout=60)
+        assert r.status_code == 200, r.text
+        assert len(r.json()["predictions"]) == 4
+    finally:
+        server.stop()
 
 
 class _Interrupted(Exception):

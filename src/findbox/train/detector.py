@@ -92,6 +92,7 @@ class DetectorTrainConfig:
     stages: tuple[Stage, ...] = DEFAULT_STAGES
     augs: AugPreset = AugPreset.V2  # the note's later set; strong noise helped most on the noisy test
     batch: int = 16  # images a step per run (split over devices); nbs=64 keeps the effective batch at 64
+    nbs: int = 64  # nominal batch: gradients accumulate to nbs images a step (the original's 64)
     val_fraction: float = 0.2  # the original's split: the last 20% of lines
     device: str | None = None  # None: the first GPU, else the CPU; "0,1" trains on both with DDP
     workers: int = 8  # dataloader processes per device (ultralytics uses none on CPU)
@@ -125,6 +126,8 @@ class DetectorTrainConfig:
             raise ValueError(f"precision: expected one of {allowed}, got {self.precision!r}") from None
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction}")
+        if self.nbs < 1:
+            raise ValueError(f"nbs: expected a positive number of images, got {self.nbs}")
         if self.batch < 1:
             raise ValueError(f"batch: expected a positive number of images, got {self.batch}")
         if self.workers < 0:
@@ -256,7 +259,7 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
             project=str(stage_dir.parent),
             name=stage_dir.name,
             exist_ok=True,  # this run owns DIR/stageN; a fresh run refused to start over an old one
-            **RECIPE,
+            **{**RECIPE, "nbs": cfg.nbs},
         )
         return _metrics_from(model.metrics)
 
@@ -421,6 +424,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--epochs", type=int, help="one stage of this many epochs (instead of --stages; default 55)")
     parser.add_argument("--augs", choices=[p.value for p in AugPreset], help=f"albumentations preset (default {d.augs.value})")
     parser.add_argument("--batch", type=int, help=f"images a step over all devices (default {d.batch}; nbs=64 accumulates)")
+    parser.add_argument("--nbs", type=int,
+                        help=f"nominal batch: images per optimizer step via accumulation (default {d.nbs})")
     parser.add_argument("--val-fraction", type=float, help=f"last fraction of lines used for val (default {d.val_fraction})")
     parser.add_argument("--device", help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
     parser.add_argument("--workers", type=int, help=f"dataloader workers per device (default {d.workers})")
@@ -448,6 +453,7 @@ def config_from_args(args: argparse.Namespace) -> DetectorTrainConfig:
         "augs": args.augs,
         "val_fraction": args.val_fraction,
         "batch": args.batch,
+        "nbs": args.nbs,
         "device": args.device,
         "workers": args.workers,
         "precision": args.precision,

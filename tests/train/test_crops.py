@@ -77,6 +77,17 @@ def test_cli_writes_crops_and_exits_2_on_bad_input(tmp_path, capsys):
     assert cli_main(["crops", "--data", str(jsonl), "--out", str(tmp_path / "o3"), "--val-fraction", "1.5"]) == 2
 
 
+def test_exif_rotated_image_is_skipped(tmp_path):
+    jsonl = write_dataset(tmp_path / "data")
+    image = Image.open(tmp_path / "data" / "images" / "b.png")
+    exif = image.getexif()
+    exif[0x0112] = 6  # rotate 90: the boxes' frame is ambiguous
+    image.save(tmp_path / "data" / "images" / "b.png", exif=exif)
+    report = make_crops(jsonl, tmp_path / "out", progress=False)
+    assert [s["image"] for s in report.skipped_images] == ["b.png", "missing.png"]
+    assert "EXIF orientation 6" in report.skipped_images[0]["reason"]
+
+
 def test_no_usable_image_raises(tmp_path):
     root = tmp_path / "data"
     (root / "images").mkdir(parents=True)

@@ -167,3 +167,27 @@ def test_grounding_accuracy_counts_identical_captions_as_hits():
     text_emb = torch.tensor([[0.8, 0.2], [0.0, 1.0]])
     acc = grounding_accuracy(image_emb, text_emb, np.array([0, 0, 1]), [np.array([0, 1, 2])])
     assert acc.accuracy == 1.0 and acc.chance == pytest.approx((2 / 3 + 2 / 3 + 1 / 3) / 3) and acc.queries == 3
+
+
+@pytest.mark.parametrize(
+    "overrides, message",
+    [
+        (dict(batch=960, micro_batch=25), "batch: expected a multiple of micro_batch (25), got 960"),
+        (dict(lr=0.0), "lr: expected a positive learning rate"),
+        (dict(betas=(0.9, 1.0)), "betas: expected two numbers in [0, 1)"),
+        (dict(precision="bf16-mixed"), "precision: expected one of auto, bf16, fp16, fp32"),
+        (dict(augs="v3"), "augs: expected one of v1, v2, none"),
+        (dict(freeze="both"), "freeze: expected one of none, text, vision"),
+        (dict(prompt="a photo"), "prompt: expected a template with {}"),
+        (dict(epochs=0), "epochs: expected a value in"),
+    ],
+)
+def test_config_rejects_bad_values_naming_the_field(overrides, message):
+    with pytest.raises(ValueError) as info:
+        TrainScorerConfig(init="i", crops="c", out="o", **overrides)
+    assert message in str(info.value)
+
+
+def test_batch_smaller_than_micro_batch_is_one_micro_batch():
+    # the "Done when" line: --batch 8 with the default micro-batch of 12
+    assert TrainScorerConfig(init="i", crops="c", out="o", batch=8).micro_batch == 12

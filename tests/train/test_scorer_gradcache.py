@@ -59,7 +59,7 @@ def assert_same_grads(got, expected):
 
 def test_gradcache_gradient_equals_full_batch_gradient(tiny_models):
     scorer, batch, ids = make_batch(tiny_models["scorer"])
-    towers = ScorerTowers(scorer.model).train()
+    towers = ScorerTowers(scorer).train()
     with torch.no_grad():  # a non-trivial scale and bias, so their gradients matter
         towers.model.logit_scale.fill_(2.0)
         towers.model.logit_bias.fill_(-3.0)
@@ -76,7 +76,7 @@ def test_gradcache_gradient_equals_full_batch_gradient(tiny_models):
 
 def test_gradcache_with_frozen_text_tower_leaves_it_untouched(tiny_models):
     scorer, batch, ids = make_batch(tiny_models["scorer"])
-    towers = ScorerTowers(scorer.model).train()
+    towers = ScorerTowers(scorer).train()
     for p in towers.model.text_model.parameters():
         p.requires_grad_(False)
     _, ref = full_batch_grads(towers, batch, ids)
@@ -90,9 +90,9 @@ def test_gradcache_with_frozen_text_tower_leaves_it_untouched(tiny_models):
 def test_gradcache_rejects_caption_ids_of_the_wrong_length(tiny_models):
     scorer, batch, ids = make_batch(tiny_models["scorer"])
     with pytest.raises(ValueError, match="caption_ids"):
-        gradcache_backward(ScorerTowers(scorer.model), [batch], ids[:4])
+        gradcache_backward(ScorerTowers(scorer), [batch], ids[:4])
     with pytest.raises(ValueError, match="micro_batches"):
-        gradcache_backward(ScorerTowers(scorer.model), [], ids)
+        gradcache_backward(ScorerTowers(scorer), [], ids)
 
 
 WORKER = textwrap.dedent(
@@ -107,7 +107,7 @@ WORKER = textwrap.dedent(
     accelerator = Accelerator(cpu=True)
     rank, world = accelerator.process_index, accelerator.num_processes
     batch, ids = torch.load(batch_file)
-    towers = accelerator.prepare(ScorerTowers(Scorer.from_pretrained(scorer_dir).model).train())
+    towers = accelerator.prepare(ScorerTowers(Scorer.from_pretrained(scorer_dir)).train())
     n = len(ids) // world
     local = {k: v[rank * n:(rank + 1) * n] for k, v in batch.items()}
     micro_batches = [{k: v[s:s + 2] for k, v in local.items()} for s in range(0, n, 2)]
@@ -123,7 +123,7 @@ def test_two_process_gradcache_equals_single_process_full_batch(tiny_models, tmp
     """DDP (gloo on CPU, via accelerate) with gathered embeddings: each rank holds half the
     batch, yet the synced gradient is the full-batch one, on both ranks."""
     scorer, batch, ids = make_batch(tiny_models["scorer"])
-    towers = ScorerTowers(scorer.model).train()
+    towers = ScorerTowers(scorer).train()
     ref_loss, ref = full_batch_grads(towers, batch, ids)
     torch.save((batch, ids), tmp_path / "batch.pt")
     (tmp_path / "worker.py").write_text(WORKER)

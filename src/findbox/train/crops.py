@@ -199,6 +199,7 @@ def make_crops(
                 if not source.is_file():
                     raise ValueError(f"missing image file {source}")
                 image = load_image_file(source)
+                _check_orientation(source)
             except (ValueError, OSError) as exc:
                 report.skipped_images.append({"image": rec.image, "line": rec.line, "reason": str(exc)})
                 warn(f"{where}: skipped image {rec.image!r}: {exc}")
@@ -252,6 +253,17 @@ def make_crops(
             f"images skipped); expected images in {images_dir}"
         )
     return report
+
+
+def _check_orientation(path: Path) -> None:
+    """Raise ValueError for an EXIF-rotated image: the server decodes pixels unrotated, and
+    which frame the boxes were drawn in is unknown (the detector's conversion skips them too)."""
+    from findbox.imageio import _pil_open
+
+    with _pil_open(path) as im:
+        orientation = im.getexif().get(0x0112, 1)
+    if orientation not in (None, 1):
+        raise ValueError(f"EXIF orientation {orientation}: the frame the boxes were drawn in is unknown")
 
 
 def _write_png(path: Path, crop: np.ndarray) -> None:

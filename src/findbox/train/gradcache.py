@@ -32,22 +32,24 @@ from findbox.scorer import _features
 
 
 class ScorerTowers(torch.nn.Module):
-    """An image-text model (SigLIP) as one module that returns what the loss needs.
+    """A `Scorer`'s model as one module that returns what the loss needs.
 
     Wrapping lets DDP/FSDP see every trained parameter in `forward` (they only hook
-    `forward`; `get_image_features` alone would bypass them). Embeddings are computed as
-    `Scorer.embed_images` / `embed_texts` compute them: features, float32, L2-normalised.
+    `forward`; `get_image_features` alone would bypass them). Embeddings are the server's:
+    `Scorer.image_features` on normalised pixels, the text tower on `Scorer.tokenize`
+    output, then float32 and L2-normalised as `embed_images` / `embed_texts` do.
     """
 
-    def __init__(self, model: torch.nn.Module):
+    def __init__(self, scorer):
         super().__init__()
-        self.model = model
+        self.model = scorer.model
+        self._scorer = scorer  # not a Module: only its feature functions are used
 
     def forward(self, pixel_values=None, input_ids=None, attention_mask=None):
         """-> (image_emb (n, D) | None, text_emb (n, D) | None, logit_scale (1,), logit_bias (1,) | None)."""
         img = txt = None
         if pixel_values is not None:
-            img = F.normalize(_features(self.model.get_image_features(pixel_values=pixel_values)).float(), dim=-1)
+            img = F.normalize(self._scorer.image_features(pixel_values).float(), dim=-1)
         if input_ids is not None:
             kwargs = {"input_ids": input_ids}
             if attention_mask is not None:

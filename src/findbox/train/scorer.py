@@ -25,6 +25,7 @@ import dataclasses
 import enum
 import json
 import logging
+import os
 import sys
 import time
 from dataclasses import dataclass
@@ -47,6 +48,8 @@ class Freeze(str, enum.Enum):
     TEXT = "text"  # cheap and nearly as good in the original (0.892 -> 0.888)
     VISION = "vision"  # costs a lot in the original; for experiments
 
+
+PRECISIONS = (Precision.AUTO, Precision.BF16, Precision.FP16, Precision.FP32)  # autocast modes accelerate offers
 
 # parameter name prefixes of each tower (SigLIP and CLIP layouts)
 TOWER_PREFIXES = {
@@ -80,6 +83,9 @@ class TrainScorerConfig:
         self.augs = _enum("augs", AugPreset, self.augs)
         self.freeze = _enum("freeze", Freeze, self.freeze)
         self.precision = _enum("precision", Precision, self.precision)
+        if self.precision not in PRECISIONS:
+            raise ValueError(f"precision: expected one of {', '.join(p.value for p in PRECISIONS)}, "
+                             f"got {self.precision.value!r}")
         _check_range("epochs", self.epochs, 1, 100_000)
         _check_range("lr", self.lr, 0.0, 1.0)
         _check_range("warmup", self.warmup, 0.0, 1.0)
@@ -171,7 +177,7 @@ def setup(config: TrainScorerConfig) -> Run:
     scorer = Scorer.from_pretrained(config.init, device="cpu", dtype=torch.float32, prompt=config.prompt)
     check_caption_lengths([train_set, val_set], scorer)
     tokens = scorer.tokenize(captions)
-    towers = ScorerTowers(scorer.model).train()
+    towers = ScorerTowers(scorer).train()
     if config.freeze != Freeze.NONE:
         prefixes = TOWER_PREFIXES[config.freeze]
         frozen = [p for n, p in scorer.model.named_parameters() if n.startswith(prefixes)]
@@ -195,7 +201,8 @@ def setup(config: TrainScorerConfig) -> Run:
         LOG.info("augs %s (pixel-level part; dropped %s):\n%s", config.augs.value, dropped or "none",
                  describe_augs(transforms))
     sampler = RankBatches(len(train_set), batch, accelerator.process_index, world, config.seed)
-    workers = config.workers
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    workers = min(config.workers, cpus)  # more loader processes than cores only adds contention
     loader = torch.utils.data.DataLoader(
         CropDataset(train_set, scorer.preprocess, transforms), batch_sampler=sampler, collate_fn=collate,
         num_workers=workers, persistent_workers=workers > 0, pin_memory=accelerator.device.type == "cuda",
@@ -434,7 +441,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="augmentation preset, its pixel-level transforms (default v2)")
     parser.add_argument("--freeze", default=d.freeze.value, choices=[f.value for f in Freeze],
                         help="tower to keep fixed (default none)")
-    parser.add_argument("--precision", default=d.precision.value, choices=[p.value for p in Precision],
+    parser.add_argument("--precision", default=d.precision.value, choices=[p.value for p in PRECISIONS],
                         help="auto (default): bf16 on GPU, fp32 on CPU")
     parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default auto)")
     parser.add_argument("--seed", type=int, default=d.seed)

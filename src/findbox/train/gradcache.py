@@ -92,12 +92,22 @@ class Collective:
         )
 
 
+@dataclass(frozen=True)
+class StepResult:
+    """What one GradCache backward saw: the global loss and the temperature and bias it used
+    (read from the forward, since under FSDP a rank's own copy of a parameter may be a shard)."""
+
+    loss: float
+    logit_scale: float  # exp(logit_scale): the multiplier of cosine similarity
+    logit_bias: float
+
+
 def gradcache_backward(
     model: torch.nn.Module,
     micro_batches: Sequence[dict[str, torch.Tensor]],
     caption_ids: torch.Tensor,
     collective: Collective = Collective(),
-) -> torch.Tensor:
+) -> StepResult:
     """Accumulate into the parameters' .grad the gradient of the sigmoid loss over the global batch.
 
     model: returns (image_emb, text_emb, logit_scale, logit_bias) like `ScorerTowers`.
@@ -105,7 +115,7 @@ def gradcache_backward(
         (pixel_values, input_ids, attention_mask); iterated twice, so it must give the
         same tensors both times (augment before, not inside).
     caption_ids: (N,) ids of the GLOBAL batch, rank 0's rows first; equal ids are positives.
-    Every rank must hold the same number of rows. Returns the loss (a detached scalar).
+    Every rank must hold the same number of rows.
     """
     if len(micro_batches) == 0:
         raise ValueError("micro_batches: expected at least one micro-batch, got none")
@@ -162,4 +172,8 @@ def gradcache_backward(
             if terms:
                 collective.backward(torch.stack(terms).sum())
             start = stop
-    return loss.detach()
+    return StepResult(
+        loss=float(loss.detach()),
+        logit_scale=float(scale_leaf.detach().exp().reshape(-1)[0]),
+        logit_bias=float(bias_leaf.detach().reshape(-1)[0]) if bias_leaf is not None else 0.0,
+    )

@@ -252,20 +252,20 @@ class MicroBatches:
         return inputs
 
 
-def train_step(run: Run, pixels: torch.Tensor, global_ids: np.ndarray) -> float:
+def train_step(run: Run, pixels: torch.Tensor, global_ids: np.ndarray):
     """One optimizer step on one global batch; this rank holds `pixels` ((n, H, W, 3) uint8) of it."""
     from findbox.train.gradcache import Collective, gradcache_backward
 
     rank, per_rank = run.accelerator.process_index, len(pixels)
     local_ids = torch.from_numpy(global_ids[rank * per_rank : (rank + 1) * per_rank])
-    loss = gradcache_backward(
+    result = gradcache_backward(
         run.towers, MicroBatches(pixels, local_ids, run), torch.from_numpy(global_ids),
         Collective.from_accelerator(run.accelerator, run.towers),
     )
     run.optimizer.step()
     run.scheduler.step()
     run.optimizer.zero_grad(set_to_none=True)
-    return float(loss)
+    return result
 
 
 # --- validation: the task's own decision on ground-truth crops ----------------------------------
@@ -334,13 +334,12 @@ def fit(run: Run) -> dict:
         for global_batch, (pixels, _) in zip(global_batches, run.loader):
             ids = run.train_set.caption_ids[global_batch]
             lr = run.scheduler.get_last_lr()[0]
-            loss = train_step(run, pixels, ids)
+            result = train_step(run, pixels, ids)
+            loss = result.loss
             step += 1
             losses.append(loss)
-            model = accelerator.unwrap_model(run.towers).model
             log({"step": step, "epoch": epoch, "loss": loss, "lr": lr, "batch": len(ids),
-                 "logit_scale": float(model.logit_scale.detach().float().exp()),
-                 "logit_bias": float(getattr(model, "logit_bias", torch.zeros(1)).detach().float()),
+                 "logit_scale": result.logit_scale, "logit_bias": result.logit_bias,
                  "seconds": round(time.monotonic() - started, 3)})
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", lr=f"{lr:.2e}")

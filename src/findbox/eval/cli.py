@@ -19,6 +19,11 @@ from findbox.eval.analysis import DEFAULT_SWEEP
 from findbox.eval.data import SplitName
 
 
+# ServeConfig fields about HTTP serving, not about the answers or their cost
+SERVER_ONLY = ("host", "port", "max_body_bytes", "max_instances", "max_image_pixels", "warmup", "request_timeout_s",
+               "batch_window_ms")
+
+
 def _thresholds(text: str) -> list[float]:
     try:
         values = [float(v) for v in text.split(",") if v.strip()]
@@ -109,10 +114,10 @@ def _main(args: argparse.Namespace) -> int:
     else:
         run, conf, pipeline, config = _run_in_process(args, samples, images_dir, progress)
         run_info.update(mode="in-process", conf=conf, run_conf=run.run_conf,
-                        detection=dataclasses.asdict(config.detection),
                         models={"detector": config.detector, "scorer": config.scorer,
                                 "upscaler": None if config.no_upscaler else config.upscaler},
-                        device=str(pipeline.scorer.device), fallback=pipeline.fallback.value)
+                        device=str(pipeline.scorer.device),
+                        config={k: v for k, v in dataclasses.asdict(config).items() if k not in SERVER_ONLY})
     run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
 
     scored = analysis.score_at(run, conf)

@@ -208,6 +208,10 @@ def _fmt(value) -> str:
         return f"{value:.4g}" if abs(value) < 1000 else f"{value:.0f}"
     if isinstance(value, (list, tuple)):
         return "[" + ", ".join(_fmt(v) for v in value) + "]"
+    if isinstance(value, dict):
+        return ", ".join(f"{k}={_fmt(v)}" for k, v in value.items())
+    if hasattr(value, "value"):  # an Enum
+        return str(value.value)
     return str(value)
 
 

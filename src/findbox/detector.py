@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import defaultdict
 from pathlib import Path
 
 import numpy as np
@@ -9,6 +10,10 @@ import torch
 
 from findbox.boxes import Candidates, clip_xyxy
 from findbox.config import DetectorConfig
+from findbox.sliced import merge_boxes, tile_to_image_xyxy, tile_windows
+
+# images (or tiles) per predict call: bounds detector memory whatever the request size
+PREDICT_BATCH = 8
 
 
 class Detector:
@@ -48,36 +53,76 @@ class Detector:
         return {"kind": "ultralytics", "classes": len(names), "ckpt": str(getattr(self.yolo, "ckpt_path", ""))}
 
     def detect(self, images_rgb: list[np.ndarray]) -> list[Candidates]:
-        """Proposals for each image, in one batched predict call.
+        """Proposals for each image, in batched predict calls.
 
         images_rgb: list of (H, W, 3) uint8 RGB arrays, any sizes.
         Returns one Candidates per image, xyxy in that image's pixels, clipped to it,
-        sorted by descending det_score.
+        sorted by descending det_score. With `config.slices` other than 1x1, tiles
+        and the full image are predicted and merged (`findbox.sliced`).
         """
         if not images_rgb:
             return []
-        c = self.config
-        # ultralytics reads numpy arrays as BGR (OpenCV order)
-        sources = [np.ascontiguousarray(im[..., ::-1]) for im in images_rgb]
-        results = self.yolo.predict(
-            sources,
-            imgsz=c.imgsz,
-            conf=c.conf,
-            iou=c.iou,
-            max_det=c.max_det,
-            augment=c.augment,
-            agnostic_nms=True,
-            half=self.half,
-            device=str(self.device),
-            batch=len(sources),
-            verbose=False,
-        )
+        if tuple(self.config.slices) == (1, 1):
+            found = self._predict(images_rgb)
+        else:
+            found = self._predict_sliced(images_rgb)
         out = []
-        for im, result in zip(images_rgb, results):
-            boxes = result.boxes
-            xyxy = boxes.xyxy.detach().float().cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)
-            conf = boxes.conf.detach().float().cpu().numpy() if len(boxes) else np.zeros(0, np.float32)
+        for im, (xyxy, conf) in zip(images_rgb, found):
             order = np.argsort(-conf, kind="stable")
-            xyxy = clip_xyxy(xyxy[order], (im.shape[1], im.shape[0]))
-            out.append(Candidates(xyxy, conf[order]))
+            out.append(Candidates(clip_xyxy(xyxy[order], (im.shape[1], im.shape[0])), conf[order]))
+        return out
+
+    def _predict(self, images_rgb: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(xyxy (n, 4) float32, conf (n,) float32) per image, in its pixels.
+
+        Images of one shape run together, PREDICT_BATCH at a time: ultralytics letterboxes a
+        mixed-shape batch to a square, so an image's boxes would otherwise depend on what
+        else the request carried (and a content-keyed cache would be wrong).
+        """
+        c = self.config
+        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(images_rgb)  # type: ignore[list-item]
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for i, im in enumerate(images_rgb):
+            by_shape[im.shape].append(i)
+        for indices in by_shape.values():
+            for start in range(0, len(indices), PREDICT_BATCH):
+                chunk = indices[start : start + PREDICT_BATCH]
+                # ultralytics reads numpy arrays as BGR (OpenCV order)
+                sources = [np.ascontiguousarray(images_rgb[i][..., ::-1]) for i in chunk]
+                results = self.yolo.predict(
+                    sources,
+                    imgsz=c.imgsz,
+                    conf=c.conf,
+                    iou=c.iou,
+                    max_det=c.max_det,
+                    augment=c.augment,
+                    agnostic_nms=True,
+                    half=self.half,
+                    device=str(self.device),
+                    batch=len(sources),
+                    verbose=False,
+                )
+                for i, result in zip(chunk, results):
+                    boxes = result.boxes
+                    xyxy = boxes.xyxy.detach().float().cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)
+                    conf = boxes.conf.detach().float().cpu().numpy() if len(boxes) else np.zeros(0, np.float32)
+                    out[i] = (xyxy, conf)
+        return out
+
+    def _predict_sliced(self, images_rgb: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Full images plus their tiles, batched (tiles of same-size images share a shape),
+        tile boxes moved into image pixels, all merged by class-agnostic NMS at `iou`."""
+        c = self.config
+        windows = [tile_windows((im.shape[1], im.shape[0]), tuple(c.slices), c.slice_overlap) for im in images_rgb]
+        tiles = [im[y1:y2, x1:x2] for im, wins in zip(images_rgb, windows) for x1, y1, x2, y2 in wins]
+        found = self._predict(list(images_rgb) + tiles)
+        tile_found = iter(found[len(images_rgb) :])
+        out = []
+        for k, wins in enumerate(windows):
+            xyxy_list, conf_list = [found[k][0]], [found[k][1]]
+            for window in wins:
+                xyxy, conf = next(tile_found)
+                xyxy_list.append(tile_to_image_xyxy(xyxy, window))
+                conf_list.append(conf)
+            out.append(merge_boxes(xyxy_list, conf_list, c.iou, c.max_det))
         return out

@@ -24,4 +24,10 @@ def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
     """Weights dtype for the scorer and upscaler: half on GPU by default, fp32 on CPU."""
     if precision == Precision.AUTO:
         return torch.float16 if device.type == "cuda" else torch.float32
-    return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16}[precision]
+    return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16,
+            Precision.BF16_MIXED: torch.float32}[precision]
+
+
+def resolve_autocast(precision: Precision) -> torch.dtype | None:
+    """dtype the scorer's forward runs under torch.autocast, or None: only bf16-mixed autocasts."""
+    return torch.bfloat16 if precision == Precision.BF16_MIXED else None

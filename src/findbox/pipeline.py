@@ -3,6 +3,9 @@
 Work is shared across a request: each distinct image is detected once (one
 batched detector call), its crops are upscaled and embedded once, and each
 distinct caption is embedded once (and cached across requests by the scorer).
+With an `ImageCache`, an image seen in an earlier request skips detection and
+embedding too. Images go through in chunks of PROPOSE_CHUNK, so memory stays
+bounded however many instances a request carries.
 """
 
 from __future__ import annotations
@@ -14,7 +17,8 @@ import numpy as np
 import torch
 
 from findbox.boxes import Candidates, xyxy_to_ltwh
-from findbox.config import Fallback
+from findbox.cache import ImageCache, ImageWork, image_key
+from findbox.config import Fallback, ScoreFusion
 from findbox.crops import prepare_crops
 from findbox.detector import Detector
 from findbox.scorer import Scorer
@@ -54,6 +58,8 @@ class Counters:
     crops_embedded: int = 0
     captions_embedded: int = 0
     fallbacks: int = 0
+    image_cache_hits: int = 0  # distinct images of a request whose boxes and embeddings came from the cache
+    image_cache_misses: int = 0
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
@@ -64,8 +70,28 @@ def fallback_box(fallback: Fallback, image_wh: tuple[int, int]) -> np.ndarray:
     return np.zeros(4, dtype=np.float32)
 
 
-def choose(candidates: Candidates, caption: str) -> int:
-    """Index of the winning candidate: highest scorer logit; -1 when there is none.
+# det_score floor under log: a zero confidence ranks last without producing -inf
+MIN_DET_SCORE = 1e-6
+
+
+def rank_scores(candidates: Candidates, fusion: ScoreFusion = ScoreFusion.SCORER, weight: float = 1.0) -> np.ndarray:
+    """(N,) float32 ranking value per candidate; the highest wins. Pure: no model runs.
+
+    scorer:  match_score (the scorer logit), as the original ranked.
+    product: match_score + weight * log(det_score); for a sigmoid scorer with a very
+             negative logit, logit ~ log sigmoid(logit), so this ranks like
+             p_match * det_conf ** weight. weight 0 equals `scorer`.
+    """
+    fusion = ScoreFusion(fusion)
+    if fusion == ScoreFusion.SCORER:
+        return candidates.match_score
+    det = np.log(np.maximum(candidates.det_score, np.float32(MIN_DET_SCORE)))
+    return (candidates.match_score + np.float32(weight) * det).astype(np.float32)
+
+
+def choose(candidates: Candidates, caption: str, fusion: ScoreFusion = ScoreFusion.SCORER,
+           weight: float = 1.0) -> int:
+    """Index of the winning candidate: highest `rank_scores`; -1 when there is none.
 
     An empty caption describes nothing, so the most confident detection wins.
     """
@@ -73,7 +99,12 @@ def choose(candidates: Candidates, caption: str) -> int:
         return -1
     if not caption.strip():
         return int(np.argmax(candidates.det_score))
-    return int(np.argmax(candidates.match_score))
+    return int(np.argmax(rank_scores(candidates, fusion, weight)))
+
+
+# distinct images detected and embedded together: bounds the detector batch and the
+# crops held at once (crops then go to the scorer in chunks of its max_batch)
+PROPOSE_CHUNK = 8
 
 
 class Pipeline:
@@ -85,11 +116,17 @@ class Pipeline:
         scorer: Scorer,
         upscaler: Upscaler | None = None,
         fallback: Fallback = Fallback.IMAGE,
+        score_fusion: ScoreFusion = ScoreFusion.SCORER,
+        fusion_weight: float = 1.0,
+        image_cache: ImageCache | None = None,
     ):
         self.detector = detector
         self.scorer = scorer
         self.upscaler = upscaler
         self.fallback = Fallback(fallback)
+        self.score_fusion = ScoreFusion(score_fusion)
+        self.fusion_weight = float(fusion_weight)
+        self.image_cache = image_cache  # None: every request pays for its images
         self.counters = Counters()
 
     def _timed(self, stage: str, timings: dict[str, float], start: float) -> float:
@@ -107,19 +144,43 @@ class Pipeline:
         return candidates, embeddings
 
     def _propose(self, images_rgb, timings):
-        t = time.perf_counter()
-        candidates = self.detector.detect(images_rgb)
-        self.counters.images_detected += len(images_rgb)
-        t = self._timed("detect", timings, t)
-        crops: list[np.ndarray] = []
-        for image, cands in zip(images_rgb, candidates):
-            crops.extend(prepare_crops(image, cands.xyxy, self.upscaler))
-        t = self._timed("crop_upscale", timings, t)
-        flat = self.scorer.embed_images(crops)
-        self.counters.crops_embedded += len(crops)
-        self._timed("embed_images", timings, t)
-        sizes = [len(c) for c in candidates]
-        embeddings = list(torch.split(flat, sizes)) if crops else [flat[:0] for _ in candidates]
+        n = len(images_rgb)
+        candidates: list[Candidates | None] = [None] * n
+        embeddings: list[torch.Tensor | None] = [None] * n
+        keys: list[bytes | None] = [None] * n
+        todo = list(range(n))
+        for stage in ("detect", "crop_upscale", "embed_images"):  # reported even when the cache did it all
+            timings.setdefault(stage, 0.0)
+        if self.image_cache is not None:
+            t = time.perf_counter()
+            todo = []
+            for i, image in enumerate(images_rgb):
+                keys[i] = image_key(image)
+                work = self.image_cache.get(keys[i])
+                if work is None:
+                    todo.append(i)
+                else:
+                    candidates[i], embeddings[i] = work.candidates, work.embeddings
+            self.counters.image_cache_hits += n - len(todo)
+            self.counters.image_cache_misses += len(todo)
+            self._timed("image_cache", timings, t)
+        for start in range(0, len(todo), PROPOSE_CHUNK):
+            chunk = todo[start : start + PROPOSE_CHUNK]
+            t = time.perf_counter()
+            found = self.detector.detect([images_rgb[i] for i in chunk])
+            self.counters.images_detected += len(chunk)
+            t = self._timed("detect", timings, t)
+            crops: list[np.ndarray] = []
+            for i, cands in zip(chunk, found):
+                crops.extend(prepare_crops(images_rgb[i], cands.xyxy, self.upscaler))
+            t = self._timed("crop_upscale", timings, t)
+            flat = self.scorer.embed_images(crops)
+            self.counters.crops_embedded += len(crops)
+            self._timed("embed_images", timings, t)
+            for i, cands, emb in zip(chunk, found, torch.split(flat, [len(c) for c in found])):
+                candidates[i], embeddings[i] = cands, emb
+                if self.image_cache is not None:
+                    self.image_cache.put(keys[i], ImageWork(cands, emb.clone()))  # clone: not a view of `flat`
         return candidates, embeddings
 
     def ground(
@@ -160,7 +221,7 @@ class Pipeline:
             image = images_rgb[index]
             image_wh = (image.shape[1], image.shape[0])
             cands = candidates[k].with_match_score(logits[k][:, caption_row[caption]])
-            chosen = choose(cands, caption)
+            chosen = choose(cands, caption, self.score_fusion, self.fusion_weight)
             if chosen < 0:
                 self.counters.fallbacks += 1
                 box = fallback_box(self.fallback, image_wh)

@@ -6,6 +6,8 @@ training use, so training sees exactly what the server sees.
 
 from __future__ import annotations
 
+import contextlib
+import math
 from collections import OrderedDict
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +50,10 @@ class CropPreprocess:
             crop = dict(crop) if not isinstance(crop, dict) else crop
             edge = int(crop.get("height", size["shortest_edge"]))
             size_hw = (edge, edge)
+        elif getattr(image_processor, "max_num_patches", None) and getattr(image_processor, "patch_size", None):
+            # SigLIP 2 NaFlex: used at its largest square grid (crops are resized straight, never padded)
+            side = math.isqrt(int(image_processor.max_num_patches)) * int(image_processor.patch_size)
+            size_hw = (side, side)
         else:
             raise ValueError(f"scorer: cannot read the input size from the image processor (size={size!r})")
         resample = getattr(image_processor, "resample", None)
@@ -86,7 +92,13 @@ def format_prompt(template: str, caption: str) -> str:
 
 
 def _features(output) -> torch.Tensor:
-    """transformers >= 5 returns a model output from get_*_features; older ones a tensor."""
+    """The projected embedding from get_image_features / get_text_features.
+
+    transformers < 5 returns it as a tensor; transformers 5 returns a
+    BaseModelOutputWithPooling whose pooler_output is already projected (CLIP puts
+    visual_projection / text_projection there, as its forward uses for
+    logits_per_image; SigLIP's pooling head is the projection).
+    """
     if isinstance(output, torch.Tensor):
         return output
     pooled = getattr(output, "pooler_output", None)
@@ -95,11 +107,30 @@ def _features(output) -> torch.Tensor:
     return pooled
 
 
+def naflex_inputs(pixels: torch.Tensor, patch_size: int) -> dict[str, torch.Tensor]:
+    """(n, 3, H, W) -> SigLIP 2 NaFlex inputs: every patch of the full grid, none padded.
+
+    Patches are flattened (row, col, dy, dx, channel) like Siglip2ImageProcessor's.
+    """
+    n, c, h, w = pixels.shape
+    gh, gw = h // patch_size, w // patch_size
+    patches = pixels.reshape(n, c, gh, patch_size, gw, patch_size).permute(0, 2, 4, 3, 5, 1).reshape(n, gh * gw, -1)
+    return {
+        "pixel_values": patches,
+        "pixel_attention_mask": torch.ones((n, gh * gw), dtype=torch.int32, device=pixels.device),
+        "spatial_shapes": torch.tensor([[gh, gw]] * n, dtype=torch.long, device=pixels.device),
+    }
+
+
 class Scorer:
     """Embeds crops and captions; scores every crop against every caption.
 
     Scores are the model's own logit: cos(img, txt) * exp(logit_scale) + logit_bias
-    (bias 0 for softmax-trained CLIPs). Ranking within one caption needs nothing else.
+    (bias 0 for softmax-trained CLIPs). Ranking within one caption needs nothing else,
+    and no softmax is ever taken: over the one caption of a query it would always be 1.0.
+
+    Subclasses for other model libraries (`findbox.scorers`) override `image_features`,
+    `text_features`, `tokenize`, `embed_dim` and `info`; caching and scoring are shared.
     """
 
     def __init__(
@@ -126,6 +157,8 @@ class Scorer:
         self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
         self.text_cache_hits = 0
         self.text_cache_misses = 0
+        # torch.bfloat16 under precision bf16-mixed: fp32 weights, bf16 matmuls via torch.autocast
+        self.autocast_dtype: torch.dtype | None = None
 
     @classmethod
     def from_pretrained(
@@ -168,7 +201,8 @@ class Scorer:
 
     @property
     def info(self) -> dict:
-        return {"kind": "transformers", "family": self.model.config.model_type, "prompt": self.prompt}
+        return {"kind": "transformers", "family": self.model.config.model_type, "prompt": self.prompt,
+                "loss": "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"}
 
     def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
         """Prompted, padded to the text length (SigLIP was trained on max_length padding)."""
@@ -178,13 +212,30 @@ class Scorer:
         )
         return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
 
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) normalised pixels -> (n, D) projected, not yet normalised embeddings."""
+        if self.model.config.model_type == "siglip2":
+            patch_size = self.model.config.vision_config.patch_size
+            return _features(self.model.get_image_features(**naflex_inputs(pixels, patch_size)))
+        return _features(self.model.get_image_features(pixel_values=pixels))
+
+    def text_features(self, captions: list[str]) -> torch.Tensor:
+        """Captions (prompted here) -> (m, D) projected, not yet normalised embeddings."""
+        return _features(self.model.get_text_features(**self.tokenize(captions)))
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
     @torch.inference_mode()
     def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
         """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised, in chunks of max_batch."""
         chunks = []
         for start in range(0, len(crops), self.max_batch):
             pixels = self.preprocess(crops[start : start + self.max_batch]).to(self.device, self.dtype)
-            emb = _features(self.model.get_image_features(pixel_values=pixels)).float()
+            with self._autocast():
+                emb = self.image_features(pixels).float()
             chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
         if not chunks:
             return torch.zeros((0, self.embed_dim))
@@ -198,7 +249,8 @@ class Scorer:
         self.text_cache_misses += len(missing)
         for start in range(0, len(missing), self.max_batch):
             chunk = missing[start : start + self.max_batch]
-            emb = _features(self.model.get_text_features(**self.tokenize(chunk))).float()
+            with self._autocast():
+                emb = self.text_features(chunk).float()
             for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
                 self._text_cache[caption] = e
         result = []

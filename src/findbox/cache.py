@@ -1,0 +1,95 @@
+"""A bounded LRU cache of per-image work (detections and crop embeddings), keyed by pixel content.
+
+Clients often send the same image in several requests, one caption each. Everything
+that depends on the image alone (detector boxes, crop embeddings) is then reused:
+only the caption is new, and captions are cached by the scorer already.
+
+The key is a hash of the decoded pixels and their shape, so two JPEG encodings that
+decode to the same pixels share an entry. The cache belongs to one pipeline: its
+models and settings are fixed, so they are not part of the key.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import torch
+
+from findbox.boxes import Candidates
+
+
+def image_key(image_rgb: np.ndarray) -> bytes:
+    """Content key of an (H, W, 3) uint8 image: 16-byte BLAKE2b of shape, dtype and pixels.
+
+    ~2 ms for a 1520x870 frame, against ~100 ms for the detector alone.
+    """
+    h = hashlib.blake2b(digest_size=16)
+    h.update(repr((image_rgb.shape, image_rgb.dtype.str)).encode())
+    h.update(np.ascontiguousarray(image_rgb).data)
+    return h.digest()
+
+
+@dataclass(frozen=True)
+class ImageWork:
+    """What the pipeline computed for one image: its proposals and their (N, D) crop embeddings."""
+
+    candidates: Candidates
+    embeddings: torch.Tensor
+
+    @property
+    def nbytes(self) -> int:
+        c = self.candidates
+        arrays = c.xyxy.nbytes + c.det_score.nbytes + c.match_score.nbytes
+        return arrays + self.embeddings.element_size() * self.embeddings.nelement() + 256  # + object overhead
+
+
+class ImageCache:
+    """LRU of ImageWork, bounded by entry count and by bytes (whichever is hit first).
+
+    max_entries: 0 disables the cache (every lookup misses, nothing is stored).
+    max_bytes: total of `ImageWork.nbytes`; one entry is ~30 KB for 10 boxes at D=768.
+    """
+
+    def __init__(self, max_entries: int, max_bytes: int = 64 * 1024 * 1024):
+        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
+            raise ValueError(f"image cache: expected max_entries as an int >= 0, got {max_entries!r}")
+        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
+            raise ValueError(f"image cache: expected max_bytes as an int >= 0, got {max_bytes!r}")
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[bytes, ImageWork] = OrderedDict()
+        self.nbytes = 0
+        self.hits = 0
+        self.misses = 0
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def get(self, key: bytes) -> ImageWork | None:
+        work = self._entries.get(key)
+        if work is None:
+            self.misses += 1
+            return None
+        self._entries.move_to_end(key)
+        self.hits += 1
+        return work
+
+    def put(self, key: bytes, work: ImageWork) -> None:
+        size = work.nbytes
+        if self.max_entries == 0 or size > self.max_bytes:
+            return
+        old = self._entries.pop(key, None)
+        if old is not None:
+            self.nbytes -= old.nbytes
+        self._entries[key] = work
+        self.nbytes += size
+        while len(self._entries) > self.max_entries or self.nbytes > self.max_bytes:
+            _, evicted = self._entries.popitem(last=False)
+            self.nbytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.nbytes = 0

@@ -60,9 +60,12 @@ class Run:
     choose_args: tuple = ()
 
 
-def _read_images(samples: list[Sample], images_dir: Path
+def _read_images(samples: list[Sample], images_dir: Path, results: list[InstanceResult]
                  ) -> tuple[dict[str, bytes], dict[str, tuple[int, int]], dict[str, str]]:
-    """File bytes of each distinct image, its decoded size check, and why the bad ones are bad."""
+    """File bytes and (W, H) of each distinct good image, and why the bad ones are bad.
+
+    The results of a bad image's instances get its reason as their error.
+    """
     data: dict[str, bytes] = {}
     bad: dict[str, str] = {}
     wh: dict[str, tuple[int, int]] = {}
@@ -78,6 +81,9 @@ def _read_images(samples: list[Sample], images_dir: Path
             continue
         data[name] = raw
         wh[name] = (image.shape[1], image.shape[0])
+    for r in results:
+        if r.sample.image in bad:
+            r.error = bad[r.sample.image]
     return data, wh, bad
 
 
@@ -92,11 +98,7 @@ def run_in_process(pipeline, samples: list[Sample], images_dir: str | Path, batc
     """Ground every sample with `pipeline` (built with detection conf = run_conf)."""
     images_dir = Path(images_dir)
     results = [InstanceResult(s) for s in samples]
-    raw, wh, bad = _read_images(samples, images_dir)
-    for name, reason in bad.items():
-        for r in results:
-            if r.sample.image == name:
-                r.error = reason
+    raw, wh, bad = _read_images(samples, images_dir, results)
     requests = [(name, idx) for name, idx in requests_of(samples, batch) if name not in bad]
     # the server warms up before /health says ready; do the same so the first request is not charged for it
     pipeline.ground([np.full((64, 64, 3), 127, np.uint8)], [(0, "warm up")])
@@ -129,37 +131,37 @@ def run_server(url: str, samples: list[Sample], images_dir: str | Path, batch: i
     images_dir = Path(images_dir)
     url = url.rstrip("/")
     results = [InstanceResult(s) for s in samples]
-    raw, wh, bad = _read_images(samples, images_dir)
-    for name, reason in bad.items():
-        for r in results:
-            if r.sample.image == name:
-                r.error = reason
+    raw, wh, bad = _read_images(samples, images_dir, results)
     requests = [(name, idx) for name, idx in requests_of(samples, batch) if name not in bad]
     b64 = {name: base64.b64encode(data).decode("ascii") for name, data in raw.items()}
     latencies = []
-    with httpx.Client(timeout=timeout_s) as client:
-        health = client.get(url + "/health")
-        if health.status_code != 200:
-            raise RuntimeError(f"{url}/health: expected 200 (models loaded), got {health.status_code} {health.text[:200]}")
-        with _progress(len(requests), progress, "eval") as bar:
-            for name, indices in requests:
-                body = {"instances": [{"key": k, "caption": samples[i].caption, "b64": b64[name]}
-                                      for k, i in enumerate(indices)]}
-                start = time.perf_counter()
-                response = client.post(url + "/identify", json=body)
-                latency = time.perf_counter() - start
-                latencies.append(latency)
-                predictions, error = _predictions(response, len(indices))
-                if error:
-                    print(f"findbox eval: {name}: {error}; its {len(indices)} instances count as misses",
-                          file=sys.stderr)
-                for k, i in enumerate(indices):
-                    r = results[i]
-                    r.seconds = latency / len(indices)
-                    r.image_wh = wh[name]
-                    r.error = error
-                    r.pred_ltwh = None if error else predictions[k]
-                bar.update()
+    try:
+        with httpx.Client(timeout=timeout_s) as client:
+            health = client.get(url + "/health")
+            if health.status_code != 200:
+                raise RuntimeError(f"{url}/health: expected 200 (models loaded), got {health.status_code} "
+                                   f"{health.text[:200]}")
+            with _progress(len(requests), progress, "eval") as bar:
+                for name, indices in requests:
+                    body = {"instances": [{"key": k, "caption": samples[i].caption, "b64": b64[name]}
+                                          for k, i in enumerate(indices)]}
+                    start = time.perf_counter()
+                    response = client.post(url + "/identify", json=body)
+                    latency = time.perf_counter() - start
+                    latencies.append(latency)
+                    predictions, error = _predictions(response, len(indices))
+                    if error:
+                        print(f"findbox eval: {name}: {error}; its {len(indices)} instances count as misses",
+                              file=sys.stderr)
+                    for k, i in enumerate(indices):
+                        r = results[i]
+                        r.seconds = latency / len(indices)
+                        r.image_wh = wh[name]
+                        r.error = error
+                        r.pred_ltwh = None if error else predictions[k]
+                    bar.update()
+    except httpx.HTTPError as exc:  # unreachable, timed out, connection dropped: the run cannot go on
+        raise RuntimeError(f"{url}: {type(exc).__name__}: {exc}") from exc
     return Run("server", results, latencies, bad)
 
 

@@ -6,7 +6,9 @@ running a model: drop the candidates at or below it (ultralytics keeps
 `conf > threshold`), then take the pipeline's own choice (`pipeline.choose`)
 or its fallback box. NMS is greedy from the most confident box and `max_det`
 keeps the most confident ones, so the boxes above a threshold are the same
-whether or not weaker ones were proposed too.
+whether or not weaker ones were proposed too (SAHI slices merge by NMS as well).
+The exception is a WBF ensemble of detectors: weaker member boxes move the fused
+ones, so there the sweep is an approximation.
 """
 
 from __future__ import annotations

@@ -75,7 +75,7 @@ def main(args: argparse.Namespace) -> int:
 
 
 def _main(args: argparse.Namespace) -> int:
-    from findbox.eval import analysis, report
+    from findbox.eval import analysis, metric, report
     from findbox.eval.data import read_jsonl, samples_of, select_split
 
     if args.batch < 1:
@@ -122,7 +122,7 @@ def _main(args: argparse.Namespace) -> int:
 
     scored = analysis.score_at(run, conf)
     metrics = analysis.headline(run, scored)
-    metrics["speed_score_rule"] = report.SPEED_SCORE_RULE
+    metrics["speed_score_rule"] = metric.SPEED_SCORE_RULE
     metrics["run"] = run_info
     metrics["bad_images"] = [{"image": k, "reason": v} for k, v in run.bad_images.items()]
     metrics["breakdowns"] = analysis.breakdowns([r.sample for r in run.results], scored)

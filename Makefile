@@ -6,9 +6,17 @@ STAMP := $(VENV)/.installed
 # torch and torchvision are pinned to the builds that lie on this machine's disk (see shared/OFFLINE.md).
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
-.PHONY: setup test serve bench bench-gpu demo-models clean
+.PHONY: setup browser test serve bench bench-gpu demo-models clean
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The page test drives Debian's chromium (never a browser build downloaded by a test tool).
+# Installed once, as root; where that cannot be done the page test skips and says why.
+browser:
+	@test -x /usr/bin/chromium || ! command -v apt-get >/dev/null || { \
+	  echo "installing Debian's chromium for the page test"; \
+	  (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null) \
+	  || echo "could not install chromium: tests/serve/test_page.py will skip"; }
 
 $(STAMP): pyproject.toml Makefile
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)

@@ -1,8 +1,10 @@
-"""The FastAPI application: /health, /identify, /v1/ground.
+"""The FastAPI application: /, /health, /identify, /v1/ground, /metrics.
 
-Models load in a background thread so /health can answer 503 while loading;
-one lock serialises model calls (the models are not re-entrant), while request
-parsing and image decoding run concurrently in the thread pool.
+Models load in a background thread so /health can answer 503 while loading.
+One worker thread owns the models (`runner.ModelRunner`: they are not
+re-entrant); request parsing and image decoding run concurrently in the thread
+pool. Every request is bounded by --request-timeout-s (504 past it), observed
+by `observe.RequestObserver` (metrics, one JSON log line).
 """
 
 from __future__ import annotations
@@ -11,15 +13,23 @@ import logging
 import math
 import threading
 import time
+from pathlib import Path
 from typing import Callable
 
+import anyio
+import anyio.to_thread
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
 
 from findbox.config import ServeConfig
+from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
+from findbox.serve.metrics import ServeMetrics
+from findbox.serve.observe import RequestObserver, RequestRecord
 from findbox.serve.protocol import (
     CandidateOut,
+    ErrorOut,
     GroundingOut,
     GroundResponse,
     IdentifyRequest,
@@ -28,6 +38,7 @@ from findbox.serve.protocol import (
     decode_instances,
     round_box,
 )
+from findbox.serve.runner import ModelRunner
 
 log = logging.getLogger("findbox.serve")
 
@@ -37,8 +48,8 @@ class ServiceState:
 
     def __init__(self) -> None:
         self.pipeline = None
+        self.runner: ModelRunner | None = None
         self.error: str | None = None
-        self.lock = threading.Lock()
         self.ready = threading.Event()
 
 
@@ -104,6 +115,19 @@ def _validation_error(exc: RequestValidationError) -> JSONResponse:
     return _error(status, f"{where}: {first['msg']}", index, field)
 
 
+STATIC_DIR = Path(__file__).parent / "static"
+# the page loads nothing from elsewhere: the browser refuses any other origin
+PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
+            "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, what in [
+    (400, "malformed request; names the instance index and field"),
+    (413, "body, instance count or image over its cap"),
+    (422, "well-formed but invalid request"),
+    (503, "models loading or failed to load"),
+    (504, "not answered within --request-timeout-s"),
+]}
+
+
 def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None = None) -> FastAPI:
     """The service. `load(config) -> Pipeline` runs in a background thread at startup."""
     from contextlib import asynccontextmanager
@@ -112,6 +136,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
         from findbox.load import load_pipeline as load
 
     state = ServiceState()
+    metrics = ServeMetrics(lambda: state.pipeline)
 
     def load_and_warm() -> None:
         try:
@@ -120,6 +145,12 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
                 import numpy as np
 
                 pipeline.ground([np.full((64, 64, 3), 127, np.uint8)], [(0, "warm up")])
+
+            def on_call(requests: int, instances: int) -> None:
+                metrics.batch_requests.observe(requests)
+                metrics.batch_instances.observe(instances)
+
+            state.runner = ModelRunner(pipeline, config.batch_window_ms / 1000, config.max_instances, on_call)
             state.pipeline = pipeline
             log.info("models loaded; ready")
         except Exception as exc:  # reported on /health and by the CLI, never swallowed
@@ -132,16 +163,22 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     async def lifespan(app: FastAPI):
         threading.Thread(target=load_and_warm, name="findbox-load", daemon=True).start()
         yield
+        if state.runner is not None:  # uvicorn has already let in-flight requests finish
+            state.runner.close()
 
     app = FastAPI(
         title="findbox",
         version=__import__("findbox").__version__,
-        description="Find the object a caption describes. `/identify` speaks the original protocol.",
+        description="Find the object a caption describes. `/identify` speaks the original protocol; "
+                    "`/v1/ground` returns every candidate with its scores; the page at `/` calls it.",
         lifespan=lifespan,
     )
     app.state.findbox = state
     app.state.config = config
+    app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(RequestObserver, metrics=metrics)  # added last = outermost: sees the 413s too
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.exception_handler(RequestValidationError)
     async def on_validation_error(request: Request, exc: RequestValidationError):
@@ -151,46 +188,74 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     async def on_instance_error(request: Request, exc: InstanceError):
         return _error(exc.status, str(exc), exc.index, exc.field)
 
-    def pipeline_or_503():
-        if state.pipeline is None:
+    def unavailable() -> JSONResponse | None:
+        if state.pipeline is None or state.runner is None:
             message = f"models failed to load: {state.error}" if state.error else "models are loading"
-            return None, JSONResponse(status_code=503, content={"message": message})
-        return state.pipeline, None
+            return JSONResponse(status_code=503, content={"message": message})
+        return None
+
+    @app.get("/", include_in_schema=False)
+    def page():
+        """The page: drop an image, type captions, see every candidate and the chosen box."""
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                                "Cache-Control": "no-cache"})
 
     @app.get("/health", responses={503: {"description": "models loading or failed"}})
     def health():
         """200 `{"message": "health ok"}` once the models are loaded and warm, 503 before."""
-        _, unavailable = pipeline_or_503()
-        return unavailable or {"message": "health ok"}
+        return unavailable() or {"message": "health ok"}
 
-    def run(body: IdentifyRequest):
-        pipeline, unavailable = pipeline_or_503()
-        if unavailable:
-            return None, unavailable, {}
+    @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
+    def prometheus_metrics():
+        """Prometheus text format: requests, errors, latency per stage, cache hits, model info."""
+        return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    def run(body: IdentifyRequest, record: RequestRecord, deadline: float):
+        """Decode and ground, in a worker thread. Returns (results, seconds per stage)."""
         start = time.perf_counter()
         images, queries = decode_instances(body.instances, config.max_instances, config.max_image_pixels)
+        record.instances, record.images = len(queries), len(images)
         timings = {"decode": time.perf_counter() - start}
         if not queries:
-            return [], None, timings
-        with state.lock:
-            results = pipeline.ground(images, queries, timings)
+            return [], timings
+        job = state.runner.ground(images, queries, deadline)
+        record.batch_requests = job.batch_requests
+        timings.update(job.timings)
         timings["total"] = time.perf_counter() - start
-        return results, None, timings
+        return job.results, timings
 
-    @app.post("/identify", response_model=IdentifyResponse, responses={400: {}, 413: {}, 422: {}, 503: {}})
-    def identify(body: IdentifyRequest):
+    async def answer(body: IdentifyRequest, request: Request):
+        """(results, timings, None) or (None, None, error response)."""
+        if (response := unavailable()) is not None:
+            return None, None, response
+        record = getattr(request.state, "findbox", None) or RequestRecord("-", request.method, request.url.path)
+        timeout = config.request_timeout_s
+        try:
+            with anyio.fail_after(timeout):
+                # abandon_on_cancel: on timeout answer now; the runner drops the job if it has not started
+                results, timings = await anyio.to_thread.run_sync(
+                    run, body, record, time.monotonic() + timeout, abandon_on_cancel=True)
+        except TimeoutError:  # anyio's scope, or the runner's DeadlineExceeded (a TimeoutError)
+            return None, None, _error(504, f"request: not answered within the request timeout of {timeout:g} s "
+                                           f"(--request-timeout-s)", None, "request")
+        record.timings = timings
+        metrics.observe_stages(timings)
+        return results, timings, None
+
+    @app.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)
+    async def identify(body: IdentifyRequest, request: Request):
         """One `[left, top, width, height]` per instance, in request order."""
-        results, unavailable, _ = run(body)
-        if unavailable:
-            return unavailable
+        results, _, error = await answer(body, request)
+        if error is not None:
+            return error
         return {"predictions": [round_box(g.ltwh) for g in results]}
 
-    @app.post("/v1/ground", response_model=GroundResponse, responses={400: {}, 413: {}, 422: {}, 503: {}})
-    def ground(body: IdentifyRequest):
+    @app.post("/v1/ground", response_model=GroundResponse, responses=ERROR_RESPONSES)
+    async def ground(body: IdentifyRequest, request: Request):
         """Every candidate box with its detector confidence and scorer score, per instance."""
-        results, unavailable, timings = run(body)
-        if unavailable:
-            return unavailable
+        results, timings, error = await answer(body, request)
+        if error is not None:
+            return error
         out = []
         for inst, g in zip(body.instances, results):
             cands = [

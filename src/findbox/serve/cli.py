@@ -18,9 +18,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--max-body-bytes", type=int, help="largest request body; larger gets 413")
     g.add_argument("--max-instances", type=int, help="most instances per request; more gets 413")
     g.add_argument("--max-image-pixels", type=int, help="largest image (w*h); larger gets 413")
+    g.add_argument("--request-timeout-s", type=float,
+                   help="answer 504 to a request not answered in this many seconds (default 120)")
+    g.add_argument("--batch-window-ms", type=float,
+                   help="gather concurrent requests into one model call for this long (default 0 = off)")
     g.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
                    help="report ready without a warm-up request")
-    g.add_argument("--log-level", default="info", help="uvicorn log level")
+    g.add_argument("--log-level", default="info",
+                   help="log level; each request logs one JSON line on the findbox.access logger (/health and "
+                        "/metrics at debug)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -30,6 +36,7 @@ def main(args: argparse.Namespace) -> int:
     from findbox.serve.app import create_app
 
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_access_log(args.log_level.upper())
     try:
         config = config_from_args(args)
         resolve_model_paths(config)  # fail before binding the port when a model is missing
@@ -37,8 +44,10 @@ def main(args: argparse.Namespace) -> int:
         print(f"findbox serve: {exc}", file=sys.stderr)
         return 2
     app = create_app(config)
+    # on SIGTERM uvicorn stops accepting, lets in-flight requests finish (none outlives the request
+    # timeout), then exits; findbox.access replaces uvicorn's own access log
     server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                           timeout_graceful_shutdown=30))
+                                           access_log=False, timeout_graceful_shutdown=config.request_timeout_s + 5))
     state = app.state.findbox
 
     def stop_on_load_error() -> None:
@@ -52,3 +61,13 @@ def main(args: argparse.Namespace) -> int:
         print(f"findbox serve: {state.error}", file=sys.stderr)
         return 1
     return 0
+
+
+def configure_access_log(level: str) -> None:
+    """The access log is one bare JSON object per line on stderr, for log shippers to parse."""
+    access = logging.getLogger("findbox.access")
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    access.handlers[:] = [handler]
+    access.setLevel(level)
+    access.propagate = False

@@ -22,7 +22,15 @@ class Instance(BaseModel):
     b64: StrictStr = Field(..., description="The image file (JPEG, PNG, ...) as standard base64.")
 
 
+# an 8x8 blue PNG: the schema's example is a request that really works (schemathesis sends it)
+EXAMPLE_B64 = "iVBORw0KGgoAAAANSUhEUgAAAAgAAAAICAIAAABLbSncAAAAFElEQVR4nGOM6rnDgA0wYRUdtBIAYqEB0uqBxYoAAAAASUVORK5CYII="
+
+
 class IdentifyRequest(BaseModel):
+    model_config = ConfigDict(json_schema_extra={"examples": [
+        {"instances": [{"key": 0, "caption": "grey missile", "b64": EXAMPLE_B64},
+                       {"key": 1, "caption": "yellow drone", "b64": EXAMPLE_B64}]}]})
+
     instances: list[Instance]
 
 
@@ -47,7 +55,14 @@ class GroundingOut(BaseModel):
 
 class GroundResponse(BaseModel):
     results: list[GroundingOut]
-    timings_ms: dict[str, float]
+    timings_ms: dict[str, float] = Field(..., description="Milliseconds per stage: decode, queue, detect, "
+                                         "crop_upscale, embed_images, embed_texts, choose, total.")
+
+
+class ErrorOut(BaseModel):
+    detail: str = Field(..., description="What is wrong, starting with where: 'instances[3].b64: ...'.")
+    index: int | None = Field(None, description="The offending instance, when one is to blame.")
+    field: str | None = Field(None, description="The offending field: body, instances, caption, b64, request.")
 
 
 @dataclass

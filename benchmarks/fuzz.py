@@ -1,0 +1,69 @@
+"""Fuzz `findbox serve` with schemathesis from its own OpenAPI schema: zero 5xx allowed.
+
+    .venv/bin/python benchmarks/fuzz.py --examples 200
+    .venv/bin/python benchmarks/fuzz.py --url http://127.0.0.1:5004 --examples 100
+
+Without --url it starts a tiny server (as benchmarks/load.py does) on 127.0.0.1. Runs
+the examples, coverage and fuzzing phases with the `not_a_server_error` check, then
+cross-checks the server's own count of 5xx answers on /metrics. Bounded by --examples
+per operation and --max-seconds for the whole run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from load import require_loopback, scrape, start_tiny_server, wait_ready  # noqa: E402
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (loopback only); default: start a tiny one")
+    parser.add_argument("--server-args", default="", help="extra `findbox serve` options for the tiny server")
+    parser.add_argument("--examples", type=int, default=100, help="test cases per operation and phase")
+    parser.add_argument("--seed", type=int, default=1)
+    parser.add_argument("--max-seconds", type=float, default=600, help="the whole schemathesis run")
+    args = parser.parse_args()
+
+    proc, tmp = None, None
+    if args.url:
+        require_loopback(args.url)
+        url = args.url.rstrip("/")
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="findbox-fuzz-")
+        proc, url, _ = start_tiny_server(Path(tmp.name), shlex.split(args.server_args))
+    try:
+        wait_ready(url, proc)
+        before = scrape(url).get("server_errors", 0)
+        cli = Path(sys.executable).with_name("schemathesis")
+        cmd = [str(cli), "run", f"{url}/openapi.json", "--checks", "not_a_server_error",
+               "--phases", "examples,coverage,fuzzing", "-n", str(args.examples), "--seed", str(args.seed),
+               "--workers", "2", "--request-timeout", "60", "--generation-database", "none", "--no-color"]
+        print("$", " ".join(cmd), flush=True)
+        start = time.monotonic()
+        try:
+            rc = subprocess.run(cmd, timeout=args.max_seconds, cwd=tmp.name if tmp else None).returncode
+        except subprocess.TimeoutExpired:
+            print(f"schemathesis stopped after --max-seconds {args.max_seconds}")
+            rc = 0
+        after = scrape(url).get("server_errors", 0)
+        print(f"schemathesis exit {rc} in {time.monotonic() - start:.0f} s; server-counted 5xx during the run: "
+              f"{after - before:g}")
+        return 1 if rc or after > before else 0
+    finally:
+        if proc is not None:
+            proc.terminate()
+            proc.wait(30)
+        if tmp is not None:
+            tmp.cleanup()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,291 @@
+"""Load test of `findbox serve`: N concurrent clients for M seconds, on loopback only.
+
+    .venv/bin/python benchmarks/load.py --clients 8 --seconds 30
+    .venv/bin/python benchmarks/load.py --clients 8 --seconds 30 --server-args "--batch-window-ms 5"
+    .venv/bin/python benchmarks/load.py --url http://127.0.0.1:5004 --pid 1234 --clients 4 --seconds 60
+
+Without --url it builds tiny random-weight models (findbox.builders) and starts its own
+server on 127.0.0.1, so it runs anywhere; with --url it drives a server you started
+(give --pid to watch that server's memory). Each request is the published client's
+shape: one image, `--captions` instances (one per caption). Every request carries a
+new image unless --image-pool N cycles through N images (then the image cache works).
+
+Reports throughput, latency p50/p90/p99, error rate, and the server's resident memory
+(RSS via psutil) after warm-up, at the end and at its peak: growth over a long run
+means a leak. The run is bounded by --seconds and --max-requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import base64
+import io
+import ipaddress
+import json
+import os
+import shlex
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+from urllib.parse import urlparse
+
+import numpy as np
+from PIL import Image
+
+CAPTIONS = ["grey missile", "red and white helicopter", "red, white, and blue light aircraft",
+            "green and brown camouflage fighter jet", "yellow drone", "black cargo aircraft"]
+
+
+def scene_b64(seed: int, width: int, height: int) -> str:
+    """A sky gradient with a few coloured blobs, as base64 JPEG (a new seed, new pixels)."""
+    rng = np.random.default_rng(seed)
+    y = np.linspace(0, 1, height, dtype=np.float32)[:, None, None]
+    image = (np.array([120, 170, 230], np.float32) * (1 - y) + np.array([220, 230, 240], np.float32) * y)
+    image = np.repeat(image, width, axis=1)
+    for _ in range(5):
+        w, h = int(rng.integers(width // 20, width // 6)), int(rng.integers(height // 20, height // 6))
+        x0, y0 = int(rng.integers(0, width - w)), int(rng.integers(0, height - h))
+        image[y0:y0 + h, x0:x0 + w] = rng.integers(0, 255, 3)
+    buf = io.BytesIO()
+    Image.fromarray(image.clip(0, 255).astype(np.uint8)).save(buf, format="JPEG", quality=90)
+    return base64.b64encode(buf.getvalue()).decode()
+
+
+def require_loopback(url: str) -> None:
+    host = urlparse(url).hostname or ""
+    try:
+        loopback = host == "localhost" or ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        loopback = False
+    if not loopback:
+        raise SystemExit(f"--url: this benchmark only targets loopback addresses, got {host!r}")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_tiny_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.Popen, str, Path]:
+    """Tiny random-weight models in the real formats, served on a free loopback port."""
+    import findbox  # noqa: F401  (offline environment first)
+    from findbox.builders import build_siglip, build_yolo
+
+    detector = build_yolo(workdir / "detector.pt", "yolov8n.yaml")
+    scorer = build_siglip(workdir / "scorer", CAPTIONS, preset="tiny")
+    port = free_port()
+    cmd = [sys.executable, "-m", "findbox.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--detector", str(detector), "--scorer", str(scorer), "--no-upscaler", "--device", "cpu",
+           "--imgsz", "160", "--conf", "0.001", "--iou", "0.5", "--max-det", "10", "--log-level", "warning",
+           *extra_args]
+    log = workdir / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 180) -> None:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise SystemExit(f"server exited with {proc.returncode}")
+        try:
+            if httpx.get(url + "/health", timeout=2).status_code == 200:
+                return
+        except httpx.HTTPError:
+            pass
+        time.sleep(0.3)
+    raise SystemExit(f"server not ready in {timeout} s")
+
+
+class RssWatch:
+    """Samples a process's resident memory every `every` seconds in a thread."""
+
+    def __init__(self, pid: int | None, every: float = 0.5):
+        import psutil
+
+        self.process = psutil.Process(pid) if pid else None
+        self.every = every
+        self.samples: list[int] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def rss(self) -> int | None:
+        return self.process.memory_info().rss if self.process else None
+
+    def _run(self):
+        while not self._stop.wait(self.every):
+            self.samples.append(self.rss())
+
+    def __enter__(self):
+        if self.process:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+
+
+def percentile(values: list[float], q: float) -> float:
+    if not values:
+        return float("nan")
+    return float(np.percentile(np.asarray(values), q))
+
+
+def run_load(url: str, clients: int, seconds: float, max_requests: int, captions: int, size: tuple[int, int],
+             image_pool: int, timeout: float) -> dict:
+    import httpx
+
+    pool = [scene_b64(10_000 + i, *size) for i in range(image_pool)]
+    lock = threading.Lock()
+    latencies: list[float] = []
+    statuses: dict[str, int] = {}
+    counter = {"sent": 0}
+    stop_at = time.monotonic() + seconds
+
+    def next_seed() -> int | None:
+        with lock:
+            if counter["sent"] >= max_requests:
+                return None
+            counter["sent"] += 1
+            return counter["sent"]
+
+    def client(index: int) -> None:
+        with httpx.Client(timeout=timeout) as http:
+            while time.monotonic() < stop_at and (seed := next_seed()) is not None:
+                b64 = pool[seed % image_pool] if image_pool else scene_b64(seed, *size)
+                body = {"instances": [{"key": k, "caption": CAPTIONS[(seed + k) % len(CAPTIONS)], "b64": b64}
+                                      for k in range(captions)]}
+                start = time.perf_counter()
+                try:
+                    r = http.post(url + "/identify", json=body)
+                    status = str(r.status_code)
+                    if r.status_code == 200 and len(r.json()["predictions"]) != captions:
+                        status = "wrong-count"
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                elapsed = time.perf_counter() - start
+                with lock:
+                    statuses[status] = statuses.get(status, 0) + 1
+                    if status == "200":
+                        latencies.append(elapsed)
+
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    wall = time.perf_counter() - start
+    total = sum(statuses.values())
+    ok = statuses.get("200", 0)
+    return {
+        "requests": total, "ok": ok, "statuses": statuses, "wall_s": round(wall, 2),
+        "error_rate": round((total - ok) / total, 4) if total else None,
+        "throughput_rps": round(ok / wall, 2), "instances_per_s": round(ok * captions / wall, 2),
+        "latency_ms": {"p50": round(percentile(latencies, 50) * 1000, 1),
+                       "p90": round(percentile(latencies, 90) * 1000, 1),
+                       "p99": round(percentile(latencies, 99) * 1000, 1),
+                       "mean": round(statistics.fmean(latencies) * 1000, 1) if latencies else None},
+    }
+
+
+def scrape(url: str) -> dict[str, float]:
+    """A few figures from /metrics: model calls, instances per call, cache hit ratios, 5xx count."""
+    import httpx
+    from prometheus_client.parser import text_string_to_metric_families
+
+    out: dict[str, float] = {}
+    for family in text_string_to_metric_families(httpx.get(url + "/metrics", timeout=30).text):
+        for s in family.samples:
+            if s.name in ("findbox_model_call_instances_count", "findbox_model_call_instances_sum",
+                          "findbox_model_call_requests_sum"):
+                out[s.name] = s.value
+            elif s.name == "findbox_cache_hit_ratio":
+                out[f"cache_hit_ratio_{s.labels['cache']}"] = round(s.value, 4)
+            elif s.name == "findbox_requests_total" and s.labels["status"].startswith("5"):
+                out["server_errors"] = out.get("server_errors", 0) + s.value
+    return out
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--url", help="a running server (loopback only); default: start a tiny one")
+    parser.add_argument("--pid", type=int, help="the --url server's pid, to watch its memory")
+    parser.add_argument("--server-args", default="", help="extra `findbox serve` options for the tiny server")
+    parser.add_argument("--clients", type=int, default=8)
+    parser.add_argument("--seconds", type=float, default=30)
+    parser.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests")
+    parser.add_argument("--warmup-requests", type=int, default=10)
+    parser.add_argument("--captions", type=int, default=4, help="instances per request, one image")
+    parser.add_argument("--size", default="320x240", help="image WxH")
+    parser.add_argument("--image-pool", type=int, default=0, help="cycle N images (0: a new image per request)")
+    parser.add_argument("--timeout", type=float, default=120, help="client timeout per request, seconds")
+    parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    args = parser.parse_args()
+    size = tuple(int(v) for v in args.size.lower().split("x"))
+    if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 3600:
+        raise SystemExit("--clients in [1, 256] and --seconds in (0, 3600]")
+
+    proc, tmp = None, None
+    if args.url:
+        require_loopback(args.url)
+        url, pid = args.url.rstrip("/"), args.pid
+    else:
+        tmp = tempfile.TemporaryDirectory(prefix="findbox-load-")
+        proc, url, _ = start_tiny_server(Path(tmp.name), shlex.split(args.server_args))
+        pid = proc.pid
+    try:
+        wait_ready(url, proc)
+        run_load(url, min(args.clients, 2), 60, args.warmup_requests, args.captions, size, args.image_pool,
+                 args.timeout)  # warm-up: allocator and caches settle before RSS is read
+        with RssWatch(pid) as rss:
+            rss_start = rss.rss()
+            result = run_load(url, args.clients, args.seconds, args.max_requests, args.captions, size,
+                              args.image_pool, args.timeout)
+            rss_end = rss.rss()
+        peak = max([s for s in rss.samples if s] + [rss_end or 0]) if pid else None
+        mib = 1024 * 1024
+        result.update({
+            "clients": args.clients, "captions_per_request": args.captions, "image_size": args.size,
+            "image_pool": args.image_pool, "server_args": args.server_args or None,
+            "rss_mib": None if not pid else {"start": round(rss_start / mib, 1), "end": round(rss_end / mib, 1),
+                                             "peak": round(peak / mib, 1),
+                                             "growth": round((rss_end - rss_start) / mib, 1)},
+            "server": scrape(url),
+        })
+    finally:
+        if proc is not None:
+            proc.terminate()
+            try:
+                proc.wait(30)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+        if tmp is not None:
+            tmp.cleanup()
+    if args.json:
+        print(json.dumps(result))
+        return 0
+    lat, mem = result["latency_ms"], result["rss_mib"]
+    print(f"{result['requests']} requests in {result['wall_s']} s from {args.clients} clients "
+          f"({args.captions} instances each, {args.size})")
+    print(f"  throughput   {result['throughput_rps']} req/s, {result['instances_per_s']} instances/s")
+    print(f"  latency      p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms")
+    print(f"  errors       {result['error_rate']:.2%}  statuses {result['statuses']}")
+    if mem:
+        print(f"  server RSS   {mem['start']} -> {mem['end']} MiB (peak {mem['peak']}, growth {mem['growth']:+} MiB)")
+    print(f"  server       {result['server']}")
+    print(json.dumps(result))
+    return 0 if result["error_rate"] == 0 else 1
+
+
+if __name__ == "__main__":
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    sys.exit(main())

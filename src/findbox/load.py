@@ -34,8 +34,12 @@ def bundled_paths() -> dict[str, Path | None]:
     return {k: (p if p.exists() else None) for k, p in parts.items()}
 
 
-def resolve_model_paths(config: ServeConfig) -> dict[str, Path | None]:
-    """The detector, scorer and upscaler files to load: given ones first, the bundle for the rest."""
+def resolve_model_paths(config: ServeConfig) -> dict[str, Path | list[Path] | None]:
+    """The detector, scorer and upscaler files to load: given ones first, the bundle for the rest.
+
+    "detector" is a list when several detectors are fused; "scorer" may be any scorer spec
+    (`findbox.scorers.parse_scorer_spec`), kept as a Path.
+    """
     bundle = bundled_paths()
     paths: dict[str, Path | None] = {}
     for part in ("detector", "scorer"):
@@ -45,7 +49,10 @@ def resolve_model_paths(config: ServeConfig) -> dict[str, Path | None]:
                 f"{part}: no --{part} given and no bundled demo {part} is installed; "
                 f"pass --{part} PATH (ultralytics .pt for the detector, a save_pretrained folder for the scorer)"
             )
-        paths[part] = Path(given) if given is not None else bundle[part]
+        if isinstance(given, list):
+            paths[part] = [Path(g) for g in given]
+        else:
+            paths[part] = Path(given) if given is not None else bundle[part]
     if config.no_upscaler:
         paths["upscaler"] = None
     elif config.upscaler is not None:
@@ -68,7 +75,7 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     from findbox.detector import Detector
     from findbox.device import resolve_device, resolve_dtype
     from findbox.pipeline import Pipeline
-    from findbox.scorer import Scorer
+    from findbox.scorers import load_scorer
     from findbox.upscaler import Upscaler
 
     if config is None:
@@ -80,10 +87,15 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)
-    detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16)
-    scorer = Scorer.from_pretrained(
-        paths["scorer"], device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
+    if isinstance(paths["detector"], list):
+        from findbox.ensemble import EnsembleDetector
+
+        detector = EnsembleDetector.from_files(paths["detector"], config.detection, device, half=dtype == torch.float16)
+    else:
+        detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16)
+    scorer = load_scorer(
+        str(paths["scorer"]), device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
         text_cache_size=config.text_cache_size,
     )
     upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
-    return Pipeline(detector, scorer, upscaler, config.fallback)
+    return Pipeline(detector, scorer, upscaler, config.fallback, config.score_fusion, config.fusion_weight)

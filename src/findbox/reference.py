@@ -30,18 +30,16 @@ def reference_ground(pipeline, image_rgb: np.ndarray, caption: str) -> Grounding
     image_emb = []
     for start in range(0, len(crops), ORIGINAL_CROP_BATCH):
         pixels = scorer.preprocess(crops[start : start + ORIGINAL_CROP_BATCH]).to(scorer.device, scorer.dtype)
-        out = scorer.model.get_image_features(pixel_values=pixels)
-        emb = out if isinstance(out, torch.Tensor) else out.pooler_output
+        emb = scorer.image_features(pixels)
         image_emb.append(torch.nn.functional.normalize(emb.float(), dim=-1).cpu())
-        text_out = scorer.model.get_text_features(**scorer.tokenize([caption]))  # re-encoded every time
+        text = scorer.text_features([caption])  # re-encoded every time
     if image_emb:
-        text = text_out if isinstance(text_out, torch.Tensor) else text_out.pooler_output
         text_emb = torch.nn.functional.normalize(text.float(), dim=-1).cpu()
         logits = scorer.score(torch.cat(image_emb), text_emb)[:, 0]
     else:
         logits = np.zeros(0, np.float32)
     candidates = candidates.with_match_score(logits)
-    chosen = choose(candidates, caption)
+    chosen = choose(candidates, caption, pipeline.score_fusion, pipeline.fusion_weight)
     image_wh = (image_rgb.shape[1], image_rgb.shape[0])
     box = fallback_box(Fallback(pipeline.fallback), image_wh) if chosen < 0 else candidates.xyxy[chosen].copy()
     return Grounding(box, candidates, chosen, image_wh)

@@ -93,16 +93,24 @@ def check_caption_lengths(crop_sets: list[CropSet], scorer) -> None:
         )
 
 
+# Captions name colours: a transform that removes or swaps colours would teach the scorer
+# that "red" may look grey. V1's ToGray suits the detector, not the scorer.
+COLOUR_CHANGING = ("ToGray", "ToSepia", "ChannelShuffle", "ChannelDropout")
+
+
 def pixel_level(transforms: list) -> tuple[list, list[str]]:
-    """(kept, dropped names): only pixel-level (ImageOnly) transforms suit crops.
+    """(kept, dropped names): only pixel-level (ImageOnly) transforms that keep colours suit crops.
 
     Crops keep the geometry the server will show the scorer; flips, rotations and warps
     belong to the detector, whose boxes move with the pixels.
     """
     import albumentations as A
 
-    kept = [t for t in transforms if isinstance(t, A.ImageOnlyTransform)]
-    dropped = [type(t).__name__ for t in transforms if not isinstance(t, A.ImageOnlyTransform)]
+    def keep(t) -> bool:
+        return isinstance(t, A.ImageOnlyTransform) and type(t).__name__ not in COLOUR_CHANGING
+
+    kept = [t for t in transforms if keep(t)]
+    dropped = [type(t).__name__ for t in transforms if not keep(t)]
     return kept, dropped
 
 

@@ -35,10 +35,11 @@ class DemoRecipe:
     scorer_images: int = 1500  # crops are cheap: ~8000 of them for the scorer
     scorer_seed: int = 2000
     scorer_preset: str = "small"  # 64 px input, 4 layers of 128: ~2 MB, learns colours and shapes
+    scorer_text_length: int = 24  # prompt + the longest caption fit in ~16 tokens; 64 would triple text cost
     scorer_epochs: int = 8
     scorer_lr: float = 5e-4  # from scratch, not the fine-tuning 2e-5
-    scorer_batch: int = 256
-    scorer_micro_batch: int = 64
+    scorer_batch: int = 128
+    scorer_micro_batch: int = 128
     eval_images: int = 100
     eval_seeds: tuple[int, ...] = (9001, 9002)  # fresh seeds: never seen in training
     conf: float = 0.05
@@ -89,7 +90,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
 
         captions = sorted({json.loads(line)["caption"] for line in open(work / "crops" / "manifest.jsonl")})
         words = captions + list(COLOUR_NAMES) + list(OBJECT_TYPES)
-        build_siglip(work / "init_scorer", words, preset=r.scorer_preset, vocab_size=512)
+        build_siglip(work / "init_scorer", words, preset=r.scorer_preset, vocab_size=512, text_length=r.scorer_text_length)
         run(findbox("train", "scorer", "--init", str(work / "init_scorer"), "--crops", str(work / "crops"),
                     "--out", str(work / "scorer"), "--epochs", str(r.scorer_epochs), "--lr", str(r.scorer_lr),
                     "--batch", str(r.scorer_batch), "--micro-batch", str(r.scorer_micro_batch),

@@ -140,7 +140,7 @@ def percentile(values: list[float], q: float) -> float:
 
 
 def run_load(url: str, clients: int, seconds: float, max_requests: int, captions: int, size: tuple[int, int],
-             image_pool: int, timeout: float) -> dict:
+             image_pool: int, timeout: float, first_seed: int = 0) -> dict:
     import httpx
 
     pool = [scene_b64(10_000 + i, *size) for i in range(image_pool)]
@@ -155,7 +155,7 @@ def run_load(url: str, clients: int, seconds: float, max_requests: int, captions
             if counter["sent"] >= max_requests:
                 return None
             counter["sent"] += 1
-            return counter["sent"]
+            return first_seed + counter["sent"]
 
     def client(index: int) -> None:
         with httpx.Client(timeout=timeout) as http:
@@ -210,7 +210,8 @@ def scrape(url: str) -> dict[str, float]:
                 out[s.name] = s.value
             elif s.name == "findbox_cache_hit_ratio":
                 out[f"cache_hit_ratio_{s.labels['cache']}"] = round(s.value, 4)
-            elif s.name == "findbox_requests_total" and s.labels["status"].startswith("5"):
+            elif (s.name == "findbox_requests_total" and s.labels["status"].startswith("5")
+                  and s.labels["endpoint"] in ("/identify", "/v1/ground")):  # not /health's 503 while loading
                 out["server_errors"] = out.get("server_errors", 0) + s.value
     return out
 
@@ -249,7 +250,7 @@ def main() -> int:
         with RssWatch(pid) as rss:
             rss_start = rss.rss()
             result = run_load(url, args.clients, args.seconds, args.max_requests, args.captions, size,
-                              args.image_pool, args.timeout)
+                              args.image_pool, args.timeout, first_seed=1_000_000)  # not the warm-up's images
             rss_end = rss.rss()
         peak = max([s for s in rss.samples if s] + [rss_end or 0]) if pid else None
         mib = 1024 * 1024
@@ -258,7 +259,8 @@ def main() -> int:
             "image_pool": args.image_pool, "server_args": args.server_args or None,
             "rss_mib": None if not pid else {"start": round(rss_start / mib, 1), "end": round(rss_end / mib, 1),
                                              "peak": round(peak / mib, 1),
-                                             "growth": round((rss_end - rss_start) / mib, 1)},
+                                             "growth": round((rss_end - rss_start) / mib, 1),
+                                             "timeline": [round(v / mib) for v in rss.samples[9::10]]},
             "server": scrape(url),
         })
     finally:
@@ -280,7 +282,8 @@ def main() -> int:
     print(f"  latency      p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms")
     print(f"  errors       {result['error_rate']:.2%}  statuses {result['statuses']}")
     if mem:
-        print(f"  server RSS   {mem['start']} -> {mem['end']} MiB (peak {mem['peak']}, growth {mem['growth']:+} MiB)")
+        print(f"  server RSS   {mem['start']} -> {mem['end']} MiB (peak {mem['peak']}, growth {mem['growth']:+} MiB); "
+              f"every 5 s: {mem['timeline']}")
     print(f"  server       {result['server']}")
     print(json.dumps(result))
     return 0 if result["error_rate"] == 0 else 1

@@ -71,6 +71,25 @@ def test_request_over_the_timeout_gets_504_and_queued_work_is_dropped():
         assert 'findbox_errors_total{endpoint="/v1/ground",kind="timeout",status="504"} 2.0' in metrics
 
 
+class BrokenPipeline(SlowPipeline):
+    def ground(self, images, queries, timings=None):
+        self.calls += 1
+        if self.calls == 1:
+            raise RuntimeError("CUDA out of memory (pretend)")
+        return super().ground(images, queries, timings)
+
+
+def test_model_error_is_a_json_500_and_the_service_goes_on():
+    app = create_app(ServeConfig(warmup=False), load=lambda config: BrokenPipeline(seconds=0))
+    with TestClient(app, raise_server_exceptions=False) as client:
+        while client.get("/health").status_code != 200:
+            time.sleep(0.01)
+        r = client.post("/identify", json=body())
+        assert r.status_code == 500 and "CUDA out of memory (pretend)" in r.json()["detail"]
+        assert client.post("/identify", json=body()).status_code == 200
+        assert 'findbox_errors_total{endpoint="/identify",kind="internal",status="500"} 1.0' in client.get("/metrics").text
+
+
 def test_sigterm_lets_the_in_flight_request_finish(tiny_models):
     # a batch window makes the request deterministically slow (it waits 2 s for company) on any machine
     server = ServerProcess(tiny_serve_args(tiny_models, upscaler=False) + ["--batch-window-ms", "2000"])

@@ -1,13 +1,12 @@
 """The page at `/`, end to end in headless Chromium (Debian's, driven by Playwright).
 
 `make setup` installs /usr/bin/chromium with apt-get; the test skips only where it is absent.
-Set FINDBOX_PAGE_PNG=path to also save a screenshot (docs/page.png is made this way).
+docs/page.png comes from benchmarks/page_screenshot.py.
 """
 
 from __future__ import annotations
 
 import base64
-import os
 import re
 from pathlib import Path
 
@@ -102,14 +101,6 @@ def test_upload_two_captions_draws_candidates_and_a_chosen_box_each(page, live_s
 
     assert not page.problems, page.problems
     assert all(url.startswith(live_server.url) for url in page.requests), "the page loads nothing from elsewhere"
-
-    if os.environ.get("FINDBOX_PAGE_PNG"):  # docs/page.png: the sample scene reads better than test blobs
-        page.check("#show-all")
-        page.click("#sample")
-        page.click("#find")
-        expect(page.locator(".answer .caption").first).to_have_text(re.compile("^red"))
-        expect(page.locator(".answer")).to_have_count(2)
-        page.screenshot(path=os.environ["FINDBOX_PAGE_PNG"], full_page=True)
 
 
 def test_dropped_file_and_errors_are_shown(page, live_server):

@@ -188,6 +188,11 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     async def on_instance_error(request: Request, exc: InstanceError):
         return _error(exc.status, str(exc), exc.index, exc.field)
 
+    @app.exception_handler(Exception)
+    async def on_unexpected_error(request: Request, exc: Exception):
+        # the observer has logged it with the request id; the client gets the same shape as every error
+        return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:500], None, None)
+
     def unavailable() -> JSONResponse | None:
         if state.pipeline is None or state.runner is None:
             message = f"models failed to load: {state.error}" if state.error else "models are loading"

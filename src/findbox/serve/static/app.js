@@ -3,8 +3,9 @@
 "use strict";
 
 const COLORS = ["#ff5d8f", "#ffc53d", "#3ddc97", "#4cc9f0", "#c77dff", "#ff8c42", "#a0e426", "#f15bb5"];
-const STAGES = ["decode", "queue", "detect", "crop_upscale", "embed_images", "embed_texts", "choose"];
-const STAGE_NAMES = { crop_upscale: "crop+upscale", embed_images: "embed crops", embed_texts: "embed captions" };
+const STAGES = ["decode", "queue", "image_cache", "detect", "crop_upscale", "embed_images", "embed_texts", "choose"];
+const STAGE_NAMES = { image_cache: "image cache", crop_upscale: "crop+upscale", embed_images: "embed crops",
+  embed_texts: "embed captions" };
 
 const $ = (id) => document.getElementById(id);
 const state = { b64: null, imageWH: null, response: null, captions: [] };

@@ -131,9 +131,11 @@ def test_detector_option_repeats_and_toml_list(tmp_path):
     parser = argparse.ArgumentParser()
     add_model_arguments(parser)
     assert config_from_args(parser.parse_args(["--detector", "a.pt"])).detector == "a.pt"
-    assert config_from_args(parser.parse_args(["--detector", "a.pt", "--detector", "b.pt"])).detector == ["a.pt", "b.pt"]
+    two = parser.parse_args(["--detector", "a.pt", "--detector", "b.pt"])
+    assert config_from_args(two).detector == ["a.pt", "b.pt"]
     toml = tmp_path / "serve.toml"
     toml.write_text('detector = ["a.pt", "b.pt"]\nscore_fusion = "product"\nfusion_weight = 0.5\n')
     config = config_from_args(parser.parse_args(["--config", str(toml)]))
-    assert config.detector == ["a.pt", "b.pt"] and config.score_fusion.value == "product" and config.fusion_weight == 0.5
+    assert config.detector == ["a.pt", "b.pt"]
+    assert config.score_fusion.value == "product" and config.fusion_weight == 0.5
     assert config_from_args(parser.parse_args(["--config", str(toml), "--detector", "c.pt"])).detector == "c.pt"

@@ -35,7 +35,8 @@ def build_siglip2_naflex(out_dir: Path) -> Path:
     """
     from transformers import Siglip2Config, Siglip2ImageProcessor, Siglip2Model, Siglip2Tokenizer
 
-    chars = sorted({ch for text in CAPTIONS + PAIRS + ["this is a photo of ."] for ch in text.lower().replace(" ", "▁")})
+    texts = CAPTIONS + PAIRS + ["this is a photo of ."]
+    chars = sorted({ch for text in texts for ch in text.lower().replace(" ", "▁")})
     vocab = {tok: i for i, tok in enumerate(["<pad>", "<eos>", "<bos>", "<unk>", "<mask>", *chars])}
     tokenizer = Siglip2Tokenizer(vocab=vocab, merges=[], model_max_length=64)
     tokenizer.save_pretrained(str(out_dir))
@@ -167,6 +168,43 @@ def test_siglip2_naflex_matches_its_processor(zoo):
     with torch.no_grad():
         expected = torch.nn.functional.normalize(scorer.model.get_image_features(**inputs).pooler_output, dim=-1)
     torch.testing.assert_close(scorer.embed_images([image]), expected, rtol=1e-5, atol=1e-6)
+
+
+def test_siglip_text_weights_map_onto_open_clip(zoo, tmp_path):
+    """One set of SigLIP text weights through transformers and open_clip: the same embeddings when
+    transformers gets no attention mask, as SigLIP was trained (open_clip passes none). transformers
+    5's SiglipTokenizer returns a mask, and passing it changes the embeddings (docs/ZOO.md)."""
+    import copy
+    import json
+
+    import open_clip
+
+    from findbox.builders import OPEN_CLIP_TINY
+    from findbox.scorer import _features, format_prompt
+    from findbox.scorers.open_clip import siglip_state_dict_to_open_clip
+
+    hf = load_scorer(zoo["siglip"])
+    config = copy.deepcopy(OPEN_CLIP_TINY["tiny-siglip"])
+    config["text_cfg"]["vocab_size"] = hf.model.config.text_config.vocab_size
+    arch = tmp_path / "tiny-siglip-hf.json"
+    arch.write_text(json.dumps(config))
+    open_clip.add_model_config(arch)
+    model = open_clip.create_model(arch.stem, pretrained=None)
+    mapped = siglip_state_dict_to_open_clip(hf.model.state_dict())
+    text = {k: v for k, v in mapped.items() if k.startswith(("text.", "logit_"))}
+    assert not [k for k in model.load_state_dict(text, strict=False).missing_keys if k.startswith("text.")]
+    torch.save(model.state_dict(), tmp_path / "weights.bin")
+    oc = load_scorer(f"open_clip:{arch}:{tmp_path / 'weights.bin'}:{zoo['siglip']}")
+
+    tokens = hf.tokenizer([format_prompt(hf.prompt, c) for c in CAPTIONS], padding="max_length", max_length=64,
+                          return_tensors="pt")
+    with torch.no_grad():
+        unmasked = _features(hf.model.get_text_features(input_ids=tokens["input_ids"]))
+        masked = _features(hf.model.get_text_features(**tokens))
+    unmasked, masked = (torch.nn.functional.normalize(e, dim=-1) for e in (unmasked, masked))
+    # transformers' tanh GELU vs open_clip's exact GELU leaves ~1e-4
+    torch.testing.assert_close(oc.embed_texts(CAPTIONS), unmasked, atol=2e-3, rtol=0)
+    assert (masked - unmasked).abs().max() > 1e-2
 
 
 def test_clip_folder_tokenizer_matches_open_clip(zoo):

@@ -138,6 +138,7 @@ OPEN_CLIP_TINY: dict[str, dict] = {
     "tiny-siglip": {"embed_dim": 32, "init_logit_bias": -10, "custom_text": True, "vision_cfg": _TINY_VISION,
                     "text_cfg": {"context_length": 64, "vocab_size": 256, "hf_tokenizer_name": "timm/ViT-B-16-SigLIP",
                                  "tokenizer_kwargs": {"clean": "canonicalize"}, "width": 32, "heads": 2, "layers": 2,
+                                 "mlp_ratio": 2.0,  # build_siglip's tiny text tower: 64 = 2 * 32
                                  "no_causal_mask": True, "proj_bias": True, "pool_type": "last",
                                  "norm_kwargs": {"eps": 1e-6}}},
 }

@@ -152,3 +152,52 @@ class OpenClipScorer(Scorer):
 
     def text_features(self, captions: list[str]) -> torch.Tensor:
         return self.model.encode_text(self.tokenize(captions))
+
+
+def siglip_state_dict_to_open_clip(sd: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
+    """transformers SiglipModel state dict -> open_clip SigLIP (e.g. ViT-B-16-SigLIP).
+
+    open_clip's SigLIP is a CustomTextCLIP: a timm ViT trunk with a MAP head ("visual.trunk.*")
+    and open_clip's text tower ("text.*", last-token pooling, projection with bias). Keys are
+    renamed and q/k/v projections concatenated; no value changes. Used by
+    benchmarks/bench_open_clip.py to run one set of weights through both libraries.
+    """
+    out = {"logit_scale": sd["logit_scale"].reshape(()), "logit_bias": sd["logit_bias"].reshape(())}
+    v, t = "vision_model.", "text_model."
+    out["visual.trunk.patch_embed.proj.weight"] = sd[v + "embeddings.patch_embedding.weight"]
+    out["visual.trunk.patch_embed.proj.bias"] = sd[v + "embeddings.patch_embedding.bias"]
+    out["visual.trunk.pos_embed"] = sd[v + "embeddings.position_embedding.weight"][None]
+    out["text.token_embedding.weight"] = sd[t + "embeddings.token_embedding.weight"]
+    out["text.positional_embedding"] = sd[t + "embeddings.position_embedding.weight"]
+    layers = 1 + max(int(k.split(".")[3]) for k in sd if k.startswith(v + "encoder.layers."))
+    for i in range(layers):
+        for tower, dst, names in (
+            (v, f"visual.trunk.blocks.{i}.", dict(ln1="norm1", ln2="norm2", qkv="attn.qkv", out="attn.proj",
+                                                  fc1="mlp.fc1", fc2="mlp.fc2")),
+            (t, f"text.transformer.resblocks.{i}.", dict(ln1="ln_1", ln2="ln_2", qkv="attn.in_proj_",
+                                                         out="attn.out_proj", fc1="mlp.c_fc", fc2="mlp.c_proj")),
+        ):
+            src = f"{tower}encoder.layers.{i}."
+            for part in ("weight", "bias"):
+                qkv = torch.cat([sd[f"{src}self_attn.{n}_proj.{part}"] for n in ("q", "k", "v")])
+                # timm names it qkv.weight; torch's MultiheadAttention in_proj_weight
+                out[dst + (f"{names['qkv']}{part}" if names["qkv"].endswith("_") else f"{names['qkv']}.{part}")] = qkv
+                out[f"{dst}{names['ln1']}.{part}"] = sd[f"{src}layer_norm1.{part}"]
+                out[f"{dst}{names['ln2']}.{part}"] = sd[f"{src}layer_norm2.{part}"]
+                out[f"{dst}{names['out']}.{part}"] = sd[f"{src}self_attn.out_proj.{part}"]
+                out[f"{dst}{names['fc1']}.{part}"] = sd[f"{src}mlp.fc1.{part}"]
+                out[f"{dst}{names['fc2']}.{part}"] = sd[f"{src}mlp.fc2.{part}"]
+    head, pool = v + "head.", "visual.trunk.attn_pool."
+    d = sd[head + "probe"].shape[-1]
+    out[pool + "latent"] = sd[head + "probe"]
+    for part in ("weight", "bias"):
+        out["visual.trunk.norm." + part] = sd[v + "post_layernorm." + part]
+        in_proj = sd[f"{head}attention.in_proj_{part}"]
+        out[f"{pool}q.{part}"], out[f"{pool}kv.{part}"] = in_proj[:d], in_proj[d:]
+        out[f"{pool}proj.{part}"] = sd[f"{head}attention.out_proj.{part}"]
+        out[f"{pool}norm.{part}"] = sd[f"{head}layernorm.{part}"]
+        out[f"{pool}mlp.fc1.{part}"] = sd[f"{head}mlp.fc1.{part}"]
+        out[f"{pool}mlp.fc2.{part}"] = sd[f"{head}mlp.fc2.{part}"]
+        out["text.ln_final." + part] = sd[t + "final_layer_norm." + part]
+        out["text.text_projection." + part] = sd[t + "head." + part]
+    return out

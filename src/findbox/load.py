@@ -71,9 +71,10 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     """
     import torch
 
-    from findbox.config import from_dict
+    from findbox.cache import ImageCache
+    from findbox.config import ScorerBackend, from_dict
     from findbox.detector import Detector
-    from findbox.device import resolve_device, resolve_dtype
+    from findbox.device import resolve_autocast, resolve_device, resolve_dtype
     from findbox.pipeline import Pipeline
     from findbox.scorers import load_scorer
     from findbox.upscaler import Upscaler
@@ -97,5 +98,15 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
         str(paths["scorer"]), device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
         text_cache_size=config.text_cache_size,
     )
+    scorer.autocast_dtype = resolve_autocast(config.precision)
+    if config.scorer_backend == ScorerBackend.ONNX:
+        from findbox.scorers.onnx import OnnxScorer
+
+        scorer = OnnxScorer.from_scorer(scorer)
+    if config.compile:
+        # image_features takes a tensor: it compiles whole (text_features tokenises, and captions are cached)
+        scorer.image_features = torch.compile(scorer.image_features, dynamic=True)
     upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
-    return Pipeline(detector, scorer, upscaler, config.fallback, config.score_fusion, config.fusion_weight)
+    image_cache = ImageCache(config.image_cache, config.image_cache_mb * 1024 * 1024) if config.image_cache else None
+    return Pipeline(detector, scorer, upscaler, config.fallback, config.score_fusion, config.fusion_weight,
+                    image_cache=image_cache)

@@ -20,10 +20,14 @@ ORIGINAL_CROP_BATCH = 4
 
 
 @torch.inference_mode()
-def reference_ground(pipeline, image_rgb: np.ndarray, caption: str) -> Grounding:
-    """One (image, caption) instance through the pipeline's models, one step at a time."""
+def reference_ground(pipeline, image_rgb: np.ndarray, caption: str, candidates: Candidates | None = None) -> Grounding:
+    """One (image, caption) instance through the pipeline's models, one step at a time.
+
+    candidates: the image's detections when the caller ran the detector already.
+    """
     detector, scorer, upscaler = pipeline.detector, pipeline.scorer, pipeline.upscaler
-    candidates: Candidates = detector.detect([image_rgb])[0]
+    if candidates is None:
+        candidates = detector.detect([image_rgb])[0]
     crops = cut_crops(image_rgb, candidates.xyxy)
     if upscaler is not None:
         crops = [upscaler.upscale([c])[0] for c in crops]
@@ -43,3 +47,15 @@ def reference_ground(pipeline, image_rgb: np.ndarray, caption: str) -> Grounding
     image_wh = (image_rgb.shape[1], image_rgb.shape[0])
     box = fallback_box(Fallback(pipeline.fallback), image_wh) if chosen < 0 else candidates.xyxy[chosen].copy()
     return Grounding(box, candidates, chosen, image_wh)
+
+
+@torch.inference_mode()
+def reference_request(pipeline, images_rgb: list[np.ndarray], captions: list[str]) -> list[Grounding]:
+    """A whole request as the original served it: one detector call over every instance's image
+    (an image sent with four captions is decoded and detected four times, in one batch), then
+    each instance alone as in `reference_ground`."""
+    if len(images_rgb) != len(captions):
+        raise ValueError(f"reference_request: expected one caption per image, got {len(images_rgb)} images "
+                         f"and {len(captions)} captions")
+    detections = pipeline.detector.detect(images_rgb)
+    return [reference_ground(pipeline, im, c, cands) for im, c, cands in zip(images_rgb, captions, detections)]

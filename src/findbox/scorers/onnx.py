@@ -1,0 +1,169 @@
+"""The scorer's towers on ONNX Runtime (CPU): exported once from a transformers scorer, then cached.
+
+Both towers are exported with a dynamic batch axis: the image tower maps normalised
+pixels (n, 3, H, W) float32 to (n, D) projected embeddings, the text tower maps the
+tokenizer's (m, L) int64 ids (and attention mask) to (m, D). Preprocessing,
+tokenising, normalisation, caching and scoring stay those of `Scorer`, so the two
+backends differ only in the arithmetic of the towers (checked by tests/test_onnx.py).
+
+Exports are cached under `findbox.env.cache_dir() / "onnx"`, keyed by the model
+folder's config and weight files (name, size, mtime) and the torch version: a
+changed checkpoint exports again.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from findbox.scorer import Scorer, _features
+
+OPSET = 17
+EXPORT_VERSION = 2  # bump when the exported graphs change meaning (2: siglip text without attention mask)
+
+
+class _ImageTower(torch.nn.Module):
+    def __init__(self, model):
+        super().__init__()
+        self.model = model
+
+    def forward(self, pixel_values):
+        return _features(self.model.get_image_features(pixel_values=pixel_values))
+
+
+class _TextTower(torch.nn.Module):
+    def __init__(self, model, with_mask: bool):
+        super().__init__()
+        self.model = model
+        self.with_mask = with_mask
+
+    def forward(self, input_ids, attention_mask=None):
+        if self.with_mask:
+            return _features(self.model.get_text_features(input_ids=input_ids, attention_mask=attention_mask))
+        return _features(self.model.get_text_features(input_ids=input_ids))
+
+
+def _model_key(model) -> str:
+    """Digest of what the export depends on: the source folder's files (by stat), the config, torch."""
+    h = hashlib.sha256()
+    h.update(f"v{EXPORT_VERSION} opset{OPSET} torch{torch.__version__}".encode())
+    h.update(json.dumps(model.config.to_dict(), sort_keys=True, default=str).encode())
+    folder = Path(getattr(model, "name_or_path", "") or "")
+    if folder.is_dir():
+        for f in sorted(folder.iterdir()):
+            if f.suffix in (".safetensors", ".bin", ".json") and f.is_file():
+                st = f.stat()
+                h.update(f"{f.name}:{st.st_size}:{st.st_mtime_ns}".encode())
+    else:  # an in-memory model: key on the weights themselves
+        for name, p in sorted(model.state_dict().items()):
+            h.update(name.encode())
+            h.update(p.detach().float().cpu().numpy().tobytes())
+    return h.hexdigest()[:24]
+
+
+def export_towers(scorer: Scorer, out_dir: Path) -> dict[str, Path]:
+    """Export the image and text towers of a transformers `Scorer` to ONNX (fp32, dynamic batch)."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model = scorer.model.float().cpu().eval()
+    h, w = scorer.preprocess.size_hw
+    tokens = scorer.tokenize(["a caption", "another caption"])
+    with_mask = "attention_mask" in tokens
+    paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
+    text_inputs = ["input_ids", "attention_mask"] if with_mask else ["input_ids"]
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
+        torch.onnx.export(
+            _ImageTower(model), (torch.zeros(2, 3, h, w),), str(paths["image"]) + ".tmp",
+            input_names=["pixel_values"], output_names=["embeds"],
+            dynamic_axes={"pixel_values": {0: "n"}, "embeds": {0: "n"}}, opset_version=OPSET, dynamo=False,
+        )
+        torch.onnx.export(
+            _TextTower(model, with_mask), tuple(tokens[k].cpu() for k in text_inputs), str(paths["text"]) + ".tmp",
+            input_names=text_inputs, output_names=["embeds"],
+            dynamic_axes={**{k: {0: "m"} for k in text_inputs}, "embeds": {0: "m"}}, opset_version=OPSET,
+            dynamo=False,
+        )
+    for p in paths.values():  # atomic: a crash mid-export never leaves a half file under the final name
+        os.replace(str(p) + ".tmp", p)
+    return paths
+
+
+class _ConfigOnly:
+    """Stands in for the dropped PyTorch model where only its config is read."""
+
+    def __init__(self, config):
+        self.config = config
+
+
+class OnnxScorer(Scorer):
+    """A transformers `Scorer` whose towers run on ONNX Runtime. fp32, CPU.
+
+    The PyTorch towers are dropped after export; only logit_scale and logit_bias are kept.
+    """
+
+    def __init__(self, source: Scorer, paths: dict[str, Path], threads: int | None = None):
+        import onnxruntime as ort
+
+        super().__init__(source.model, source.tokenizer, source.preprocess, source.prompt, source.max_text_length,
+                         source.device, source.dtype, source.max_batch, source.text_cache_size)
+        self._scale_bias = source.logit_scale_bias()
+        self._embed_dim = source.embed_dim
+        self._family = source.model.config.model_type
+        # the PyTorch towers are not needed any more: keep only the config (tokenize reads it), free the weights
+        self.model = _ConfigOnly(source.model.config)
+        self.paths = paths
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = threads or torch.get_num_threads()
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        providers = ["CPUExecutionProvider"]
+        self._image = ort.InferenceSession(str(paths["image"]), options, providers=providers)
+        self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)
+        self._text_inputs = [i.name for i in self._text.get_inputs()]
+
+    @classmethod
+    def from_scorer(cls, scorer: Scorer, cache: str | Path | None = None) -> "OnnxScorer":
+        """Export (or reuse a cached export of) `scorer`'s towers and run them on ONNX Runtime."""
+        if type(scorer) is not Scorer:
+            raise ValueError(f"scorer backend onnx: expected a transformers scorer, got {type(scorer).__name__}")
+        family = scorer.model.config.model_type
+        if family == "siglip2":
+            raise ValueError("scorer backend onnx: SigLIP 2 NaFlex towers are not exported; use --scorer-backend torch")
+        if scorer.device.type != "cpu":
+            raise ValueError(f"scorer backend onnx: runs on the CPU (onnxruntime CPU build), got device {scorer.device}")
+        if scorer.dtype != torch.float32 or scorer.autocast_dtype is not None:
+            raise ValueError(f"scorer backend onnx: runs fp32, got weights {scorer.dtype} with autocast "
+                             f"{scorer.autocast_dtype}; use --precision fp32")
+        from findbox.env import cache_dir
+
+        root = Path(cache) if cache is not None else cache_dir() / "onnx"
+        out_dir = root / _model_key(scorer.model)
+        paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
+        if not all(p.is_file() for p in paths.values()):
+            paths = export_towers(scorer, out_dir)
+        return cls(scorer, paths)
+
+    @property
+    def info(self) -> dict:
+        return {"kind": "transformers", "family": self._family, "prompt": self.prompt, "backend": "onnxruntime"}
+
+    @property
+    def embed_dim(self) -> int:
+        return self._embed_dim
+
+    def logit_scale_bias(self) -> tuple[float, float]:
+        return self._scale_bias
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        x = np.ascontiguousarray(pixels.detach().float().cpu().numpy())
+        return torch.from_numpy(self._image.run(None, {"pixel_values": x})[0])
+
+    def text_features(self, captions: list[str]) -> torch.Tensor:
+        tokens = self.tokenize(captions)
+        feeds = {k: tokens[k].cpu().numpy().astype(np.int64) for k in self._text_inputs}
+        return torch.from_numpy(self._text.run(None, feeds)[0])

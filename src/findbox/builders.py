@@ -8,6 +8,7 @@ compact .pth. Sizes are spelled out per preset.
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from pathlib import Path
@@ -90,6 +91,9 @@ def build_siglip(out_dir: str | Path, captions: list[str], preset: str = "tiny",
     )
     torch.manual_seed(seed)
     model = SiglipModel(config)
+    with torch.no_grad():  # the SigLIP paper's init (t' = log 10, b = -10): transformers starts at 1 and 0,
+        model.logit_scale.fill_(math.log(10.0))  # where logits stay in [-1, 1] and learning crawls
+        model.logit_bias.fill_(-10.0)
     model.save_pretrained(str(out_dir))
     image_processor = SiglipImageProcessor(size={"height": p["image_size"], "width": p["image_size"]})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)

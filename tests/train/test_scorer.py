@@ -63,18 +63,18 @@ def tiny_config(init, crops, out, **overrides) -> TrainScorerConfig:
 def test_tiny_scorer_learns_colours_and_saves_a_clean_folder(colour_scorer, tmp_path):
     crops = write_colour_crops(tmp_path / "crops")
     out = tmp_path / "trained"
-    metrics = train(tiny_config(colour_scorer, crops, out))
+    metrics = train(tiny_config(colour_scorer, crops, out, epochs=12))
 
     # beats chance on the task's own decision (3 crops an image: chance 1/3)
     epochs = metrics["epochs"]
     assert epochs[0]["epoch"] == 0 and metrics["val_chance"] == pytest.approx(1 / 3)
-    assert metrics["steps"] == 6 * 3  # 36 train crops / batch 12
+    assert metrics["steps"] == 12 * 3  # 36 train crops / batch 12
     assert metrics["val_accuracy"] >= 0.8 > metrics["val_chance"] + 0.3, epochs
 
     # logs: loss and lr every step, warmup then decay
     log = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
     steps = [r for r in log if "step" in r]
-    assert len(steps) == 18 and all(np.isfinite(r["loss"]) for r in steps)
+    assert len(steps) == 36 and all(np.isfinite(r["loss"]) for r in steps)
     assert steps[0]["lr"] < steps[2]["lr"] and steps[-1]["lr"] < steps[2]["lr"]
     assert json.loads((out / "metrics.json").read_text())["val_accuracy"] == metrics["val_accuracy"]
 

@@ -98,6 +98,9 @@ def build_siglip(out_dir: str | Path, captions: list[str], preset: str = "tiny",
     image_processor = SiglipImageProcessor(size={"height": p["image_size"], "width": p["image_size"]})
     processor = SiglipProcessor(image_processor=image_processor, tokenizer=tokenizer)
     processor.save_pretrained(str(out_dir))
+    # From scratch, the text tower learns faster when padding is masked out; recorded so that
+    # training and serving agree (pretrained SigLIP folders run unmasked, as they were trained).
+    (out_dir / "findbox_scorer.json").write_text('{"text_attention_mask": true}\n')
     return out_dir
 
 

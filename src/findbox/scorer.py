@@ -122,6 +122,36 @@ def naflex_inputs(pixels: torch.Tensor, patch_size: int) -> dict[str, torch.Tens
     }
 
 
+# findbox's own settings beside a save_pretrained folder: what transformers' files cannot say.
+SCORER_SETTINGS_FILE = "findbox_scorer.json"
+
+
+def read_scorer_settings(folder: str | Path) -> dict:
+    """{"text_attention_mask": bool, ...} from the folder's settings file; {} when absent.
+
+    SigLIP was trained without a text attention mask (big_vision, open_clip pass none and
+    pool the last, padded position), so a SigLIP folder without this file runs unmasked,
+    as its weights expect. Models trained here with the mask record it in this file.
+    """
+    path = Path(folder) / SCORER_SETTINGS_FILE
+    if not path.is_file():
+        return {}
+    import json
+
+    data = json.loads(path.read_text())
+    unknown = set(data) - {"text_attention_mask"}
+    if unknown:
+        raise ValueError(f"scorer: unknown keys {sorted(unknown)} in {path}")
+    return data
+
+
+def write_scorer_settings(folder: str | Path, scorer: "Scorer") -> None:
+    import json
+
+    settings = {"text_attention_mask": bool(scorer.text_attention_mask)}
+    (Path(folder) / SCORER_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
 class Scorer:
     """Embeds crops and captions; scores every crop against every caption.
 
@@ -144,8 +174,10 @@ class Scorer:
         dtype: torch.dtype = torch.float32,
         max_batch: int = 32,
         text_cache_size: int = 4096,
+        text_attention_mask: bool = True,
     ):
         self.model = model.to(device=device, dtype=dtype).eval()
+        self.text_attention_mask = text_attention_mask
         self.tokenizer = tokenizer
         self.preprocess = preprocess
         self.prompt = prompt
@@ -187,6 +219,7 @@ class Scorer:
         family = model.config.model_type
         text_config = getattr(model.config, "text_config", None)
         max_len = int(getattr(text_config, "max_position_embeddings", 64) or 64)
+        settings = read_scorer_settings(path)
         return cls(
             model,
             tokenizer,
@@ -197,6 +230,7 @@ class Scorer:
             dtype,
             max_batch,
             text_cache_size,
+            text_attention_mask=settings.get("text_attention_mask", family != "siglip"),
         )
 
     @property
@@ -210,7 +244,8 @@ class Scorer:
         batch = self.tokenizer(
             texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="pt"
         )
-        return {k: v.to(self.device) for k, v in batch.items() if k in ("input_ids", "attention_mask")}
+        keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
+        return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         """(n, 3, H, W) normalised pixels -> (n, D) projected, not yet normalised embeddings."""

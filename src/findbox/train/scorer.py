@@ -402,6 +402,9 @@ def _save_processor(init: str, out: Path, scorer) -> None:
         LOG.info("no combined processor in %s (%s); saving tokenizer and image processor", init, exc)
         scorer.tokenizer.save_pretrained(str(out))
         AutoImageProcessor.from_pretrained(init, local_files_only=True).save_pretrained(str(out))
+    from findbox.scorer import write_scorer_settings
+
+    write_scorer_settings(out, scorer)  # e.g. whether the text tower saw an attention mask in training
 
 
 def _config_record(run: Run) -> dict:

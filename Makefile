@@ -35,5 +35,19 @@ serve: setup
 demo-models: setup
 	$(PY) -m findbox.train.demo --out src/findbox/assets/demo --work runs/demo
 
+# findbox against the original's per-instance loop on this machine's CPU (~15 min on 2 cores);
+# results in benchmarks/results/, written up in docs/BENCHMARKS.md. BENCH_ARGS go to bench_pipeline.py.
+bench: setup
+	$(PY) benchmarks/bench_pipeline.py --requests 2 --images-c 2 $(BENCH_ARGS)
+	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_sliced.py
+	$(PY) benchmarks/bench_flops.py
+	$(PY) benchmarks/report.py > benchmarks/results/cpu.md
+	@echo "tables: benchmarks/results/cpu.md"
+
+# The GPU variant (fp16/bf16, crop batches, GPU memory); under 5 minutes; fails at once without CUDA.
+bench-gpu: setup
+	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info

@@ -121,6 +121,8 @@ class OnnxScorer(Scorer):
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        # no busy-waiting between runs: torch (detector, preprocessing) shares the same few cores
+        options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         self._image = ort.InferenceSession(str(paths["image"]), options, providers=providers)
         self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)

@@ -1,0 +1,110 @@
+"""The physical limit: FLOPs one instance needs, the machine's matmul peak, achieved / peak.
+
+    .venv/bin/python benchmarks/bench_flops.py [--results benchmarks/results/cpu.json]
+
+FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (matmuls and convolutions,
+2 per multiply-add) on the configured models: the detector on one 1520x870 frame
+letterboxed at imgsz 640 (640x384, as ultralytics does for a single image), the image
+tower on one crop, the text tower on one caption. The peak is the best of torch.mm on
+large square matrices in the same precision and thread count. With --results, the
+achieved rate of each workload's findbox run is set against it.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, machine  # noqa: E402
+from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
+
+
+def count_flops(fn, *args) -> int:
+    with FlopCounterMode(display=False) as counter, torch.inference_mode():
+        fn(*args)
+    return int(counter.get_total_flops())
+
+
+def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
+    """Best GFLOP/s of an n x n x n torch.mm in `dtype` with the current thread count."""
+    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+    torch.mm(a, b)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        torch.mm(a, b)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scorer-preset", default="base")
+    parser.add_argument("--results", default=str(RESULTS / "cpu.json"), help="bench_pipeline results to set against")
+    parser.add_argument("--out", default=str(RESULTS / "flops.json"))
+    args = parser.parse_args()
+
+    from findbox.scorer import Scorer
+    from ultralytics import YOLO
+
+    models = bench_models(args.scorer_preset)
+    scorer = Scorer.from_pretrained(models["scorer"])
+    h, w = scorer.preprocess.size_hw
+    yolo = YOLO(str(models["detector"])).model.float().eval()
+    imgsz = BENCH_DETECTION["imgsz"]
+    letterboxed = (imgsz * 870 // 1520 + 31) // 32 * 32  # 1520x870 -> 640x366 -> padded to a stride multiple
+    flops = {
+        "detector_per_image": count_flops(yolo, torch.zeros(1, 3, letterboxed, imgsz)),
+        "image_tower_per_crop": count_flops(scorer.image_features, torch.zeros(1, 3, h, w)),
+        "text_tower_per_caption": count_flops(scorer.text_features, ["grey missile"]),
+    }
+    boxes, captions = BENCH_DETECTION["max_det"], 4
+    d, v, t = flops["detector_per_image"], flops["image_tower_per_crop"], flops["text_tower_per_caption"]
+    per_instance = {
+        # findbox, 4 captions of one image: detector and crops once per image, captions cached after first use
+        "findbox_a": (d + boxes * v) / captions,
+        # findbox, distinct images: everything per instance except the (cached) caption
+        "findbox_b": d + boxes * v,
+        # the original: detector and crops per instance, the caption once per batch of 4 crops
+        "reference": d + boxes * v + -(-boxes // 4) * t,
+    }
+    threads = torch.get_num_threads()
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    out = {"machine": machine(), "threads": threads, "detector_input": [letterboxed, imgsz],
+           "boxes_per_image": boxes, "flops": flops, "flops_per_instance": per_instance, "matmul_peak_gflops": peaks}
+    print(json.dumps({k: out[k] for k in ("flops", "flops_per_instance", "matmul_peak_gflops")}, indent=1))
+
+    results = Path(args.results)
+    if results.is_file():
+        bench = json.loads(results.read_text())
+        achieved = {}
+        for section, key in (("a", "findbox_a"), ("b", "findbox_b")):
+            for name, row in bench["sections"].get(section, {}).get("contenders", {}).items():
+                flops_each = per_instance["reference"] if name == "reference" else per_instance[key]
+                gflops = row["instances_per_s"] * flops_each / 1e9
+                achieved[f"{section}/{name}"] = {"gflops": gflops, "of_fp32_peak": gflops / peaks["fp32"]}
+        for section in ("variants_a", "variants_b"):
+            key = "findbox_a" if section.endswith("a") else "findbox_b"
+            for name, row in bench["sections"].get(section, {}).get("contenders", {}).items():
+                flops_each = per_instance["reference"] if name == "reference" else per_instance[key]
+                gflops = row["instances_per_s"] * flops_each / 1e9
+                peak = peaks["bf16"] if "bf16" in name else peaks["fp32"]
+                achieved[f"{section}/{name}"] = {"gflops": gflops, "of_peak": gflops / peak,
+                                                 "peak": "bf16" if "bf16" in name else "fp32"}
+        out["achieved"] = achieved
+        out["results_file"] = str(results)
+        for k, row in achieved.items():
+            print(f"{k:40s} {row['gflops']:7.1f} GFLOP/s  {100 * row.get('of_fp32_peak', row.get('of_peak')):5.1f}% of peak")
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(out, indent=1))
+    print(f"wrote {args.out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,129 @@
+"""GPU benchmark: one prepared script that runs start to finish in under 5 minutes on one GPU.
+
+    .venv/bin/python benchmarks/bench_gpu.py [--scorer-preset large] [--detector-yaml yolov9e.yaml]
+
+Exits with an error at once when CUDA is not available.
+1. Image tower alone: crops/s and torch.cuda.max_memory_allocated for fp32 / fp16 / bf16
+   at crop batches 8, 32, 128.
+2. End to end against the original's loop (same models, interleaved), workloads a (the
+   4 captions of one image per request) and b (4 distinct images per request), in fp16
+   and bf16, detector at imgsz 1600 as the original; peak GPU memory per contender.
+3. With --compile: torch.compile of the image tower (compile time reported apart).
+Results: benchmarks/results/gpu.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+
+import torch  # noqa: E402
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--scorer-preset", default="large", help="siglip preset: large = siglip-large-patch16-384 sizes")
+    parser.add_argument("--detector-yaml", default="yolov9e.yaml", help="the original's detector architecture")
+    parser.add_argument("--imgsz", type=int, default=1600)
+    parser.add_argument("--requests", type=int, default=3)
+    parser.add_argument("--compile", action="store_true", help="also measure torch.compile (adds ~1 min)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu.json"))
+    args = parser.parse_args()
+    if not torch.cuda.is_available():
+        sys.exit("bench_gpu: CUDA is not available on this machine; run `make bench-gpu` on a host with an NVIDIA GPU "
+                 "(the CPU benchmark is `make bench`)")
+
+    from bench_pipeline import REQUEST_CAPTIONS, compare, findbox_fn, reference_fn, workload_a, workload_b
+    from common import RssSampler, bench_models, machine, scenes
+
+    from findbox.load import load_pipeline
+    from findbox.pipeline import Pipeline
+
+    started = time.perf_counter()
+    t = time.perf_counter()
+    models = bench_models(args.scorer_preset, args.detector_yaml)
+    result = {"machine": machine(), "gpu": torch.cuda.get_device_name(0), "command": " ".join(sys.argv),
+              "build_models_s": time.perf_counter() - t, "scorer": f"siglip-{args.scorer_preset} sizes",
+              "detector": args.detector_yaml, "imgsz": args.imgsz}
+    detection = dict(imgsz=args.imgsz, conf=0.001, iou=0.5, max_det=10)
+    options = dict(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True, device="cuda",
+                   detection=detection)
+
+    # 1. the image tower alone
+    tower = {}
+    for precision in ("fp32", "fp16", "bf16"):
+        pipe = load_pipeline(**options, precision=precision)
+        scorer = pipe.scorer
+        h, w = scorer.preprocess.size_hw
+        for batch in (8, 32, 128):
+            pixels = torch.randn(batch, 3, h, w, device="cuda", dtype=scorer.dtype)
+            with torch.inference_mode():
+                scorer.image_features(pixels)
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                t = time.perf_counter()
+                for _ in range(5):
+                    scorer.image_features(pixels)
+                torch.cuda.synchronize()
+            seconds = (time.perf_counter() - t) / 5
+            tower[f"{precision}/{batch}"] = {"crops_per_s": batch / seconds,
+                                             "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20}
+            print(f"tower {precision} batch {batch}: {batch / seconds:.0f} crops/s, "
+                  f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MB", flush=True)
+        del pipe, scorer
+        torch.cuda.empty_cache()
+    result["tower"] = tower
+
+    # 2. end to end against the reference loop
+    sampler = RssSampler()
+    frames = iter(scenes(2 + 2 * REQUEST_CAPTIONS * args.requests + args.requests * 2, start=40_000))
+    take = lambda n: [next(frames) for _ in range(n)]  # noqa: E731
+    result["end_to_end"] = {}
+    for precision in ("fp16", "bf16"):
+        pipe = load_pipeline(**options, precision=precision)
+        plain = Pipeline(pipe.detector, pipe.scorer)
+        warm = workload_a(take(1))[0]
+        findbox_fn(pipe, {})(warm)
+        reference_fn(plain)(warm)
+        memory = {}
+
+        def measured(name, fn):
+            def run(request):
+                torch.cuda.synchronize()
+                torch.cuda.reset_peak_memory_stats()
+                out = fn(request)
+                torch.cuda.synchronize()
+                memory[name] = max(memory.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+                return out
+            return run
+
+        contenders = {"reference": {"run": measured("reference", reference_fn(plain))},
+                      "findbox": {"run": measured("findbox", findbox_fn(pipe, {}))}}
+        if args.compile and precision == "fp16":
+            compiled = load_pipeline(**options, precision=precision, compile=True)
+            t = time.perf_counter()
+            findbox_fn(compiled, {})(warm)
+            contenders["findbox compile"] = {"run": measured("findbox compile", findbox_fn(compiled, {})),
+                                             "setup_s": time.perf_counter() - t}
+        for section, requests in (("a", workload_a(take(args.requests))),
+                                  ("b", workload_b(take(REQUEST_CAPTIONS * args.requests)))):
+            row = compare(contenders, requests, sampler, f"{precision}/{section}")
+            for name, c in row["contenders"].items():
+                c["max_memory_allocated_mb"] = memory.get(name)
+            result["end_to_end"][f"{precision}/{section}"] = row
+        del pipe, plain, contenders
+        torch.cuda.empty_cache()
+    sampler.stop()
+    result["total_s"] = time.perf_counter() - started
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    print(f"wrote {args.out} in {result['total_s']:.0f} s")
+
+
+if __name__ == "__main__":
+    main()

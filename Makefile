@@ -40,6 +40,7 @@ demo-models: setup
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py --requests 2 --images-c 2 $(BENCH_ARGS)
 	$(PY) benchmarks/bench_memory.py
+	$(PY) benchmarks/bench_precision.py
 	$(PY) benchmarks/bench_sliced.py
 	$(PY) benchmarks/bench_flops.py
 	$(PY) benchmarks/report.py > benchmarks/results/cpu.md

@@ -1,12 +1,13 @@
 """Peak memory against request size: one fresh process per (contender, instances).
 
-    .venv/bin/python benchmarks/bench_memory.py [--instances 4,64]
+    .venv/bin/python benchmarks/bench_memory.py [--instances 4,16,64]
 
 Each child loads the models, notes its RSS, serves one request in the client's order
 (the 4 captions of each image together; 64 instances = 16 images) and reports its peak
 RSS (ru_maxrss). findbox detects and embeds images in chunks (PROPOSE_CHUNK images,
-crop_batch crops per forward), so its peak should barely move from 4 to 64 instances;
-`findbox --crop-batch 4096` shows what an uncapped crop batch would cost.
+crop_batch crops per forward), so its peak stops growing once a request fills one crop
+batch (16 instances = 40 crops > 32); `findbox --crop-batch 4096` shows what an uncapped
+crop batch would cost.
 """
 
 from __future__ import annotations
@@ -36,12 +37,12 @@ def child(contender: str, instances: int) -> None:
 
     models = bench_models()
     images = -(-instances // 4)
-    frames = scenes(images, start=20_000)
+    frames = scenes(images + 1, start=20_000)
+    warm, frames = as_request([(frames[0].b64, "warm up")]), frames[1:]  # a different image: no cache hit later
     request = as_request([(f.b64, c) for f in frames for c in f.captions[:4]][:instances])
     pipe = load_pipeline(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True,
                          device="cpu", precision="fp32", detection=dict(BENCH_DETECTION),
                          **CONTENDERS[contender])
-    warm = as_request([(frames[0].b64, "warm up")])
     run = reference_fn(Pipeline(pipe.detector, pipe.scorer)) if contender == "reference" else findbox_fn(pipe, {})
     run(warm)
     loaded = psutil.Process().memory_info().rss / 2**20
@@ -55,7 +56,8 @@ def child(contender: str, instances: int) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--instances", default="4,64")
+    parser.add_argument("--instances", default="4,16,64", help="request sizes for findbox")
+    parser.add_argument("--uncapped-instances", default="64", help="request sizes for findbox --crop-batch 4096")
     parser.add_argument("--reference-instances", default="4", help="the reference is slow: fewer sizes")
     parser.add_argument("--out", default=str(RESULTS / "memory.json"))
     parser.add_argument("--child", nargs=2, metavar=("CONTENDER", "INSTANCES"), help=argparse.SUPPRESS)
@@ -64,7 +66,8 @@ def main() -> None:
         child(args.child[0], int(args.child[1]))
         return
     bench_models()  # build once, outside the children
-    runs = [(c, int(n)) for c in CONTENDERS if c != "reference" for n in args.instances.split(",")]
+    runs = [("findbox", int(n)) for n in args.instances.split(",") if n]
+    runs += [("findbox --crop-batch 4096", int(n)) for n in args.uncapped_instances.split(",") if n]
     runs += [("reference", int(n)) for n in args.reference_instances.split(",") if n]
     rows = []
     for contender, n in runs:

@@ -141,6 +141,7 @@ def main() -> None:
     parser.add_argument("--images-c", type=int, default=2, help="images in workload c (each sent 4 times)")
     parser.add_argument("--sections", default="a,b,c,captions,max_det,variants")
     parser.add_argument("--variants", default="bf16-mixed,bf16,onnx,compile")
+    parser.add_argument("--variant-requests", type=int, default=1, help="requests per workload in `variants`")
     parser.add_argument("--scorer-preset", default="base")
     parser.add_argument("--tag", default="cpu", help="results file name: benchmarks/results/<tag>.json")
     args = parser.parse_args()
@@ -225,10 +226,10 @@ def main() -> None:
             setup[name] = time.perf_counter() - t
             print(f"  {name}: load + first request {setup[name]:.1f}s", flush=True)
             v_contenders[f"findbox {name}"] = {"run": findbox_fn(pipe, {}), "setup_s": setup[name]}
-        result["sections"]["variants_a"] = compare(v_contenders, workload_a(frames(args.requests)), sampler,
-                                                   "variants_a")
-        result["sections"]["variants_b"] = compare(v_contenders, workload_b(frames(REQUEST_CAPTIONS * args.requests)),
-                                                   sampler, "variants_b")
+        n = args.variant_requests
+        result["sections"]["variants_a"] = compare(v_contenders, workload_a(frames(n)), sampler, "variants_a")
+        result["sections"]["variants_b"] = compare(v_contenders, workload_b(frames(REQUEST_CAPTIONS * n)), sampler,
+                                                   "variants_b")
     sampler.stop()
     result["peak_rss_mb_process"] = peak_rss_mb()
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")

@@ -92,6 +92,16 @@ def main() -> None:
                 share = row.get("of_fp32_peak", row.get("of_peak"))
                 lines.append(f"| {k} | {row['gflops']:.1f} | {100 * share:.0f}% |")
             lines.append("")
+    precision = RESULTS / "precision.json"
+    if precision.is_file():
+        pr = json.loads(precision.read_text())
+        lines += [f"**Same boxes as fp32?** ({pr['images']} images, {pr['queries']} queries, {pr['crops']} crops; "
+                  + ("trained scorer" if pr["trained"] else "random-weight scorer: agreement only") + ")", "",
+                  "| variant | same box as fp32 | max logit diff | scorer s | accuracy |", "|---|---|---|---|---|"]
+        for name, row in pr["rows"].items():
+            lines.append(f"| {name} | {100 * row['same_box_as_fp32']:.1f}% | {row['max_logit_diff']:.1e} | "
+                         f"{row['scorer_seconds']:.1f} | {fmt(row.get('accuracy'), 3)} |")
+        lines.append("")
     sliced = RESULTS / "sliced.json"
     if sliced.is_file():
         s = json.loads(sliced.read_text())

@@ -79,3 +79,20 @@ def test_bad_queries_are_rejected(tiny_pipeline):
         tiny_pipeline.ground([make_image(0)], [(1, "x")])
     with pytest.raises(TypeError, match="caption"):
         tiny_pipeline.ground([make_image(0)], [(0, 5)])
+
+
+@pytest.mark.parametrize(
+    "match, det, expected",
+    [
+        ([0.1, 0.9, 0.3], [0.5, 0.1, 0.9], 1),  # the scorer decides
+        ([0.7, 0.7 + 1e-7, 0.2], [0.9, 0.1, 0.5], 0),  # a float-noise tie goes to the more confident box
+        ([0.7, 0.7 + 1e-2, 0.2], [0.9, 0.1, 0.5], 1),  # a real difference is not a tie
+        ([np.nan, np.nan], [0.2, 0.8], 1),  # nothing scored: detector confidence
+    ],
+)
+def test_choose_breaks_float_noise_ties_by_detector_confidence(match, det, expected):
+    from findbox.boxes import Candidates
+    from findbox.pipeline import choose
+
+    cands = Candidates(np.zeros((len(det), 4)), det, match)
+    assert choose(cands, "grey missile") == expected

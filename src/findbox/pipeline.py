@@ -89,6 +89,9 @@ def rank_scores(candidates: Candidates, fusion: ScoreFusion = ScoreFusion.SCORER
     return (candidates.match_score + np.float32(weight) * det).astype(np.float32)
 
 
+TIE_TOLERANCE = 1e-5  # relative; float32 batching noise is ~1e-7
+
+
 def choose(candidates: Candidates, caption: str, fusion: ScoreFusion = ScoreFusion.SCORER,
            weight: float = 1.0) -> int:
     """Index of the winning candidate: highest `rank_scores`; -1 when there is none.
@@ -99,7 +102,15 @@ def choose(candidates: Candidates, caption: str, fusion: ScoreFusion = ScoreFusi
         return -1
     if not caption.strip():
         return int(np.argmax(candidates.det_score))
-    return int(np.argmax(rank_scores(candidates, fusion, weight)))
+    scores = np.asarray(rank_scores(candidates, fusion, weight), dtype=np.float64)
+    best = np.nanmax(scores) if np.isfinite(scores).any() else np.nan
+    if not np.isfinite(best):
+        return int(np.argmax(candidates.det_score))
+    # Scores equal within float noise (identical boxes give identical crops) are a tie, and
+    # batch size alone can reorder them at the 1e-7 level: break ties by detector confidence
+    # so that batched and one-at-a-time runs pick the same box.
+    tied = scores >= best - TIE_TOLERANCE * max(1.0, abs(best))
+    return int(np.flatnonzero(tied)[np.argmax(candidates.det_score[tied])])
 
 
 # distinct images detected and embedded together: bounds the detector batch and the

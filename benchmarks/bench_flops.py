@@ -67,10 +67,13 @@ def main() -> None:
     boxes, captions = BENCH_DETECTION["max_det"], 4
     d, v, t = flops["detector_per_image"], flops["image_tower_per_crop"], flops["text_tower_per_caption"]
     per_instance = {
-        # findbox, 4 captions of one image: detector and crops once per image, captions cached after first use
-        "findbox_a": (d + boxes * v) / captions,
-        # findbox, distinct images: everything per instance except the (cached) caption
-        "findbox_b": d + boxes * v,
+        # findbox, 4 captions of one image: detector and crops once per image; the benchmark's synthetic
+        # captions are nearly all new, so each is embedded once (a server that has seen them: "_warm")
+        "findbox_a": (d + boxes * v + captions * t) / captions,
+        "findbox_a_warm": (d + boxes * v) / captions,
+        # findbox, distinct images: everything per instance, the caption embedded once
+        "findbox_b": d + boxes * v + t,
+        "findbox_b_warm": d + boxes * v,
         # the original: detector and crops per instance, the caption once per batch of 4 crops
         "reference": d + boxes * v + -(-boxes // 4) * t,
     }

@@ -9,7 +9,9 @@ Exits with an error at once when CUDA is not available.
    4 captions of one image per request) and b (4 distinct images per request), in fp16
    and bf16, detector at imgsz 1600 as the original; peak GPU memory per contender.
 3. With --compile: torch.compile of the image tower (compile time reported apart).
-Results: benchmarks/results/gpu.json.
+Results: benchmarks/results/gpu.json. `--device cpu --scorer-preset tiny --detector-yaml
+yolov8n.yaml --imgsz 160 --requests 1` runs the same code on a CPU in a minute (a dry run
+of the script, not a benchmark).
 """
 
 from __future__ import annotations
@@ -32,11 +34,24 @@ def main() -> None:
     parser.add_argument("--imgsz", type=int, default=1600)
     parser.add_argument("--requests", type=int, default=3)
     parser.add_argument("--compile", action="store_true", help="also measure torch.compile (adds ~1 min)")
+    parser.add_argument("--device", default="cuda", help="cuda or cuda:N; cpu only for a dry run of the script")
     parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "gpu.json"))
     args = parser.parse_args()
-    if not torch.cuda.is_available():
+    cuda = args.device.startswith("cuda")
+    if cuda and not torch.cuda.is_available():
         sys.exit("bench_gpu: CUDA is not available on this machine; run `make bench-gpu` on a host with an NVIDIA GPU "
                  "(the CPU benchmark is `make bench`)")
+
+    def sync() -> None:
+        if cuda:
+            torch.cuda.synchronize()
+
+    def reset_peak() -> None:
+        if cuda:
+            torch.cuda.reset_peak_memory_stats()
+
+    def peak_mb() -> float | None:
+        return torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     from bench_pipeline import REQUEST_CAPTIONS, compare, findbox_fn, reference_fn, workload_a, workload_b
     from common import RssSampler, bench_models, machine, scenes
@@ -47,12 +62,13 @@ def main() -> None:
     started = time.perf_counter()
     t = time.perf_counter()
     models = bench_models(args.scorer_preset, args.detector_yaml)
-    result = {"machine": machine(), "gpu": torch.cuda.get_device_name(0), "command": " ".join(sys.argv),
+    result = {"machine": machine(), "gpu": torch.cuda.get_device_name(0) if cuda else None,
+              "command": " ".join(sys.argv),
               "build_models_s": time.perf_counter() - t, "scorer": f"siglip-{args.scorer_preset} sizes",
               "detector": args.detector_yaml, "imgsz": args.imgsz}
     detection = dict(imgsz=args.imgsz, conf=0.001, iou=0.5, max_det=10)
-    options = dict(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True, device="cuda",
-                   detection=detection)
+    options = dict(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True,
+                   device=args.device, detection=detection)
 
     # 1. the image tower alone
     tower = {}
@@ -61,22 +77,21 @@ def main() -> None:
         scorer = pipe.scorer
         h, w = scorer.preprocess.size_hw
         for batch in (8, 32, 128):
-            pixels = torch.randn(batch, 3, h, w, device="cuda", dtype=scorer.dtype)
+            pixels = torch.randn(batch, 3, h, w, device=args.device, dtype=scorer.dtype)
             with torch.inference_mode():
                 scorer.image_features(pixels)
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
+                sync()
+                reset_peak()
                 t = time.perf_counter()
                 for _ in range(5):
                     scorer.image_features(pixels)
-                torch.cuda.synchronize()
+                sync()
             seconds = (time.perf_counter() - t) / 5
-            tower[f"{precision}/{batch}"] = {"crops_per_s": batch / seconds,
-                                             "max_memory_allocated_mb": torch.cuda.max_memory_allocated() / 2**20}
-            print(f"tower {precision} batch {batch}: {batch / seconds:.0f} crops/s, "
-                  f"{torch.cuda.max_memory_allocated() / 2**20:.0f} MB", flush=True)
+            tower[f"{precision}/{batch}"] = {"crops_per_s": batch / seconds, "max_memory_allocated_mb": peak_mb()}
+            print(f"tower {precision} batch {batch}: {batch / seconds:.0f} crops/s, {peak_mb()} MB", flush=True)
         del pipe, scorer
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     result["tower"] = tower
 
     # 2. end to end against the reference loop
@@ -94,11 +109,11 @@ def main() -> None:
 
         def measured(name, fn):
             def run(request):
-                torch.cuda.synchronize()
-                torch.cuda.reset_peak_memory_stats()
+                sync()
+                reset_peak()
                 out = fn(request)
-                torch.cuda.synchronize()
-                memory[name] = max(memory.get(name, 0.0), torch.cuda.max_memory_allocated() / 2**20)
+                sync()
+                memory[name] = max(memory.get(name, 0.0), peak_mb() or 0.0)
                 return out
             return run
 
@@ -117,7 +132,8 @@ def main() -> None:
                 c["max_memory_allocated_mb"] = memory.get(name)
             result["end_to_end"][f"{precision}/{section}"] = row
         del pipe, plain, contenders
-        torch.cuda.empty_cache()
+        if cuda:
+            torch.cuda.empty_cache()
     sampler.stop()
     result["total_s"] = time.perf_counter() - started
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)

@@ -1,13 +1,15 @@
 """Does a faster precision or backend pick the same boxes as fp32? Argmax agreement on synthetic scenes.
 
-    .venv/bin/python benchmarks/bench_precision.py [--images 8] [--scorer DIR]
+    .venv/bin/python benchmarks/bench_precision.py [--images 6] [--demo-images 40]
 
 Detections are computed once; every precision / backend then embeds the same crops and
 captions (all captions of each scene) and picks a box per caption. Reported per variant:
 the share of (image, caption) queries whose chosen box equals fp32's, the largest logit
-difference, and scorer seconds. With a trained scorer (--scorer, or the bundled demo
-scorer when it exists) accuracy against the synthetic ground truth (IoU > 0.5) is
-reported too; with random weights only the agreement means anything.
+difference, and scorer seconds. Two model sets:
+- base_random: the benchmark's siglip-base-size scorer and detector, random weights. Random
+  towers score every crop nearly alike, so near-ties flip easily: a harsh test of agreement.
+- demo: the bundled demo detector and scorer (trained on synth data; small SigLIP), when
+  installed. Trained, so accuracy against the synthetic ground truth (IoU > 0.5) is reported.
 """
 
 from __future__ import annotations
@@ -34,28 +36,16 @@ from findbox.pipeline import choose  # noqa: E402
 from findbox.scorer import Scorer  # noqa: E402
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--scorer", help="save_pretrained folder (default: the bundled demo scorer if any, else random)")
-    parser.add_argument("--detector", help="ultralytics .pt (default: the bundled demo detector if any, else random)")
-    parser.add_argument("--variants", default="bf16-mixed,bf16,onnx")
-    parser.add_argument("--out", default=str(RESULTS / "precision.json"))
-    args = parser.parse_args()
-
-    models = bench_models()
-    demo_scorer, demo_detector = BUNDLE_DIR / "scorer", BUNDLE_DIR / "detector.pt"
-    scorer_path = Path(args.scorer) if args.scorer else (demo_scorer if demo_scorer.is_dir() else models["scorer"])
-    detector_path = Path(args.detector) if args.detector else (
-        demo_detector if demo_detector.is_file() else models["detector"])
-    trained = scorer_path != models["scorer"]
-    detection = dict(BENCH_DETECTION, conf=0.1) if detector_path != models["detector"] else dict(BENCH_DETECTION)
+def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: bool, n_images: int,
+              variants: list[str], noise: str) -> dict:
     detector = Detector.from_file(detector_path, DetectorConfig(**detection), "cpu")
-    frames = scenes(args.images, start=50_000)
+    frames = scenes(n_images, start=50_000, noise=noise)
     images = [decode_image(decode_b64(f.b64)) for f in frames]
     candidates = detector.detect(images)
     crops = [c for image, cands in zip(images, candidates) for c in cut_crops(image, cands.xyxy)]
     sizes = [len(c) for c in candidates]
+    captions = sorted({c for f in frames for c in f.captions})
+    caption_row = {c: k for k, c in enumerate(captions)}
 
     def make(name: str) -> Scorer:
         if name == "fp32":
@@ -73,14 +63,13 @@ def main() -> None:
         raise ValueError(f"unknown variant {name!r}")
 
     picks, logits, seconds = {}, {}, {}
-    for name in ["fp32", *[v for v in args.variants.split(",") if v]]:
+    for name in ["fp32", *variants]:
         scorer = make(name)
         scorer.embed_images(crops[:2])  # warm-up
         t = time.perf_counter()
         emb = torch.split(scorer.embed_images(crops), sizes)
-        texts = scorer.embed_texts(sorted({c for f in frames for c in f.captions}))
+        texts = scorer.embed_texts(captions)
         seconds[name] = time.perf_counter() - t
-        caption_row = {c: k for k, c in enumerate(sorted({c for f in frames for c in f.captions}))}
         picks[name], logits[name] = [], []
         for frame, cands, e in zip(frames, candidates, emb):
             scores = scorer.score(e, texts)
@@ -89,28 +78,52 @@ def main() -> None:
                 logits[name].append(s)
                 picks[name].append(choose(cands.with_match_score(s), caption))
         del scorer
-    queries = len(picks["fp32"])
     rows = {}
     for name in picks:
         same = float(np.mean([a == b for a, b in zip(picks[name], picks["fp32"])]))
         diff = max(float(np.abs(a - b).max()) if len(a) else 0.0 for a, b in zip(logits[name], logits["fp32"]))
-        row = {"same_box_as_fp32": same, "max_logit_diff": diff, "scorer_seconds": seconds[name]}
+        spread = float(np.median([np.ptp(s) for s in logits["fp32"] if len(s)]))
+        row = {"same_box_as_fp32": same, "max_logit_diff": diff, "median_logit_spread": spread,
+               "scorer_seconds": seconds[name]}
         if trained:
-            hits = []
-            k = 0
+            hits, k = [], 0
             for frame, cands in zip(frames, candidates):
-                for caption, truth in zip(frame.captions, frame.boxes_ltwh):
+                for truth in frame.boxes_ltwh:
                     chosen = picks[name][k]
                     k += 1
-                    box = cands.xyxy[chosen:chosen + 1] if chosen >= 0 else np.zeros((1, 4), np.float32)
+                    box = cands.xyxy[chosen : chosen + 1] if chosen >= 0 else np.zeros((1, 4), np.float32)
                     hits.append(float(box_iou(box, ltwh_to_xyxy(np.asarray([truth], np.float32)))[0, 0] > 0.5))
             row["accuracy"] = float(np.mean(hits))
         rows[name] = row
-        print(f"{name:11s} same box as fp32 {100 * same:5.1f}% of {queries}, max logit diff {diff:.2e}, "
-              f"scorer {seconds[name]:.1f}s" + (f", accuracy {row['accuracy']:.3f}" if trained else ""), flush=True)
-    out = {"machine": machine(), "scorer": str(scorer_path), "detector": str(detector_path), "trained": trained,
-           "images": args.images, "crops": len(crops), "queries": queries, "rows": rows,
-           "command": " ".join([".venv/bin/python", *sys.argv])}
+        print(f"  {name:11s} same box as fp32 {100 * same:5.1f}% of {len(picks[name])}, max logit diff {diff:.2e} "
+              f"(median spread {spread:.2e}), scorer {seconds[name]:.1f}s"
+              + (f", accuracy {row['accuracy']:.3f}" if trained else ""), flush=True)
+    return {"scorer": str(scorer_path), "detector": str(detector_path), "detection": detection, "trained": trained,
+            "noise": noise, "images": n_images, "crops": len(crops), "queries": len(picks["fp32"]), "rows": rows}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--images", type=int, default=6, help="scenes for the base-size random set")
+    parser.add_argument("--demo-images", type=int, default=40, help="scenes for the demo set (small, fast)")
+    parser.add_argument("--variants", default="bf16-mixed,bf16,onnx")
+    parser.add_argument("--out", default=str(RESULTS / "precision.json"))
+    args = parser.parse_args()
+    variants = [v for v in args.variants.split(",") if v]
+
+    models = bench_models()
+    sets = {}
+    print("base_random: siglip-base sizes, random weights")
+    sets["base_random"] = agreement(models["scorer"], models["detector"], dict(BENCH_DETECTION), False, args.images,
+                                    variants, "medium")
+    demo_scorer, demo_detector = BUNDLE_DIR / "scorer", BUNDLE_DIR / "detector.pt"
+    if demo_scorer.is_dir() and demo_detector.is_file():
+        manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
+        detection = {**BENCH_DETECTION, **manifest.get("serve", {}).get("detection", {})}
+        noise = manifest.get("recipe", {}).get("noise", "low")
+        print(f"demo: the bundled demo models, {noise} noise")
+        sets["demo"] = agreement(demo_scorer, demo_detector, detection, True, args.demo_images, variants, noise)
+    out = {"machine": machine(), "sets": sets, "command": " ".join([".venv/bin/python", *sys.argv])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
-from common import BENCH_DETECTION, RESULTS, bench_models, machine, scenes  # noqa: E402
+from common import RESULTS, bench_models, machine, scenes  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.config import DetectorConfig  # noqa: E402
@@ -47,9 +47,10 @@ def recall(found, frames, small_px: int) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--detector", help="ultralytics .pt (default: the demo detector if bundled, else random)")
-    parser.add_argument("--images", type=int, default=8)
-    parser.add_argument("--imgsz", type=int, default=BENCH_DETECTION["imgsz"])
-    parser.add_argument("--conf", type=float, help="default: 0.1 for a trained detector, 0.001 for random weights")
+    parser.add_argument("--images", type=int, default=24)
+    parser.add_argument("--imgsz", type=int, help="default: the demo bundle's, else 640")
+    parser.add_argument("--conf", type=float, help="default: the demo bundle's, 0.1 for another trained detector, "
+                                                   "0.001 for random weights")
     parser.add_argument("--grids", default="1x1,2x2,3x2")
     parser.add_argument("--small", type=int, default=48, help="longest side below which an object is small (px)")
     parser.add_argument("--out", default=str(RESULTS / "sliced.json"))
@@ -58,10 +59,14 @@ def main() -> None:
     demo = BUNDLE_DIR / "detector.pt"
     path = Path(args.detector) if args.detector else (demo if demo.is_file() else bench_models()["detector"])
     trained = args.detector is not None or path == demo
-    conf = args.conf if args.conf is not None else (0.1 if trained else 0.001)
+    settings = dict(imgsz=640, conf=0.1 if trained else 0.001, iou=0.5, max_det=10)
+    if path == demo:  # the settings the bundle serves with (its manifest), e.g. its training imgsz
+        manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
+        settings.update(manifest.get("serve", {}).get("detection", {}))
+    settings.update({k: v for k, v in (("imgsz", args.imgsz), ("conf", args.conf)) if v is not None})
     frames = scenes(args.images, start=30_000)
     images = [decode_image(decode_b64(f.b64)) for f in frames]
-    base = Detector.from_file(path, DetectorConfig(imgsz=args.imgsz, conf=conf, iou=0.5, max_det=10), "cpu")
+    base = Detector.from_file(path, DetectorConfig(**settings), "cpu")
     rows = {}
     for grid in args.grids.split(","):
         detector = Detector(base.yolo, dataclasses.replace(base.config, slices=grid), base.device)
@@ -75,7 +80,8 @@ def main() -> None:
         rows[grid] = row
         print(f"{grid}: {seconds * 1000:.0f} ms/image, {row['boxes_per_image']:.1f} boxes"
               + (f", recall {row['recall']}" if trained else ""), flush=True)
-    out = {"machine": machine(), "detector": str(path), "trained": trained, "imgsz": args.imgsz, "conf": conf,
+    out = {"machine": machine(), "detector": str(path), "trained": trained, "imgsz": settings["imgsz"],
+           "detection": settings,
            "images": args.images, "small_px": args.small, "rows": rows,
            "command": " ".join([".venv/bin/python", *sys.argv])}
     if not trained:

@@ -56,13 +56,13 @@ class Scene:
     boxes_ltwh: tuple[tuple[int, int, int, int], ...]
 
 
-def scenes(count: int, start: int = 0, seed: int = 7, min_objects: int = 4) -> list[Scene]:
-    """`count` synthetic scenes (findbox.synth, medium noise), indices start..start+count-1."""
+def scenes(count: int, start: int = 0, seed: int = 7, min_objects: int = 4, noise: str = "medium") -> list[Scene]:
+    """`count` synthetic scenes (findbox.synth), indices start..start+count-1."""
     import base64
 
     from findbox.synth import SynthConfig, generate_scene_jpeg
 
-    config = SynthConfig(width=IMAGE_WH[0], height=IMAGE_WH[1], noise="medium", min_objects=min_objects)
+    config = SynthConfig(width=IMAGE_WH[0], height=IMAGE_WH[1], noise=noise, min_objects=min_objects)
     out = []
     for index in range(start, start + count):
         data, objects = generate_scene_jpeg(config, index, seed)

@@ -95,13 +95,17 @@ def main() -> None:
     precision = RESULTS / "precision.json"
     if precision.is_file():
         pr = json.loads(precision.read_text())
-        lines += [f"**Same boxes as fp32?** ({pr['images']} images, {pr['queries']} queries, {pr['crops']} crops; "
-                  + ("trained scorer" if pr["trained"] else "random-weight scorer: agreement only") + ")", "",
-                  "| variant | same box as fp32 | max logit diff | scorer s | accuracy |", "|---|---|---|---|---|"]
-        for name, row in pr["rows"].items():
-            lines.append(f"| {name} | {100 * row['same_box_as_fp32']:.1f}% | {row['max_logit_diff']:.1e} | "
-                         f"{row['scorer_seconds']:.1f} | {fmt(row.get('accuracy'), 3)} |")
-        lines.append("")
+        for name, st in pr["sets"].items():
+            lines += [f"**Same boxes as fp32?** set `{name}`: {Path(st['scorer']).name} scorer, "
+                      + ("trained" if st["trained"] else "random weights (agreement only)")
+                      + f"; {st['images']} images ({st['noise']} noise), {st['queries']} queries, {st['crops']} crops", "",
+                      "| variant | same box as fp32 | max logit diff | median logit spread | scorer s | accuracy |",
+                      "|---|---|---|---|---|---|"]
+            for variant, row in st["rows"].items():
+                lines.append(f"| {variant} | {100 * row['same_box_as_fp32']:.1f}% | {row['max_logit_diff']:.1e} | "
+                             f"{row['median_logit_spread']:.1e} | {row['scorer_seconds']:.1f} | "
+                             f"{fmt(row.get('accuracy'), 3)} |")
+            lines.append("")
     sliced = RESULTS / "sliced.json"
     if sliced.is_file():
         s = json.loads(sliced.read_text())

@@ -51,7 +51,8 @@ def add_model_arguments(parser: argparse.ArgumentParser) -> None:
     g.add_argument("--slice-overlap", type=float,
                    help=f"overlap of neighbouring tiles, a fraction of a tile (default {_DET_DEFAULTS.slice_overlap})")
     g.add_argument("--image-cache", type=int, metavar="N",
-                   help=f"images kept detected and embedded across requests; 0 = off (default {_SERVE_DEFAULTS.image_cache})")
+                   help="images kept detected and embedded across requests; 0 = off "
+                        f"(default {_SERVE_DEFAULTS.image_cache})")
     g.add_argument("--image-cache-mb", type=int, metavar="MB",
                    help=f"memory bound of the image cache (default {_SERVE_DEFAULTS.image_cache_mb})")
     g.add_argument("--scorer-backend", choices=[b.value for b in ScorerBackend],

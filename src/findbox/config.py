@@ -82,8 +82,8 @@ class ServeConfig:
     text_cache_size: int = 4096  # distinct captions kept embedded across requests
     image_cache: int = 256  # images kept detected and embedded across requests (~30 KB each); 0 = off
     image_cache_mb: int = 64  # byte bound of that cache, whichever bound is hit first
-    scorer_backend: ScorerBackend = ScorerBackend.TORCH  # onnx: ONNX Runtime, faster on CPU (docs/BENCHMARKS.md)
-    compile: bool = False  # torch.compile the scorer towers; pays on GPU, not on CPU (docs/BENCHMARKS.md)
+    scorer_backend: ScorerBackend = ScorerBackend.TORCH  # onnx: same boxes, 1.0-1.1x on 2 CPU cores (BENCHMARKS.md)
+    compile: bool = False  # torch.compile the image tower; no gain measured on CPU, GPU not yet measured
     host: str = "0.0.0.0"
     port: int = 5004  # the original service's port; clients expect it
     max_body_bytes: int = 64 * 1024 * 1024  # 64 instances of ~1 MB JPEG fit comfortably

@@ -94,3 +94,15 @@ def test_an_image_gets_the_same_boxes_whatever_else_the_request_carries(tiny_pip
     together = detector.detect([a, b, a.copy()])
     for image, got in zip([a, b, a], together):
         np.testing.assert_allclose(got.xyxy, detector.detect([image])[0].xyxy, atol=1e-3)
+
+
+def test_editing_a_result_in_place_does_not_change_the_cache():
+    cache = ImageCache(4)
+    original = work(3)
+    cache.put(b"a", original)
+    original.candidates.xyxy[:] = 99  # the caller's copy
+    got = cache.get(b"a")
+    got.candidates.xyxy[:] = 7
+    got.embeddings[:] = 7
+    again = cache.get(b"a")
+    assert (again.candidates.xyxy == 0).all() and (again.embeddings == 0).all()

@@ -39,6 +39,11 @@ class ImageWork:
     candidates: Candidates
     embeddings: torch.Tensor
 
+    def copy(self) -> "ImageWork":
+        """Arrays copied, so that a caller editing its results in place cannot change the cache."""
+        c = self.candidates
+        return ImageWork(Candidates(c.xyxy.copy(), c.det_score.copy(), c.match_score.copy()), self.embeddings.clone())
+
     @property
     def nbytes(self) -> int:
         c = self.candidates
@@ -69,18 +74,21 @@ class ImageCache:
         return len(self._entries)
 
     def get(self, key: bytes) -> ImageWork | None:
+        """A copy of the entry (the cache keeps its own), or None."""
         work = self._entries.get(key)
         if work is None:
             self.misses += 1
             return None
         self._entries.move_to_end(key)
         self.hits += 1
-        return work
+        return work.copy()
 
     def put(self, key: bytes, work: ImageWork) -> None:
+        """Store a copy of `work` (evicting the least recently used entries past either bound)."""
         size = work.nbytes
         if self.max_entries == 0 or size > self.max_bytes:
             return
+        work = work.copy()
         old = self._entries.pop(key, None)
         if old is not None:
             self.nbytes -= old.nbytes

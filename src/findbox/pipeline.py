@@ -191,7 +191,7 @@ class Pipeline:
             for i, cands, emb in zip(chunk, found, torch.split(flat, [len(c) for c in found])):
                 candidates[i], embeddings[i] = cands, emb
                 if self.image_cache is not None:
-                    self.image_cache.put(keys[i], ImageWork(cands, emb.clone()))  # clone: not a view of `flat`
+                    self.image_cache.put(keys[i], ImageWork(cands, emb))  # the cache stores its own copy
         return candidates, embeddings
 
     def ground(

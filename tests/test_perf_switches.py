@@ -63,3 +63,13 @@ def test_image_cache_and_onnx_load_from_options(tiny_models, tmp_path, monkeypat
     again = pipe.ground_one(image, CAPTIONS[0])
     assert pipe.counters.images_detected == 1 and pipe.counters.image_cache_hits == 1
     np.testing.assert_array_equal(first.xyxy, again.xyxy)
+
+
+def test_bf16_on_a_cpu_without_it_warns(tiny_models, monkeypatch, caplog):
+    import findbox.device
+
+    monkeypatch.setattr(findbox.device, "cpu_has_fast_bf16", lambda: False)
+    with caplog.at_level("WARNING", logger="findbox"):
+        load_pipeline(detector=str(tiny_models["detector"]), scorer=str(tiny_models["scorer"]), no_upscaler=True,
+                      device="cpu", precision="bf16", detection=dict(TINY_DETECTION))
+    assert "emulated" in caplog.text

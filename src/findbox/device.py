@@ -31,3 +31,9 @@ def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
 def resolve_autocast(precision: Precision) -> torch.dtype | None:
     """dtype the scorer's forward runs under torch.autocast, or None: only bf16-mixed autocasts."""
     return torch.bfloat16 if precision == Precision.BF16_MIXED else None
+
+
+def cpu_has_fast_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX); elsewhere bf16 is emulated (slow)."""
+    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
+    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)

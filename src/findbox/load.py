@@ -74,7 +74,7 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     from findbox.cache import ImageCache
     from findbox.config import ScorerBackend, from_dict
     from findbox.detector import Detector
-    from findbox.device import resolve_autocast, resolve_device, resolve_dtype
+    from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_device, resolve_dtype
     from findbox.pipeline import Pipeline
     from findbox.scorers import load_scorer
     from findbox.upscaler import Upscaler
@@ -99,6 +99,13 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
         text_cache_size=config.text_cache_size,
     )
     scorer.autocast_dtype = resolve_autocast(config.precision)
+    bf16 = dtype == torch.bfloat16 or scorer.autocast_dtype == torch.bfloat16
+    if bf16 and device.type == "cpu" and not cpu_has_fast_bf16():
+        import logging
+
+        logging.getLogger("findbox").warning(
+            "precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is emulated and slower than fp32",
+            config.precision.value)
     if config.scorer_backend == ScorerBackend.ONNX:
         from findbox.scorers.onnx import OnnxScorer
 

@@ -17,6 +17,8 @@ from findbox.train.crops import MANIFEST, CropRow
 from findbox.train.scorer import TrainScorerConfig, train
 from findbox.train.scorer_data import epoch_batches, grounding_accuracy, load_crop_sets, RankBatches
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 COLOURS = {"red": (220, 30, 30), "green": (30, 200, 40), "blue": (30, 40, 220), "yellow": (230, 220, 30)}
 
 
@@ -37,15 +39,6 @@ def write_colour_crops(root: Path, n_train_images: int = 12, n_val_images: int =
                                 (int(w), int(h)), split))
     (root / MANIFEST).write_text("".join(json.dumps(asdict(r)) + "\n" for r in rows))
     return root
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: on a shared 2-core machine two intra-op threads made each step ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 @pytest.fixture(scope="module")

@@ -13,17 +13,10 @@ from findbox.scorer import Scorer
 from findbox.train.gradcache import Collective, ScorerTowers, gradcache_backward
 from tests.conftest import CAPTIONS, free_port
 
+pytestmark = pytest.mark.usefixtures("one_thread")
+
 # 10 rows with repeated captions (multi-positive); sizes chosen so micro-batches are uneven
 BATCH_CAPTIONS = [CAPTIONS[i] for i in (0, 1, 2, 0, 3, 4, 5, 1, 0, 2)]
-
-
-@pytest.fixture(autouse=True)
-def one_thread():
-    """Tiny matrices: on a shared 2-core machine two intra-op threads made each step ~40x slower."""
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
 
 
 def make_batch(scorer_dir):

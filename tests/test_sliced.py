@@ -133,3 +133,17 @@ def test_sliced_run_on_a_real_detector(tiny_pipeline):
         assert 0 < len(cands) <= config.max_det
         assert (cands.xyxy[:, [0, 2]] <= w).all() and (cands.xyxy[:, [1, 3]] <= h).all() and (cands.xyxy >= 0).all()
         assert (np.diff(cands.det_score) <= 0).all()
+
+
+def test_detecting_leaves_torch_threads_alone(tiny_models):
+    # ultralytics' predictor setup sets torch.set_num_threads(cpu_count - 1) process-wide; the scorer must keep its
+    # threads. A fresh detector, so that its predictor is set up here.
+    detector = Detector.from_file(tiny_models["detector"], DetectorConfig(imgsz=64, conf=0.01), "cpu")
+    before = torch.get_num_threads()
+    torch.set_num_threads(max(2, before))
+    try:
+        want = torch.get_num_threads()
+        detector.detect([make_image(52)])
+        assert torch.get_num_threads() == want
+    finally:
+        torch.set_num_threads(before)

@@ -89,19 +89,25 @@ class Detector:
                 chunk = indices[start : start + PREDICT_BATCH]
                 # ultralytics reads numpy arrays as BGR (OpenCV order)
                 sources = [np.ascontiguousarray(images_rgb[i][..., ::-1]) for i in chunk]
-                results = self.yolo.predict(
-                    sources,
-                    imgsz=c.imgsz,
-                    conf=c.conf,
-                    iou=c.iou,
-                    max_det=c.max_det,
-                    augment=c.augment,
-                    agnostic_nms=True,
-                    half=self.half,
-                    device=str(self.device),
-                    batch=len(sources),
-                    verbose=False,
-                )
+                threads = torch.get_num_threads()
+                try:
+                    results = self.yolo.predict(
+                        sources,
+                        imgsz=c.imgsz,
+                        conf=c.conf,
+                        iou=c.iou,
+                        max_det=c.max_det,
+                        augment=c.augment,
+                        agnostic_nms=True,
+                        half=self.half,
+                        device=str(self.device),
+                        batch=len(sources),
+                        verbose=False,
+                    )
+                finally:
+                    # ultralytics' select_device sets torch to cpu_count - 1 threads for the whole process:
+                    # on 2 cores that ran the scorer single-threaded, at half speed
+                    torch.set_num_threads(threads)
                 for i, result in zip(chunk, results):
                     boxes = result.boxes
                     xyxy = boxes.xyxy.detach().float().cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)

@@ -142,6 +142,8 @@ def main() -> None:
     parser.add_argument("--sections", default="a,b,c,captions,max_det,variants")
     parser.add_argument("--variants", default="bf16-mixed,bf16,onnx,compile")
     parser.add_argument("--variant-requests", type=int, default=1, help="requests per workload in `variants`")
+    parser.add_argument("--scaling-repeats", type=int, default=2,
+                        help="requests per point of the scaling curves; the tables take the fastest (noise only adds)")
     parser.add_argument("--scorer-preset", default="base")
     parser.add_argument("--tag", default="cpu", help="results file name: benchmarks/results/<tag>.json")
     args = parser.parse_args()
@@ -171,6 +173,7 @@ def main() -> None:
     warm = workload_a(frames(1))[0]
     findbox_fn(findbox_pipe, {})(warm)
     reference_fn(plain)(warm)
+    result["settings"]["torch_threads_after_warmup"] = torch.get_num_threads()  # ultralytics used to change it
     base_stages: dict[str, float] = {}
     contenders = {"reference": {"run": reference_fn(plain)},
                   "findbox": {"run": findbox_fn(findbox_pipe, base_stages), "stage_seconds": base_stages}}
@@ -191,12 +194,15 @@ def main() -> None:
         result["sections"]["c"] = compare(c_contenders, workload_c(frames(args.images_c)), sampler, "c")
     if "captions" in sections:
         print("scaling: captions per image", flush=True)
-        pool = [c for f in scenes(4, start=10_000) for c in f.captions]
         rows = {}
         for k in (1, 2, 4, 8):
-            frame = frames(1)[0]
-            captions = (list(frame.captions) + [c for c in pool if c not in frame.captions])[:k]
-            rows[k] = compare(contenders, [as_request([(frame.b64, c) for c in captions])], sampler, f"captions{k}")
+            requests = []
+            for rep in range(args.scaling_repeats):  # fresh image and captions each time: nothing cached
+                frame = frames(1)[0]
+                pool = [c for f in scenes(2, start=10_000 + 10 * (4 * rep + k)) for c in f.captions]
+                captions = (list(frame.captions) + [c for c in pool if c not in frame.captions])[:k]
+                requests.append(as_request([(frame.b64, c) for c in captions]))
+            rows[k] = compare(contenders, requests, sampler, f"captions{k}")
         result["sections"]["captions"] = rows
     if "max_det" in sections:
         print("scaling: boxes per image (max_det)", flush=True)
@@ -206,7 +212,7 @@ def main() -> None:
             detector = type(det)(det.yolo, dataclasses.replace(det.config, max_det=max_det), det.device)
             pipe = Pipeline(detector, findbox_pipe.scorer, None, findbox_pipe.fallback)
             rows[max_det] = compare({"reference": {"run": reference_fn(pipe)}, "findbox": {"run": findbox_fn(pipe, {})}},
-                                    workload_a(frames(1)), sampler, f"max_det{max_det}")
+                                    workload_a(frames(args.scaling_repeats)), sampler, f"max_det{max_det}")
         result["sections"]["max_det"] = rows
     if "variants" in sections:
         print("faster paths on workloads a and b", flush=True)

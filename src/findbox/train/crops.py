@@ -112,26 +112,6 @@ def _parse_row(text: str, where: str) -> CropRow:
 # --- cutting ------------------------------------------------------------------------------------
 
 
-def _captions_by_line(jsonl_path: Path) -> dict[int, list[str]]:
-    """line number -> the captions of that line, in annotation order.
-
-    `yolo_data.read_vlm_jsonl` validates the lines but keeps only the boxes; this reads
-    the captions of the same lines.
-    """
-    captions: dict[int, list[str]] = {}
-    with open(jsonl_path, encoding="utf-8-sig") as f:
-        for line_no, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            anns = json.loads(text)["annotations"]
-            for i, ann in enumerate(anns):
-                caption = ann.get("caption")
-                if not isinstance(caption, str):
-                    raise ValueError(f"{jsonl_path}:{line_no}: annotations[{i}].caption: expected a string, got {caption!r}")
-            captions[line_no] = [ann["caption"] for ann in anns]
-    return captions
-
-
 @dataclass
 class CropsReport:
     images: dict[str, int]  # source images cut, per split
@@ -171,7 +151,10 @@ def make_crops(
     if not jsonl_path.is_file():
         raise ValueError(f"data: expected a vlm.jsonl file, got {str(jsonl_path)!r} (not a file)")
     records = read_vlm_jsonl(jsonl_path)
-    captions = _captions_by_line(jsonl_path)
+    for rec in records:  # crops are for the scorer: every box needs its caption
+        for k, caption in enumerate(rec.captions):
+            if caption is None:
+                raise ValueError(f"{jsonl_path}:{rec.line}: annotations[{k}].caption: expected a string, got None")
     n_train = split_index(len(records), val_fraction)
     images_dir = jsonl_path.parent / "images"
 
@@ -221,7 +204,7 @@ def make_crops(
                 _write_png(out_dir / name, crop)
                 row = CropRow(
                     crop=name,
-                    caption=captions[rec.line][k],
+                    caption=rec.captions[k],
                     image=rec.image,
                     line=rec.line,
                     box_ltwh=tuple(float(v) for v in rec.ltwh[k]),  # type: ignore[arg-type]

@@ -52,11 +52,13 @@ class VlmRecord:
     line: 1-based line number in the file.
     image: file name relative to `images/` beside the jsonl (POSIX separators).
     ltwh: (N, 4) float64 boxes, pixels of that image; N = 0 for a background image.
+    captions: N captions in annotation order (None where a line has none: the detector needs only boxes).
     """
 
     line: int
     image: str
     ltwh: np.ndarray
+    captions: tuple[str | None, ...] = ()
 
 
 def read_vlm_jsonl(path: str | Path) -> list[VlmRecord]:
@@ -106,6 +108,7 @@ def parse_vlm_line(text: str, line_no: int, where: str) -> VlmRecord:
             f'{where}: expected "annotations" to be a list ([] for an image without objects), got {annotations!r}'
         )
     ltwh = np.zeros((len(annotations), 4), dtype=np.float64)
+    captions: list[str | None] = []
     for i, ann in enumerate(annotations):
         bbox = ann.get("bbox") if isinstance(ann, dict) else None
         if (
@@ -118,7 +121,11 @@ def parse_vlm_line(text: str, line_no: int, where: str) -> VlmRecord:
         if not all(math.isfinite(v) for v in bbox):
             raise ValueError(f"{where}: annotations[{i}].bbox: expected finite numbers, got {bbox!r}")
         ltwh[i] = bbox
-    return VlmRecord(line=line_no, image=image, ltwh=ltwh)
+        caption = ann.get("caption")
+        if caption is not None and not isinstance(caption, str):
+            raise ValueError(f"{where}: annotations[{i}].caption: expected a string, got {caption!r}")
+        captions.append(caption)
+    return VlmRecord(line=line_no, image=image, ltwh=ltwh, captions=tuple(captions))
 
 
 def _check_image_name(image: str, where: str) -> None:

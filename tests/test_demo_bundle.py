@@ -53,3 +53,36 @@ def test_findbox_serve_with_no_model_options_serves_the_bundle():
     finally:
         server.stop()
     assert json.dumps(bundle_manifest())  # manifest is plain JSON
+
+
+def _config(argv: list[str]):
+    import argparse
+
+    from findbox.cli_options import add_model_arguments, config_from_args
+
+    parser = argparse.ArgumentParser()
+    add_model_arguments(parser)
+    return config_from_args(parser.parse_args(argv))
+
+
+def test_bundle_settings_apply_only_to_the_bundled_models():
+    from findbox.config import ScoreFusion
+    from findbox.load import bundle_manifest
+
+    serve = bundle_manifest()["serve"]
+    ranking = serve.get("ranking", {})
+    bundled = _config([])
+    assert bundled.detection.imgsz == serve["detection"]["imgsz"]
+    assert bundled.detection.conf == serve["detection"]["conf"]
+    assert bundled.score_fusion == ScoreFusion(ranking.get("score_fusion", "scorer"))
+    assert bundled.fusion_weight == ranking.get("fusion_weight", 1.0)
+    # the user's flags win over the bundle's settings
+    assert _config(["--imgsz", "320", "--score-fusion", "scorer"]).detection.imgsz == 320
+    assert _config(["--score-fusion", "scorer"]).score_fusion == ScoreFusion.SCORER
+    # the user's own scorer: the bundled detector keeps its size, the pair's ranking does not carry over
+    own_scorer = _config(["--scorer", "my_siglip/"])
+    assert own_scorer.detection.imgsz == serve["detection"]["imgsz"]
+    assert own_scorer.score_fusion == ScoreFusion.SCORER
+    # the user's own detector: none of the bundle's settings
+    own_detector = _config(["--detector", "my.pt"])
+    assert own_detector.detection.imgsz == 1600 and own_detector.score_fusion == ScoreFusion.SCORER

@@ -77,5 +77,9 @@ def config_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
         from findbox.load import bundle_detection_defaults
 
         detection = {**bundle_detection_defaults(), **detection}
+        if data.get("scorer") is None:  # the bundled pair: the ranking it was tuned with
+            from findbox.load import bundle_ranking_defaults
+
+            data = {**bundle_ranking_defaults(), **data}
     data["detection"] = from_dict(DetectorConfig, detection, "detection")
     return from_dict(ServeConfig, data, "config")

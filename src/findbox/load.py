@@ -28,6 +28,16 @@ def bundle_detection_defaults() -> dict:
     return dict(manifest.get("serve", {}).get("detection", {}))
 
 
+def bundle_ranking_defaults() -> dict:
+    """How the bundled pair ranks candidates (score_fusion, fusion_weight); {} without a bundle.
+
+    They were tuned on the bundled detector and scorer together, so they apply only when
+    both are the bundle's, below any setting the user gives.
+    """
+    manifest = bundle_manifest() or {}
+    return dict(manifest.get("serve", {}).get("ranking", {}))
+
+
 def bundled_paths() -> dict[str, Path | None]:
     """Paths of the demo bundle's parts (None for a part the bundle lacks)."""
     parts = {"detector": BUNDLE_DIR / "detector.pt", "scorer": BUNDLE_DIR / "scorer", "upscaler": BUNDLE_DIR / "upscaler.pth"}
@@ -82,6 +92,8 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     if config is None:
         if overrides.get("detector") is None:
             overrides["detection"] = {**bundle_detection_defaults(), **dict(overrides.get("detection") or {})}
+            if overrides.get("scorer") is None:
+                overrides = {**bundle_ranking_defaults(), **overrides}
         config = from_dict(ServeConfig, overrides, "load_pipeline")
     elif overrides:
         raise TypeError("load_pipeline: pass either a ServeConfig or keyword options, not both")

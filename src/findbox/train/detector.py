@@ -93,6 +93,8 @@ class DetectorTrainConfig:
     augs: AugPreset = AugPreset.V2  # the note's later set; strong noise helped most on the noisy test
     batch: int = 16  # images a step per run (split over devices); nbs=64 keeps the effective batch at 64
     nbs: int = 64  # nominal batch: gradients accumulate to nbs images a step (the original's 64)
+    # ultralytics' warmup (at least 100 steps); 0 turns it off, for fine-tuning weights that are already trained
+    warmup_epochs: float = 3.0
     val_fraction: float = 0.2  # the original's split: the last 20% of lines
     device: str | None = None  # None: the first GPU, else the CPU; "0,1" trains on both with DDP
     workers: int = 8  # dataloader processes per device (ultralytics uses none on CPU)
@@ -128,6 +130,8 @@ class DetectorTrainConfig:
             raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction}")
         if self.nbs < 1:
             raise ValueError(f"nbs: expected a positive number of images, got {self.nbs}")
+        if self.warmup_epochs < 0:
+            raise ValueError(f"warmup_epochs: expected 0 or more, got {self.warmup_epochs}")
         if self.batch < 1:
             raise ValueError(f"batch: expected a positive number of images, got {self.batch}")
         if self.workers < 0:
@@ -259,6 +263,7 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
             project=str(stage_dir.parent),
             name=stage_dir.name,
             exist_ok=True,  # this run owns DIR/stageN; a fresh run refused to start over an old one
+            warmup_epochs=cfg.warmup_epochs,
             **{**RECIPE, "nbs": cfg.nbs},
         )
         return _metrics_from(model.metrics)
@@ -426,6 +431,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch", type=int, help=f"images a step over all devices (default {d.batch}; nbs=64 accumulates)")
     parser.add_argument("--nbs", type=int,
                         help=f"nominal batch: images per optimizer step via accumulation (default {d.nbs})")
+    parser.add_argument("--warmup-epochs", type=float,
+                        help=f"LR warmup (default {d.warmup_epochs:g}; ultralytics warms at least 100 steps; "
+                             "0 for none, when --model is already trained)")
     parser.add_argument("--val-fraction", type=float, help=f"last fraction of lines used for val (default {d.val_fraction})")
     parser.add_argument("--device", help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
     parser.add_argument("--workers", type=int, help=f"dataloader workers per device (default {d.workers})")
@@ -454,6 +462,7 @@ def config_from_args(args: argparse.Namespace) -> DetectorTrainConfig:
         "val_fraction": args.val_fraction,
         "batch": args.batch,
         "nbs": args.nbs,
+        "warmup_epochs": args.warmup_epochs,
         "device": args.device,
         "workers": args.workers,
         "precision": args.precision,

@@ -58,6 +58,14 @@ def test_imgsz_epochs_make_one_stage_and_exclude_stages(tmp_path):
         detector.config_from_args(_parse(base + ["--stages", "320:1", "--imgsz", "320"]))
 
 
+def test_warmup_epochs_flag(tmp_path):
+    base = ["--data", str(tmp_path / "v.jsonl"), "--out", str(tmp_path / "o")]
+    assert detector.config_from_args(_parse(base)).warmup_epochs == 3.0  # ultralytics' default
+    assert detector.config_from_args(_parse(base + ["--warmup-epochs", "0"])).warmup_epochs == 0.0
+    with pytest.raises(ValueError, match="warmup_epochs"):
+        detector.config_from_args(_parse(base + ["--warmup-epochs", "-1"]))
+
+
 def test_resume_takes_what_the_flags_leave_out_from_the_run(tmp_path):
     stored = DetectorTrainConfig(data=str(tmp_path / "v.jsonl"), out=str(tmp_path / "o"), model="yolov8n.yaml",
                                  stages="160:2,192:1", augs="v1", batch=4, device="cpu", workers=0)
@@ -146,7 +154,8 @@ def test_cli_trains_a_loadable_detector(tmp_path, no_network, tiny_models, monke
     jsonl = write_vlm_dataset(tmp_path / "data", n=8)
     out = tmp_path / "run"
     argv = ["train", "detector", "--data", str(jsonl), "--model", "yolov8n.yaml", "--epochs", "1",
-            "--imgsz", "160", "--batch", "4", "--augs", "v1", "--device", "cpu", "--workers", "0", "--out", str(out)]
+            "--imgsz", "160", "--batch", "4", "--augs", "v1", "--device", "cpu", "--workers", "0", "--out", str(out),
+            "--warmup-epochs", "0"]
     assert findbox_main(argv) == 0
 
     metrics = json.loads((out / "metrics.json").read_text())
@@ -159,6 +168,7 @@ def test_cli_trains_a_loadable_detector(tmp_path, no_network, tiny_models, monke
     split = json.loads((out / "split.json").read_text())
     assert split["val"] == ["image_6.jpg", "image_7.jpg"]
     assert (out / "stage1" / "results.csv").is_file() and list((out / "stage1").glob("*.png"))  # plots kept
+    assert "warmup_epochs: 0" in (out / "stage1" / "args.yaml").read_text()  # the flag reached ultralytics
 
     from ultralytics import YOLO
 

@@ -1,0 +1,45 @@
+"""The demo recipe's bookkeeping: pooled figures and the training record in the manifest."""
+
+import json
+
+import pytest
+
+from findbox.train.demo import DemoRecipe, pooled_figures, training_record
+
+
+def _run(n, hits, recall, scorer_acc, ips):
+    return {"n_instances": n, "n_hits": hits, "n_images": 10, "accuracy": hits / n, "instances_per_s": ips,
+            "diagnostics": {"detector_recall": recall, "scorer_accuracy_given_covered": scorer_acc}}
+
+
+def test_pooled_figures_weigh_each_instance_once():
+    runs = [_run(100, 90, 0.95, 90 / 95, 30.0), _run(300, 240, 0.9, 240 / 270, 20.0)]
+    f = pooled_figures(runs, (1, 2))
+    assert f["accuracy"] == pytest.approx(330 / 400)  # not the mean of 0.9 and 0.8
+    assert f["detector_recall"] == pytest.approx((95 + 270) / 400)
+    assert f["scorer_accuracy_given_covered"] == pytest.approx(330 / 365)
+    assert f["n_instances"] == 400 and f["n_images"] == 20 and f["seeds"] == [1, 2]
+    assert f["instances_per_s"] == 20.0  # the slower run
+    assert f["per_seed"] == {"1": 0.9, "2": 0.8}
+
+
+def test_training_record_reads_each_runs_metrics(tmp_path):
+    recipe = DemoRecipe()
+    (tmp_path / "det").mkdir()
+    (tmp_path / "det" / "metrics.json").write_text(json.dumps({"stages": [
+        {"imgsz": 512, "epochs": 25, "mAP50": 0.8, "mAP50-95": 0.5, "recall": 0.7, "train_s": 100.0}]}))
+    (tmp_path / "scorer_round2").mkdir()
+    (tmp_path / "scorer_round2" / "metrics.json").write_text(json.dumps(
+        {"train_crops": 10, "val_accuracy": 0.9, "val_chance": 0.2, "seconds": 50.0}))
+    record = training_record(tmp_path, recipe)
+    assert [d["run"] for d in record["detector"]] == ["det"] and record["detector"][0]["imgsz"] == 512
+    assert [s["round"] for s in record["scorer"]] == [2]  # missing runs are left out, not invented
+    assert record["train_seconds"] == 150.0
+
+
+def test_recipe_serves_what_it_measured():
+    r = DemoRecipe()
+    assert r.eval_seeds and len(set(r.eval_seeds)) == len(r.eval_seeds)
+    trained_seeds = {r.det_seed, r.det_more[0] and r.det_more[1], r.scorer_seed}
+    assert not trained_seeds & set(r.eval_seeds)  # evaluation never sees a training seed
+    assert all(images > 0 for _, _, images in r.scorer_rounds)

@@ -43,3 +43,34 @@ def test_recipe_serves_what_it_measured():
     trained_seeds = {r.det_seed, r.det_more[0] and r.det_more[1], r.scorer_seed}
     assert not trained_seeds & set(r.eval_seeds)  # evaluation never sees a training seed
     assert all(images > 0 for _, _, images in r.scorer_rounds)
+
+
+@pytest.mark.slow
+def test_recipe_runs_end_to_end_in_miniature(tmp_path):
+    """`make demo-models` in miniature: every findbox command of the recipe runs and the bundle serves."""
+    from findbox.train.demo import build
+
+    recipe = DemoRecipe(det_images=6, det_stages="128:1", det_more=(5, 1100),
+                        det_finetunes=(("det_data", "160:1"), ("det_more_data", "160:1")), det_imgsz=160,
+                        scorer_preset="tiny", scorer_rounds=((1, 1e-3, 6), (1, 5e-4, 10)), scorer_batch=16,
+                        scorer_micro_batch=8, eval_images=2, eval_seeds=(9001,))
+    out = tmp_path / "bundle"
+    manifest = build(recipe, tmp_path / "work", out)
+
+    assert (out / "detector.pt").is_file() and (out / "scorer" / "config.json").is_file()
+    assert not list((out / "scorer").glob("*.jsonl"))  # training logs stay in the work folder
+    assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest))
+    assert manifest["serve"]["detection"]["imgsz"] == 160 and manifest["serve"]["ranking"]["score_fusion"] == "product"
+    assert set(manifest["figures"]) == {"low", "high"}
+    assert 0.0 <= manifest["figures"]["low"]["accuracy"] <= 1.0
+    assert [d["run"] for d in manifest["training"]["detector"]] == ["det", "det_finetune1", "det_finetune2"]
+    assert [s["round"] for s in manifest["training"]["scorer"]] == [1, 2]
+    assert manifest["training"]["scorer"][1]["train_crops"] > manifest["training"]["scorer"][0]["train_crops"]
+
+    from findbox.load import load_pipeline
+    from findbox.synth import SynthConfig, generate_scene
+
+    pipeline = load_pipeline(detector=str(out / "detector.pt"), scorer=str(out / "scorer"), device="cpu",
+                             detection=manifest["serve"]["detection"])
+    image, objects = generate_scene(SynthConfig(noise="low"), 0, seed=5)
+    assert len(pipeline.ground_captions(image, [o.caption for o in objects])) == len(objects)

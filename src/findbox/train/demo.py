@@ -98,7 +98,8 @@ def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
     """Headline figures over several eval runs (fresh seeds), pooled by instance."""
     n = sum(m["n_instances"] for m in runs)
     covered = sum(m["diagnostics"]["detector_recall"] * m["n_instances"] for m in runs)
-    picked = sum(m["diagnostics"]["scorer_accuracy_given_covered"] * m["diagnostics"]["detector_recall"]
+    # scorer accuracy is None for a run where nothing was covered: it picked nothing right
+    picked = sum((m["diagnostics"]["scorer_accuracy_given_covered"] or 0.0) * m["diagnostics"]["detector_recall"]
                  * m["n_instances"] for m in runs)
     return {
         "accuracy": sum(m["n_hits"] for m in runs) / n,

@@ -50,6 +50,9 @@ def test_findbox_serve_with_no_model_options_serves_the_bundle():
         assert len(r.json()["predictions"]) == len(objects)
         info = httpx.get(server.url + "/metrics").text
         assert "findbox" in info
+        # the log says what serves, with the bundle's own settings
+        imgsz = bundle_manifest()["serve"]["detection"]["imgsz"]
+        assert f"detector bundled demo detector.pt (imgsz {imgsz}," in server.output()
     finally:
         server.stop()
     assert json.dumps(bundle_manifest())  # manifest is plain JSON

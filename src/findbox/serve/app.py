@@ -128,6 +128,25 @@ ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, 
 ]}
 
 
+def describe_models(config: ServeConfig) -> str:
+    """One line for the log: which files serve, with the settings that change answers."""
+    from findbox.load import BUNDLE_DIR, resolve_model_paths
+
+    def name(path) -> str:
+        if isinstance(path, list):
+            return " + ".join(name(p) for p in path)
+        if path is None:
+            return "none"
+        return f"bundled demo {Path(path).name}" if Path(path).parent == BUNDLE_DIR else str(path)
+
+    paths = resolve_model_paths(config)
+    d = config.detection
+    return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
+            f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
+            f"ranking {config.score_fusion.value}"
+            + (f" (weight {config.fusion_weight})" if config.score_fusion.value != "scorer" else ""))
+
+
 def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None = None) -> FastAPI:
     """The service. `load(config) -> Pipeline` runs in a background thread at startup."""
     from contextlib import asynccontextmanager
@@ -152,7 +171,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
 
             state.runner = ModelRunner(pipeline, config.batch_window_ms / 1000, config.max_instances, on_call)
             state.pipeline = pipeline
-            log.info("models loaded; ready")
+            log.info("models loaded; ready: %s", describe_models(config))
         except Exception as exc:  # reported on /health and by the CLI, never swallowed
             log.exception("loading the models failed")
             state.error = f"{type(exc).__name__}: {exc}"

@@ -73,13 +73,8 @@ def config_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
             detection[name] = value
         elif name in serve_fields:
             data[name] = value
-    if data.get("detector") is None:  # the bundled detector: its own settings under the user's
-        from findbox.load import bundle_detection_defaults
+    from findbox.load import with_bundle_defaults
 
-        detection = {**bundle_detection_defaults(), **detection}
-        if data.get("scorer") is None:  # the bundled pair: the ranking it was tuned with
-            from findbox.load import bundle_ranking_defaults
-
-            data = {**bundle_ranking_defaults(), **data}
-    data["detection"] = from_dict(DetectorConfig, detection, "detection")
+    data = with_bundle_defaults({**data, "detection": detection})
+    data["detection"] = from_dict(DetectorConfig, data["detection"], "detection")
     return from_dict(ServeConfig, data, "config")

@@ -38,6 +38,21 @@ def bundle_ranking_defaults() -> dict:
     return dict(manifest.get("serve", {}).get("ranking", {}))
 
 
+def with_bundle_defaults(options: dict) -> dict:
+    """Serving options (a "detection" sub-dict included) with the bundle's settings under them.
+
+    The bundled detector brings its detection settings; the bundled detector and scorer
+    together also bring their ranking. Whatever `options` sets wins; a detector of the
+    user's gets none of the bundle's settings.
+    """
+    if options.get("detector") is not None:
+        return options
+    merged = {**options, "detection": {**bundle_detection_defaults(), **dict(options.get("detection") or {})}}
+    if options.get("scorer") is None:
+        merged = {**bundle_ranking_defaults(), **merged}
+    return merged
+
+
 def bundled_paths() -> dict[str, Path | None]:
     """Paths of the demo bundle's parts (None for a part the bundle lacks)."""
     parts = {"detector": BUNDLE_DIR / "detector.pt", "scorer": BUNDLE_DIR / "scorer", "upscaler": BUNDLE_DIR / "upscaler.pth"}
@@ -90,11 +105,7 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     from findbox.upscaler import Upscaler
 
     if config is None:
-        if overrides.get("detector") is None:
-            overrides["detection"] = {**bundle_detection_defaults(), **dict(overrides.get("detection") or {})}
-            if overrides.get("scorer") is None:
-                overrides = {**bundle_ranking_defaults(), **overrides}
-        config = from_dict(ServeConfig, overrides, "load_pipeline")
+        config = from_dict(ServeConfig, with_bundle_defaults(overrides), "load_pipeline")
     elif overrides:
         raise TypeError("load_pipeline: pass either a ServeConfig or keyword options, not both")
     paths = resolve_model_paths(config)

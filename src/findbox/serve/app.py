@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from findbox.config import ServeConfig
+from findbox.config import ScoreFusion, ServeConfig
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
 from findbox.serve.observe import RequestObserver, RequestRecord
@@ -144,7 +144,7 @@ def describe_models(config: ServeConfig) -> str:
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
             f"ranking {config.score_fusion.value}"
-            + (f" (weight {config.fusion_weight})" if config.score_fusion.value != "scorer" else ""))
+            + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else ""))
 
 
 def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None = None) -> FastAPI:

@@ -74,10 +74,16 @@ def findbox(*args: str) -> list[str]:
     return [sys.executable, "-m", "findbox.cli", *args]
 
 
+def detector_runs(recipe: DemoRecipe) -> list[tuple[str, str, str]]:
+    """(run folder, data folder, stages) of each detector run, in order; each starts from the last."""
+    return [("det", "det_data", recipe.det_stages)] + [
+        (f"det_finetune{k}", data, stages) for k, (data, stages) in enumerate(recipe.det_finetunes, start=1)]
+
+
 def training_record(work: Path, recipe: DemoRecipe) -> dict:
     """What each training run reported (its own metrics.json): stage mAPs, val accuracies, seconds."""
     detector = []
-    for name in ["det"] + [f"det_finetune{k}" for k in range(1, len(recipe.det_finetunes) + 1)]:
+    for name, _, _ in detector_runs(recipe):
         path = work / name / "metrics.json"
         if path.is_file():
             for stage in json.loads(path.read_text()).get("stages", []):
@@ -119,35 +125,28 @@ def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
     started = time.time()
     r = recipe
 
+    def synth(folder: str, images: int, seed: int, noise: str = r.noise) -> Path:
+        if not (work / folder / "vlm.jsonl").exists():
+            run(findbox("synth", str(work / folder), "--images", str(images), "--seed", str(seed), "--noise", noise,
+                        "--force"), log)
+        return work / folder / "vlm.jsonl"
+
     # --- data -----------------------------------------------------------------------------
-    if not (work / "det_data" / "vlm.jsonl").exists():
-        run(findbox("synth", str(work / "det_data"), "--images", str(r.det_images), "--seed", str(r.det_seed),
-                    "--noise", r.noise, "--force"), log)
+    synth("det_data", r.det_images, r.det_seed)
+    synth("det_more_data", *r.det_more)
     scorer_sets = sorted({images for _, _, images in r.scorer_rounds})
     for images in scorer_sets:
-        if not (work / f"scorer_data_{images}" / "vlm.jsonl").exists():
-            run(findbox("synth", str(work / f"scorer_data_{images}"), "--images", str(images), "--seed",
-                        str(r.scorer_seed), "--noise", r.noise, "--force"), log)
+        synth(f"scorer_data_{images}", images, r.scorer_seed)
 
-    # --- detector -------------------------------------------------------------------------
-    if not (work / "det" / "detector.pt").exists():
-        run(findbox("train", "detector", "--data", str(work / "det_data" / "vlm.jsonl"), "--out", str(work / "det"),
-                    "--model", r.det_model, "--stages", r.det_stages,
-                    "--batch", str(r.det_batch), "--nbs", str(r.det_nbs), "--augs", "v2", "--device", "cpu",
-                    "--workers", "2"), log)
-    detector = work / "det" / "detector.pt"
-    more_images, more_seed = r.det_more
-    if not (work / "det_more_data" / "vlm.jsonl").exists():
-        run(findbox("synth", str(work / "det_more_data"), "--images", str(more_images), "--seed", str(more_seed),
-                    "--noise", r.noise, "--force"), log)
-    for k, (data, stages) in enumerate(r.det_finetunes, start=1):
-        name = f"det_finetune{k}"
+    # --- detector: from random weights, then fine-tunes without warmup --------------------
+    detector = r.det_model
+    for k, (name, data, stages) in enumerate(detector_runs(r)):
         if not (work / name / "detector.pt").exists():
             run(findbox("train", "detector", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / name),
-                        "--model", str(detector), "--stages", stages, "--warmup-epochs", "0",
+                        "--model", detector, "--stages", stages, *(["--warmup-epochs", "0"] if k else []),
                         "--batch", str(r.det_batch), "--nbs", str(r.det_nbs), "--augs", "v2", "--device", "cpu",
                         "--workers", "2"), log)
-        detector = work / name / "detector.pt"
+        detector = str(work / name / "detector.pt")
 
     # --- scorer ---------------------------------------------------------------------------
     for images in scorer_sets:
@@ -189,12 +188,9 @@ def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
     for noise in (r.noise, "high"):
         runs = []
         for seed in r.eval_seeds:
-            data = work / f"eval_{noise}_{seed}"
-            if not (data / "vlm.jsonl").exists():
-                run(findbox("synth", str(data), "--images", str(r.eval_images), "--seed", str(seed), "--noise", noise,
-                            "--force"), log)
+            data = synth(f"eval_{noise}_{seed}", r.eval_images, seed, noise)
             report = work / f"report_{noise}_{seed}"
-            run(findbox("eval", str(data / "vlm.jsonl"), "--out", str(report), "--split", "all",
+            run(findbox("eval", str(data), "--out", str(report), "--split", "all",
                         "--detector", str(out / "detector.pt"), "--scorer", str(out / "scorer"), "--no-upscaler",
                         "--device", "cpu", "--imgsz", str(r.det_imgsz), "--conf", str(r.conf), "--iou", str(r.iou),
                         "--max-det", str(r.max_det), "--score-fusion", r.score_fusion,

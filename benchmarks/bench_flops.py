@@ -50,7 +50,7 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "flops.json"))
     args = parser.parse_args()
 
-    from findbox.scorer import Scorer
+    from findbox.score.transformers import Scorer
     from ultralytics import YOLO
 
     models = bench_models(args.scorer_preset)

@@ -56,7 +56,7 @@ def main() -> None:
     from bench_pipeline import REQUEST_CAPTIONS, compare, findbox_fn, reference_fn, workload_a, workload_b
     from common import RssSampler, bench_models, machine, scenes
 
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from findbox.pipeline import Pipeline
 
     started = time.perf_counter()

@@ -32,7 +32,7 @@ def child(contender: str, instances: int) -> None:
     from bench_pipeline import as_request, findbox_fn, reference_fn
     from common import scenes
 
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from findbox.pipeline import Pipeline
 
     models = bench_models()

@@ -3,7 +3,7 @@
 A random-weight transformers SiglipModel at siglip-base-patch16-224's sizes (the real
 32000-token vocabulary, text length 64) has its weights copied key by key into open_clip's
 `ViT-B-16-SigLIP` (timm vision tower with a MAP head, open_clip text tower). Both are then
-loaded the way `findbox serve --scorer` loads them (`findbox.scorers.load_scorer`: a
+loaded the way `findbox serve --scorer` loads them (`findbox.score.load_scorer`: a
 save_pretrained folder, and `open_clip:ViT-B-16-SigLIP:weights.bin:tokenizer_dir`) and:
 
 1. compared on the same crops and captions (embeddings, logits), once with the activation
@@ -31,9 +31,9 @@ import numpy as np
 import torch
 
 import findbox  # noqa: F401  (offline environment first)
-from findbox.builders import SIGLIP_PRESETS, train_sentencepiece
-from findbox.scorers import load_scorer
-from findbox.scorers.open_clip import siglip_state_dict_to_open_clip
+from findbox.testing.builders import SIGLIP_PRESETS, train_sentencepiece
+from findbox.score import load_scorer
+from findbox.score.open_clip import siglip_state_dict_to_open_clip
 
 CAPTIONS = ["grey missile", "red and white helicopter", "red, white, and blue light aircraft",
             "green and brown camouflage fighter jet", "yellow drone", "black cargo aircraft"]
@@ -90,7 +90,8 @@ def timed_interleaved(fns: dict[str, callable], repeats: int) -> dict[str, list[
 def hf_text_embeddings(hf, mask: bool) -> torch.Tensor:
     """transformers text embeddings, with or without the attention_mask transformers 5's
     SiglipTokenizer returns (SigLIP was trained without one)."""
-    from findbox.scorer import _features, format_prompt
+    from findbox.score.preprocess import format_prompt
+    from findbox.score.transformers import _features
 
     tokens = hf.tokenizer([format_prompt(hf.prompt, c) for c in CAPTIONS], padding="max_length", truncation=True,
                           max_length=hf.max_text_length, return_tensors="pt").to(hf.device)

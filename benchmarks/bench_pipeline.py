@@ -8,7 +8,7 @@ and return one box per instance:
   with the default options (image cache on) unless a variant says otherwise.
 - reference: every instance decoded, one detector call over all of the request's images
   (duplicates included), then per instance: crops embedded 4 at a time with the caption
-  re-encoded per crop batch (`findbox.reference.reference_request`), as the original did.
+  re-encoded per crop batch (`findbox.testing.reference.reference_request`), as the original did.
 
 Workloads (synthetic 1520x870 frames from findbox.synth, medium noise):
   a          the published client's order: the 4 captions of one image in one request
@@ -49,10 +49,10 @@ from common import (  # noqa: E402
     timed,
 )
 
-from findbox.imageio import decode_b64, decode_image  # noqa: E402
-from findbox.load import load_pipeline  # noqa: E402
+from findbox.images import decode_b64, decode_image  # noqa: E402
+from findbox.factory import load_pipeline  # noqa: E402
 from findbox.pipeline import Pipeline  # noqa: E402
-from findbox.reference import reference_request  # noqa: E402
+from findbox.testing.reference import reference_request  # noqa: E402
 from findbox.serve.protocol import IdentifyRequest, decode_instances  # noqa: E402
 
 REQUEST_CAPTIONS = 4  # the published client sends an image's captions 4 at a time

@@ -29,11 +29,11 @@ from common import BENCH_DETECTION, RESULTS, bench_models, machine, scenes  # no
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.config import DetectorConfig  # noqa: E402
 from findbox.crops import cut_crops  # noqa: E402
-from findbox.detector import Detector  # noqa: E402
-from findbox.imageio import decode_b64, decode_image  # noqa: E402
-from findbox.load import BUNDLE_DIR  # noqa: E402
+from findbox.detect.ultralytics import Detector  # noqa: E402
+from findbox.images import decode_b64, decode_image  # noqa: E402
+from findbox.bundle import BUNDLE_DIR  # noqa: E402
 from findbox.pipeline import choose  # noqa: E402
-from findbox.scorer import Scorer  # noqa: E402
+from findbox.score.transformers import Scorer  # noqa: E402
 
 
 def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: bool, n_images: int,
@@ -57,7 +57,7 @@ def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: 
             s.autocast_dtype = torch.bfloat16
             return s
         if name == "onnx":
-            from findbox.scorers.onnx import OnnxScorer
+            from findbox.score.onnx import OnnxScorer
 
             return OnnxScorer.from_scorer(Scorer.from_pretrained(scorer_path))
         raise ValueError(f"unknown variant {name!r}")

@@ -27,9 +27,9 @@ from common import RESULTS, bench_models, machine, scenes  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.config import DetectorConfig  # noqa: E402
-from findbox.detector import Detector  # noqa: E402
-from findbox.imageio import decode_b64, decode_image  # noqa: E402
-from findbox.load import BUNDLE_DIR  # noqa: E402
+from findbox.detect.ultralytics import Detector  # noqa: E402
+from findbox.images import decode_b64, decode_image  # noqa: E402
+from findbox.bundle import BUNDLE_DIR  # noqa: E402
 
 
 def recall(found, frames, small_px: int) -> dict:

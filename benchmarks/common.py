@@ -33,7 +33,7 @@ IMAGE_WH = (1520, 870)  # the original images' size
 
 def bench_models(scorer_preset: str = "base", detector_yaml: str = "yolov8n.yaml") -> dict[str, Path]:
     """Paths of the benchmark detector and scorer (built on first use, then cached)."""
-    from findbox.builders import build_siglip, build_yolo
+    from findbox.testing.builders import build_siglip, build_yolo
     from findbox.synth import OBJECT_TYPES
 
     root = cache_dir() / "bench-models"

@@ -4,7 +4,7 @@
     .venv/bin/python benchmarks/load.py --clients 8 --seconds 30 --server-args "--batch-window-ms 5"
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:5004 --pid 1234 --clients 4 --seconds 60
 
-Without --url it builds tiny random-weight models (findbox.builders) and starts its own
+Without --url it builds tiny random-weight models (findbox.testing.builders) and starts its own
 server on 127.0.0.1, so it runs anywhere; with --url it drives a server you started
 (give --pid to watch that server's memory). Each request is the published client's
 shape: one image, `--captions` instances (one per caption). Every request carries a
@@ -75,7 +75,7 @@ def free_port() -> int:
 def start_tiny_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.Popen, str, Path]:
     """Tiny random-weight models in the real formats, served on a free loopback port."""
     import findbox  # noqa: F401  (offline environment first)
-    from findbox.builders import build_siglip, build_yolo
+    from findbox.testing.builders import build_siglip, build_yolo
 
     detector = build_yolo(workdir / "detector.pt", "yolov8n.yaml")
     scorer = build_siglip(workdir / "scorer", CAPTIONS, preset="tiny")

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 import findbox  # noqa: F401  (sets the offline environment first)
-from findbox.builders import build_compact_upscaler, build_siglip, build_yolo
+from findbox.testing.builders import build_compact_upscaler, build_siglip, build_yolo
 
 CAPTIONS = [
     "grey missile",
@@ -46,7 +46,7 @@ TINY_DETECTION = {"imgsz": 160, "conf": 0.001, "iou": 0.5, "max_det": 10}
 
 @pytest.fixture(scope="session")
 def tiny_pipeline(tiny_models):
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
 
     return load_pipeline(detector=str(tiny_models["detector"]), scorer=str(tiny_models["scorer"]),
                          upscaler=str(tiny_models["upscaler"]), device="cpu", detection=dict(TINY_DETECTION))

@@ -6,9 +6,9 @@ import torch
 
 from findbox.boxes import Candidates
 from findbox.cache import ImageCache, ImageWork, image_key
-from findbox.detector import Detector
+from findbox.detect.ultralytics import Detector
 from findbox.pipeline import Pipeline
-from findbox.reference import reference_ground
+from findbox.testing.reference import reference_ground
 from tests.conftest import CAPTIONS, make_image
 
 

@@ -5,7 +5,7 @@ import json
 import httpx
 import numpy as np
 
-from findbox.load import BUNDLE_DIR, bundle_manifest, bundled_paths
+from findbox.bundle import BUNDLE_DIR, bundle_manifest, bundled_paths
 from tests.conftest import ServerProcess
 
 
@@ -21,7 +21,7 @@ def test_bundle_is_complete_and_small():
 
 def test_bundle_scores_far_above_chance_on_fresh_synthetic_data():
     from findbox.eval.metric import iou_ltwh, is_hit
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene
 
     pipeline = load_pipeline(device="cpu")
@@ -37,7 +37,7 @@ def test_bundle_scores_far_above_chance_on_fresh_synthetic_data():
 
 
 def test_findbox_serve_with_no_model_options_serves_the_bundle():
-    from findbox.imageio import encode_jpeg_b64
+    from findbox.images import encode_jpeg_b64
     from findbox.synth import SynthConfig, generate_scene
 
     image, objects = generate_scene(SynthConfig(noise="low"), 0, seed=777_002)
@@ -70,7 +70,7 @@ def _config(argv: list[str]):
 
 def test_bundle_settings_apply_only_to_the_bundled_models():
     from findbox.config import ScoreFusion
-    from findbox.load import bundle_manifest
+    from findbox.bundle import bundle_manifest
 
     serve = bundle_manifest()["serve"]
     ranking = serve.get("ranking", {})

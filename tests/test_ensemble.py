@@ -11,7 +11,7 @@ import torch
 from findbox.boxes import Candidates, box_iou
 from findbox.cli_options import add_model_arguments, config_from_args
 from findbox.config import DetectorConfig, ServeConfig
-from findbox.ensemble import MEMBER_CONF_FRACTION, EnsembleDetector, fuse_boxes
+from findbox.detect.ensemble import MEMBER_CONF_FRACTION, EnsembleDetector, fuse_boxes
 from tests.conftest import TINY_DETECTION, make_image
 
 WH = (100, 50)
@@ -84,14 +84,14 @@ def test_ensemble_filters_the_fused_confidence():
 
 @pytest.fixture(scope="module")
 def two_detectors(tiny_models, tmp_path_factory):
-    from findbox.builders import build_yolo
+    from findbox.testing.builders import build_yolo
 
     second = build_yolo(tmp_path_factory.mktemp("ensemble") / "second.pt", "yolov8n.yaml", seed=1)
     return [str(tiny_models["detector"]), str(second)]
 
 
 def test_ensemble_of_two_ultralytics_models(two_detectors):
-    from findbox.detector import Detector
+    from findbox.detect.ultralytics import Detector
 
     config = DetectorConfig(**TINY_DETECTION)
     ensemble = EnsembleDetector.from_files(two_detectors, config)

@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findbox.imageio import ImageTooLarge, decode_b64, decode_image
+from findbox.images import ImageTooLarge, decode_b64, decode_image
 
 
 def encode(image: Image.Image, fmt: str) -> bytes:

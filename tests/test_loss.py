@@ -3,7 +3,7 @@ import math
 import pytest
 import torch
 
-from findbox.loss import pair_labels, sigmoid_loss
+from findbox.train.loss import pair_labels, sigmoid_loss
 
 
 def naive_sigmoid_loss(image_emb, text_emb, logit_scale, logit_bias, captions):

@@ -5,8 +5,8 @@ import pytest
 import torch
 
 from findbox.pipeline import Pipeline
-from findbox.scorer import Scorer
-from findbox.scorers.onnx import OnnxScorer
+from findbox.score.transformers import Scorer
+from findbox.score.onnx import OnnxScorer
 from tests.conftest import CAPTIONS, make_image
 
 pytest.importorskip("onnxruntime")

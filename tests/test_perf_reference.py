@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from findbox.reference import reference_ground, reference_request
+from findbox.testing.reference import reference_ground, reference_request
 from tests.conftest import CAPTIONS, make_image
 
 

@@ -8,7 +8,7 @@ import torch
 from findbox.cli_options import add_model_arguments, config_from_args
 from findbox.config import Precision, ScorerBackend
 from findbox.device import resolve_autocast, resolve_dtype
-from findbox.load import load_pipeline
+from findbox.factory import load_pipeline
 from tests.conftest import CAPTIONS, TINY_DETECTION, make_image
 
 

@@ -5,7 +5,7 @@ import pytest
 
 from findbox.config import Fallback
 from findbox.pipeline import Pipeline
-from findbox.reference import reference_ground
+from findbox.testing.reference import reference_ground
 from tests.conftest import CAPTIONS, make_image
 
 
@@ -58,7 +58,7 @@ def test_empty_caption_takes_most_confident_box(tiny_pipeline):
 @pytest.mark.parametrize("fallback, expected", [(Fallback.IMAGE, [0, 0, 200, 120]), (Fallback.ZEROS, [0, 0, 0, 0])])
 def test_fallback_when_nothing_is_detected(tiny_pipeline, fallback, expected):
     from findbox.config import DetectorConfig
-    from findbox.detector import Detector
+    from findbox.detect.ultralytics import Detector
 
     strict = Detector(tiny_pipeline.detector.yolo, DetectorConfig(imgsz=160, conf=0.999), tiny_pipeline.detector.device)
     pipeline = Pipeline(strict, tiny_pipeline.scorer, None, fallback)

@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from findbox.builders import build_siglip
-from findbox.scorer import SCORER_SETTINGS_FILE, Scorer
+from findbox.testing.builders import build_siglip
+from findbox.score.transformers import SCORER_SETTINGS_FILE, Scorer
 
 
 @pytest.fixture(scope="module")

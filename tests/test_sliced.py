@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from findbox.config import DetectorConfig
-from findbox.detector import Detector
-from findbox.sliced import merge_boxes, parse_grid, tile_to_image_xyxy, tile_windows
+from findbox.detect.ultralytics import Detector
+from findbox.detect.sliced import merge_boxes, parse_grid, tile_to_image_xyxy, tile_windows
 from tests.conftest import make_image
 
 

@@ -2,7 +2,7 @@ import numpy as np
 import pytest
 import torch
 
-from findbox.builders import build_compact_upscaler
+from findbox.testing.builders import build_compact_upscaler
 from findbox.upscaler import Upscaler, pre_pad_for
 
 

@@ -1,7 +1,7 @@
 """Scorer families (transformers SigLIP / SigLIP 2 / CLIP, open_clip) behind one interface.
 
 Each family is built with random weights in its real file format, taught one good
-pairing in a few steps, saved, reloaded through `findbox.scorers.load_scorer`, and
+pairing in a few steps, saved, reloaded through `findbox.score.load_scorer`, and
 must then score the good pairing above the bad ones.
 """
 
@@ -15,10 +15,10 @@ import numpy as np
 import pytest
 import torch
 
-from findbox.builders import build_clip, build_open_clip, build_siglip
-from findbox.imageio import decode_b64, decode_image, encode_jpeg_b64
-from findbox.scorer import Scorer
-from findbox.scorers import ScorerFamily, ScorerSpec, load_scorer, parse_scorer_spec
+from findbox.testing.builders import build_clip, build_open_clip, build_siglip
+from findbox.images import decode_b64, decode_image, encode_jpeg_b64
+from findbox.score.transformers import Scorer
+from findbox.score import ScorerFamily, ScorerSpec, load_scorer, parse_scorer_spec
 from tests.conftest import CAPTIONS, TINY_DETECTION, ServerProcess, make_image, tiny_serve_args
 
 RED = np.zeros((24, 40, 3), np.uint8) + np.array([220, 30, 30], np.uint8)
@@ -179,9 +179,10 @@ def test_siglip_text_weights_map_onto_open_clip(zoo, tmp_path):
 
     import open_clip
 
-    from findbox.builders import OPEN_CLIP_TINY
-    from findbox.scorer import _features, format_prompt
-    from findbox.scorers.open_clip import siglip_state_dict_to_open_clip
+    from findbox.testing.builders import OPEN_CLIP_TINY
+    from findbox.score.preprocess import format_prompt
+    from findbox.score.transformers import _features
+    from findbox.score.open_clip import siglip_state_dict_to_open_clip
 
     hf = load_scorer(zoo["siglip"])
     config = copy.deepcopy(OPEN_CLIP_TINY["tiny-siglip"])
@@ -282,9 +283,9 @@ def test_serve_other_scorer_families_and_fused_detectors(tiny_models, zoo, tmp_p
     `--detector`s, which must answer as an in-process pipeline on the same ensemble does."""
     from concurrent.futures import ThreadPoolExecutor
 
-    from findbox.builders import build_yolo
-    from findbox.ensemble import EnsembleDetector
-    from findbox.load import load_pipeline
+    from findbox.testing.builders import build_yolo
+    from findbox.detect.ensemble import EnsembleDetector
+    from findbox.factory import load_pipeline
 
     monkeypatch.setenv("OMP_NUM_THREADS", "1")
     second = build_yolo(tmp_path / "second.pt", "yolov8n.yaml", seed=1)

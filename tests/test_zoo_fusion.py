@@ -43,7 +43,7 @@ def test_choose_keeps_its_old_contract():
 
 
 def test_pipeline_uses_its_fusion(tiny_models):
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from tests.conftest import TINY_DETECTION, make_image
 
     pipeline = load_pipeline(detector=str(tiny_models["detector"]), scorer=str(tiny_models["scorer"]),

@@ -73,7 +73,7 @@ def config_from_args(args: argparse.Namespace, extra_keys: tuple[str, ...] = ())
             detection[name] = value
         elif name in serve_fields:
             data[name] = value
-    from findbox.load import with_bundle_defaults
+    from findbox.bundle import with_bundle_defaults
 
     data = with_bundle_defaults({**data, "detection": detection})
     data["detection"] = from_dict(DetectorConfig, data["detection"], "detection")

@@ -34,7 +34,7 @@ class ScorerBackend(str, enum.Enum):
     """What runs the scorer's towers (transformers scorers only)."""
 
     TORCH = "torch"
-    ONNX = "onnx"  # ONNX Runtime on towers exported once and cached (findbox.scorers.onnx)
+    ONNX = "onnx"  # ONNX Runtime on towers exported once and cached (findbox.score.onnx)
 
 
 class ScoreFusion(str, enum.Enum):
@@ -55,7 +55,7 @@ class DetectorConfig:
     slice_overlap: float = 0.2  # tiles overlap so an object cut by one tile is whole in its neighbour
 
     def __post_init__(self) -> None:
-        from findbox.sliced import parse_grid
+        from findbox.detect.sliced import parse_grid
 
         self.slices = parse_grid(self.slices)
         _check_range("slice_overlap", self.slice_overlap, 0.0, 0.9)
@@ -68,7 +68,7 @@ class DetectorConfig:
 @dataclass
 class ServeConfig:
     detector: str | list[str] | None = None  # ultralytics .pt, or several fused by WBF; None = the bundled demo
-    scorer: str | None = None  # scorer spec (findbox.scorers): a folder, open_clip:ARCH:WEIGHTS, a .toml; None = demo
+    scorer: str | None = None  # scorer spec (findbox.score.spec): a folder, open_clip:ARCH:WEIGHTS, a .toml; None = demo
     upscaler: str | None = None  # Real-ESRGAN .pth; None = the bundle's, if it has one
     no_upscaler: bool = False
     device: str = "auto"

@@ -20,8 +20,8 @@ from findbox.boxes import Candidates, xyxy_to_ltwh
 from findbox.cache import ImageCache, ImageWork, image_key
 from findbox.config import Fallback, ScoreFusion
 from findbox.crops import prepare_crops
-from findbox.detector import Detector
-from findbox.scorer import Scorer
+from findbox.detect.ultralytics import Detector
+from findbox.score.transformers import Scorer
 from findbox.upscaler import Upscaler
 
 

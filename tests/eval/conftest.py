@@ -32,7 +32,7 @@ def build_spread_detector(out_path: Path) -> Path:
     import torch
     from ultralytics import YOLO
 
-    from findbox.builders import build_yolo
+    from findbox.testing.builders import build_yolo
 
     yolo = YOLO(str(build_yolo(out_path, "yolov8n.yaml")))
     model = yolo.model
@@ -72,8 +72,8 @@ def model_args(models: dict[str, Path]) -> list[str]:
 def eval_data(eval_models, tmp_path_factory) -> Path:
     """data/vlm.jsonl with N_IMAGES good JPEGs, then one missing and one corrupt image."""
     from findbox.config import DetectorConfig
-    from findbox.detector import Detector
-    from findbox.imageio import load_image_file
+    from findbox.detect.ultralytics import Detector
+    from findbox.images import load_image_file
 
     root = tmp_path_factory.mktemp("evaldata")
     (root / "images").mkdir()
@@ -103,7 +103,7 @@ def eval_data(eval_models, tmp_path_factory) -> Path:
 @pytest.fixture(scope="session")
 def second_scorer(tmp_path_factory) -> Path:
     """Another random tiny SigLIP (different seed) to compare against the run's scorer."""
-    from findbox.builders import build_siglip
+    from findbox.testing.builders import build_siglip
 
     return build_siglip(tmp_path_factory.mktemp("scorer2") / "scorer", CAPTIONS, preset="tiny", seed=1)
 

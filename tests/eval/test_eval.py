@@ -76,7 +76,7 @@ def test_scorer_comparison_reproduces_the_run(in_process_eval):
 def test_sweep_matches_real_reruns(eval_models, eval_data):
     """Re-thresholding one low-conf run gives the same answers as running the models at that conf."""
     from findbox.eval.runner import run_in_process
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from tests.conftest import TINY_DETECTION
 
     samples = samples_of(read_vlm(eval_data))

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 import httpx
 import numpy as np
 
-from findbox.imageio import encode_jpeg_b64
+from findbox.images import encode_jpeg_b64
 from findbox.serve.runner import ModelRunner
 from tests.conftest import CAPTIONS, make_image
 

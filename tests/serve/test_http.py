@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findbox.imageio import encode_jpeg_b64
+from findbox.images import encode_jpeg_b64
 from tests.conftest import CAPTIONS, ServerProcess, make_image, tiny_serve_args
 
 

@@ -13,7 +13,7 @@ from fastapi.testclient import TestClient
 
 from findbox.boxes import Candidates
 from findbox.config import ServeConfig
-from findbox.imageio import encode_jpeg_b64
+from findbox.images import encode_jpeg_b64
 from findbox.pipeline import Counters, Grounding
 from findbox.serve.app import create_app
 from tests.conftest import CAPTIONS, ServerProcess, make_image, tiny_serve_args

@@ -10,7 +10,7 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from findbox.imageio import encode_jpeg_b64
+from findbox.images import encode_jpeg_b64
 from findbox.serve.metrics import endpoint_label, error_kind, find_caches
 from tests.conftest import CAPTIONS, make_image
 

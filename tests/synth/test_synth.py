@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findbox.imageio import decode_image
+from findbox.images import decode_image
 from findbox.synth import (
     CAMOUFLAGE,
     COLOURS,

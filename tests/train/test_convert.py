@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from findbox.cli import main as cli_main
-from findbox.scorer import Scorer
+from findbox.score.transformers import Scorer
 from findbox.train.convert import clean_key, clean_state_dict, convert_checkpoint
 
 

@@ -5,9 +5,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from findbox.builders import build_compact_upscaler
+from findbox.testing.builders import build_compact_upscaler
 from findbox.cli import main as cli_main
-from findbox.imageio import load_image_file
+from findbox.images import load_image_file
 from findbox.train.crops import make_crops, read_manifest
 from findbox.upscaler import Upscaler
 

@@ -67,7 +67,7 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert [s["round"] for s in manifest["training"]["scorer"]] == [1, 2]
     assert manifest["training"]["scorer"][1]["train_crops"] > manifest["training"]["scorer"][0]["train_crops"]
 
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene
 
     pipeline = load_pipeline(detector=str(out / "detector.pt"), scorer=str(out / "scorer"), device="cpu",

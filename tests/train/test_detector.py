@@ -182,7 +182,7 @@ def test_cli_trains_a_loadable_detector(tmp_path, no_network, tiny_models, monke
     monkeypatch.undo()
     import httpx
 
-    from findbox.imageio import encode_jpeg_b64
+    from findbox.images import encode_jpeg_b64
     from tests.conftest import ServerProcess
 
     server = ServerProcess(["--detector", str(out / "detector.pt"), "--scorer", str(tiny_models["scorer"]),

@@ -10,9 +10,9 @@ import torch
 from PIL import Image
 from safetensors.torch import load_file
 
-from findbox.builders import build_siglip
+from findbox.testing.builders import build_siglip
 from findbox.cli import main as cli_main
-from findbox.scorer import Scorer
+from findbox.score.transformers import Scorer
 from findbox.train.crops import MANIFEST, CropRow
 from findbox.train.scorer import TrainScorerConfig, train
 from findbox.train.scorer_data import epoch_batches, grounding_accuracy, load_crop_sets, RankBatches
@@ -83,7 +83,7 @@ def test_tiny_scorer_learns_colours_and_saves_a_clean_folder(colour_scorer, tmp_
     # the server's Scorer on the saved folder reproduces the trainer's validation figure
     scorer = Scorer.from_pretrained(out)
     captions, _, val = load_crop_sets(crops)
-    from findbox.imageio import load_image_file
+    from findbox.images import load_image_file
 
     image_emb = scorer.embed_images([load_image_file(crops / r.crop) for r in val.rows])
     text_emb = scorer.embed_texts(captions)

@@ -8,8 +8,8 @@ import textwrap
 import pytest
 import torch
 
-from findbox.loss import sigmoid_loss
-from findbox.scorer import Scorer
+from findbox.train.loss import sigmoid_loss
+from findbox.score.transformers import Scorer
 from findbox.train.gradcache import Collective, ScorerTowers, gradcache_backward
 from tests.conftest import CAPTIONS, free_port
 
@@ -94,7 +94,7 @@ WORKER = textwrap.dedent(
     import json, sys, torch
     import findbox
     from accelerate import Accelerator
-    from findbox.scorer import Scorer
+    from findbox.score.transformers import Scorer
     from findbox.train.gradcache import Collective, ScorerTowers, gradcache_backward
 
     scorer_dir, batch_file, out_file = sys.argv[1:4]

@@ -251,7 +251,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
     from tqdm import tqdm
 
     from findbox.crops import prepare_crops
-    from findbox.imageio import load_image_file
+    from findbox.images import load_image_file
 
     by_image: dict[str, list[InstanceResult]] = {}
     for r in run.results:

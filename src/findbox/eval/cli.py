@@ -144,7 +144,7 @@ def _main(args: argparse.Namespace) -> int:
 
 def _run_in_process(args, samples, images_dir, progress):
     from findbox.eval.runner import run_in_process
-    from findbox.load import load_pipeline
+    from findbox.factory import load_pipeline
 
     config = config_from_args(args)
     conf = config.detection.conf
@@ -158,10 +158,10 @@ def _run_in_process(args, samples, images_dir, progress):
 def _compare(args, run, conf, pipeline, config, images_dir, progress) -> list[dict]:
     from findbox.eval.analysis import compare_scorers
 
-    try:  # any scorer spec (folder, open_clip:..., .toml) where findbox.scorers exists
-        from findbox.scorers import load_scorer
+    try:  # any scorer spec (folder, open_clip:..., .toml) where findbox.score.spec exists
+        from findbox.score import load_scorer
     except ImportError:
-        from findbox.scorer import Scorer
+        from findbox.score.transformers import Scorer
 
         load_scorer = Scorer.from_pretrained
     run_scorer = pipeline.scorer

@@ -154,7 +154,7 @@ def plot_failures(path: Path, run: Run, scored: Sequence[Scored], indices: list[
     """Grid of image regions: truth green, prediction red, other proposals above conf dashed yellow."""
     from matplotlib.patches import Rectangle
 
-    from findbox.imageio import load_image_file
+    from findbox.images import load_image_file
 
     plt = _plt()
     cols = 4

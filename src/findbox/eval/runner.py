@@ -20,7 +20,7 @@ import numpy as np
 from findbox.boxes import Candidates
 from findbox.config import Fallback
 from findbox.eval.data import Sample, requests_of
-from findbox.imageio import decode_image
+from findbox.images import decode_image
 
 
 @dataclass

@@ -130,7 +130,8 @@ ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, 
 
 def describe_models(config: ServeConfig) -> str:
     """One line for the log: which files serve, with the settings that change answers."""
-    from findbox.load import BUNDLE_DIR, resolve_model_paths
+    from findbox.bundle import BUNDLE_DIR
+    from findbox.factory import resolve_model_paths
 
     def name(path) -> str:
         if isinstance(path, list):
@@ -152,7 +153,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     from contextlib import asynccontextmanager
 
     if load is None:
-        from findbox.load import load_pipeline as load
+        from findbox.factory import load_pipeline as load
 
     state = ServiceState()
     metrics = ServeMetrics(lambda: state.pipeline)

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from findbox.imageio import ImageTooLarge, decode_b64, decode_image
+from findbox.images import ImageTooLarge, decode_b64, decode_image
 
 
 class Instance(BaseModel):

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from findbox.imageio import decode_image
+from findbox.images import decode_image
 from findbox.synth.background import sky_background
 from findbox.synth.noise import NoiseLevel, add_noise, encode_jpeg
 from findbox.synth.render import Livery, Patch, render_object, sample_livery
@@ -230,7 +230,7 @@ def generate_scene(
     config: SynthConfig, rng_or_index: np.random.Generator | int, seed: int = 0
 ) -> tuple[np.ndarray, list[SynthObject]]:
     """(image, objects): the (H, W, 3) uint8 RGB image with noise and JPEG artefacts,
-    exactly as findbox.imageio.decode_image reads the file write_dataset writes for the
+    exactly as findbox.images.decode_image reads the file write_dataset writes for the
     same (seed, index); objects are those of render_clean."""
     data, objects = generate_scene_jpeg(config, rng_or_index, seed)
     return decode_image(data), objects

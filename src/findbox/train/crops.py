@@ -143,7 +143,7 @@ def make_crops(
 
     from findbox.boxes import clip_xyxy, ltwh_to_xyxy
     from findbox.crops import prepare_crops
-    from findbox.imageio import load_image_file
+    from findbox.images import load_image_file
     from findbox.train.yolo_data import MIN_SIDE_PX, read_vlm_jsonl, split_index
 
     jsonl_path = Path(jsonl_path)
@@ -241,7 +241,7 @@ def make_crops(
 def _check_orientation(path: Path) -> None:
     """Raise ValueError for an EXIF-rotated image: the server decodes pixels unrotated, and
     which frame the boxes were drawn in is unknown (the detector's conversion skips them too)."""
-    from findbox.imageio import _pil_open
+    from findbox.images import _pil_open
 
     with _pil_open(path) as im:
         orientation = im.getexif().get(0x0112, 1)

@@ -154,7 +154,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
             run(findbox("crops", "--data", str(work / f"scorer_data_{images}" / "vlm.jsonl"),
                         "--out", str(work / f"crops_{images}"), "--val-fraction", "0.1"), log)
     if not (work / "scorer" / "config.json").exists():
-        from findbox.builders import build_siglip
+        from findbox.testing.builders import build_siglip
         from findbox.synth import COLOUR_NAMES, OBJECT_TYPES
 
         # the tokenizer learns its vocabulary from the first round's captions (and every colour and type)

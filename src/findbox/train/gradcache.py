@@ -27,8 +27,8 @@ from typing import Callable, ContextManager, Sequence
 import torch
 import torch.nn.functional as F
 
-from findbox.loss import sigmoid_loss
-from findbox.scorer import _features
+from findbox.train.loss import sigmoid_loss
+from findbox.score.transformers import _features
 
 
 class ScorerTowers(torch.nn.Module):

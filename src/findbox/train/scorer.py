@@ -4,7 +4,7 @@ The recipe is the original's (FACTS, "Training recipes"): all of SigLIP, sigmoid
 AdamW lr 2e-5 betas (0.9, 0.99) weight decay 1e-4, 10% linear warmup then cosine, bf16,
 5 epochs, batch 960 in micro-batches of 12. Two things are fixed: the batch of 960 is the
 loss's real negative set (GradCache over micro-batches, embeddings gathered across GPUs,
-see `gradcache.py`), and identical captions are positives (`findbox.loss`).
+see `gradcache.py`), and identical captions are positives (`findbox.train.loss`).
 
     findbox crops --data data/vlm.jsonl --out crops/ [--upscaler realesr-general-x4v3.pth]
     findbox train scorer --init siglip-large-patch16-384/ --crops crops/ --out scorer/
@@ -123,7 +123,7 @@ def parse_betas(text: str) -> tuple[float, float]:
 class Run:
     config: TrainScorerConfig
     accelerator: object
-    scorer: object  # findbox.scorer.Scorer: the tokenizer, preprocessing and prompt the server uses
+    scorer: object  # findbox.score.transformers.Scorer: the tokenizer, preprocessing and prompt the server uses
     towers: torch.nn.Module  # ScorerTowers, wrapped by accelerate (DDP/FSDP) when distributed
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -145,7 +145,7 @@ def setup(config: TrainScorerConfig) -> Run:
     from accelerate.utils import set_seed
 
     from findbox.device import resolve_device
-    from findbox.scorer import Scorer
+    from findbox.score.transformers import Scorer
     from findbox.train.augs import build_augs, describe_augs
     from findbox.train.gradcache import ScorerTowers
     from findbox.train.scorer_data import (CropDataset, RankBatches, check_caption_lengths, collate,
@@ -276,7 +276,7 @@ def validate(run: Run):
     """GroundingAccuracy on the val crops, preprocessed as the server does (no augmentation).
 
     Every rank runs all of it (FSDP needs every rank in each forward; val is small)."""
-    from findbox.imageio import load_image_file
+    from findbox.images import load_image_file
     from findbox.train.scorer_data import grounding_accuracy
 
     if not len(run.val_set):
@@ -402,7 +402,7 @@ def _save_processor(init: str, out: Path, scorer) -> None:
         LOG.info("no combined processor in %s (%s); saving tokenizer and image processor", init, exc)
         scorer.tokenizer.save_pretrained(str(out))
         AutoImageProcessor.from_pretrained(init, local_files_only=True).save_pretrained(str(out))
-    from findbox.scorer import write_scorer_settings
+    from findbox.score.transformers import write_scorer_settings
 
     write_scorer_settings(out, scorer)  # e.g. whether the text tower saw an attention mask in training
 

@@ -73,7 +73,7 @@ def check_caption_lengths(crop_sets: list[CropSet], scorer) -> None:
 
     Training would silently truncate them, and the server would read a different text.
     """
-    from findbox.scorer import format_prompt
+    from findbox.score.preprocess import format_prompt
 
     lengths: dict[str, int] = {}
     too_long = []
@@ -134,7 +134,7 @@ class CropDataset(torch.utils.data.Dataset):
         return len(self.crop_set)
 
     def __getitem__(self, key: tuple[int, int]) -> tuple[np.ndarray, int]:
-        from findbox.imageio import load_image_file
+        from findbox.images import load_image_file
 
         index, seed = key
         crop = self.preprocess.resize(load_image_file(self.crop_set.root / self.crop_set.rows[index].crop))

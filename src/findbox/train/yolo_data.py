@@ -213,7 +213,7 @@ def read_image_wh(path: str | Path) -> tuple[int, int]:
     10 px, a JPEG without its end marker (truncated), or an EXIF orientation (ultralytics
     rotates the pixels, but the frame the boxes were drawn in is unknown).
     """
-    from findbox.imageio import _pil_open  # PIL's own open, not ultralytics' plugin-installing wrapper
+    from findbox.images import _pil_open  # PIL's own open, not ultralytics' plugin-installing wrapper
 
     path = Path(path)
     try:

@@ -3,7 +3,7 @@
 Spec forms (what `--scorer`, a serve TOML's `scorer` key and `findbox eval` accept):
 
 - `DIR` or `transformers:DIR`: a transformers `save_pretrained` folder with image and
-  text towers (SigLIP, SigLIP 2, CLIP, MetaCLIP in HF format) -> `findbox.scorer.Scorer`.
+  text towers (SigLIP, SigLIP 2, CLIP, MetaCLIP in HF format) -> `findbox.score.transformers.Scorer`.
 - `open_clip:ARCH:WEIGHTS[:TOKENIZER_DIR]`: an open_clip architecture (a built-in name
   or a model-config .json file) with a local weights file -> `OpenClipScorer`.
 - `FILE.toml`: the same as keys, for paths with colons or normalisation overrides:
@@ -23,8 +23,6 @@ import enum
 import tomllib
 from dataclasses import dataclass
 from pathlib import Path
-
-import torch
 
 from findbox.config import from_dict
 
@@ -93,29 +91,3 @@ def parse_scorer_spec(spec: str | Path) -> ScorerSpec:
                 data[key] = str(path.parent / value)
         return from_dict(ScorerSpec, data, f"scorer {text}")
     return ScorerSpec(ScorerFamily.TRANSFORMERS, path=text)
-
-
-def load_scorer(
-    spec: str | Path | ScorerSpec,
-    device: torch.device | str = "cpu",
-    dtype: torch.dtype = torch.float32,
-    prompt: str | None = None,
-    max_batch: int = 32,
-    text_cache_size: int = 4096,
-):
-    """Any scorer spec -> a ready Scorer (or subclass) with the shared interface.
-
-    prompt: overrides the spec's prompt, which overrides the family's default.
-    """
-    from findbox.scorer import Scorer
-
-    if not isinstance(spec, ScorerSpec):
-        spec = parse_scorer_spec(spec)
-    prompt = prompt if prompt is not None else spec.prompt
-    if spec.family == ScorerFamily.OPEN_CLIP:
-        from findbox.scorers.open_clip import OpenClipScorer
-
-        return OpenClipScorer.from_files(spec.arch, spec.weights, spec.tokenizer, device, dtype, prompt, max_batch,
-                                         text_cache_size, mean=spec.mean, std=spec.std)
-    return Scorer.from_pretrained(spec.path, device, dtype, prompt=prompt, max_batch=max_batch,
-                                  text_cache_size=text_cache_size)

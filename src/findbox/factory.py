@@ -6,64 +6,14 @@ from pathlib import Path
 
 from findbox.config import ServeConfig
 
-BUNDLE_DIR = Path(__file__).parent / "assets" / "demo"
-
-
-def bundle_manifest() -> dict | None:
-    """The demo bundle's manifest (data, command, figures, serving settings), if installed."""
-    path = BUNDLE_DIR / "manifest.json"
-    if not path.is_file():
-        return None
-    import json
-
-    return json.loads(path.read_text())
-
-
-def bundle_detection_defaults() -> dict:
-    """Detector settings the bundled detector was trained for (e.g. its imgsz); {} without a bundle.
-
-    They apply only when the bundled detector is used, below any setting the user gives.
-    """
-    manifest = bundle_manifest() or {}
-    return dict(manifest.get("serve", {}).get("detection", {}))
-
-
-def bundle_ranking_defaults() -> dict:
-    """How the bundled pair ranks candidates (score_fusion, fusion_weight); {} without a bundle.
-
-    They were tuned on the bundled detector and scorer together, so they apply only when
-    both are the bundle's, below any setting the user gives.
-    """
-    manifest = bundle_manifest() or {}
-    return dict(manifest.get("serve", {}).get("ranking", {}))
-
-
-def with_bundle_defaults(options: dict) -> dict:
-    """Serving options (a "detection" sub-dict included) with the bundle's settings under them.
-
-    The bundled detector brings its detection settings; the bundled detector and scorer
-    together also bring their ranking. Whatever `options` sets wins; a detector of the
-    user's gets none of the bundle's settings.
-    """
-    if options.get("detector") is not None:
-        return options
-    merged = {**options, "detection": {**bundle_detection_defaults(), **dict(options.get("detection") or {})}}
-    if options.get("scorer") is None:
-        merged = {**bundle_ranking_defaults(), **merged}
-    return merged
-
-
-def bundled_paths() -> dict[str, Path | None]:
-    """Paths of the demo bundle's parts (None for a part the bundle lacks)."""
-    parts = {"detector": BUNDLE_DIR / "detector.pt", "scorer": BUNDLE_DIR / "scorer", "upscaler": BUNDLE_DIR / "upscaler.pth"}
-    return {k: (p if p.exists() else None) for k, p in parts.items()}
+from findbox.bundle import bundled_paths, with_bundle_defaults
 
 
 def resolve_model_paths(config: ServeConfig) -> dict[str, Path | list[Path] | None]:
     """The detector, scorer and upscaler files to load: given ones first, the bundle for the rest.
 
     "detector" is a list when several detectors are fused; "scorer" may be any scorer spec
-    (`findbox.scorers.parse_scorer_spec`), kept as a Path.
+    (`findbox.score.spec.parse_scorer_spec`), kept as a Path.
     """
     bundle = bundled_paths()
     paths: dict[str, Path | None] = {}
@@ -98,10 +48,10 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
 
     from findbox.cache import ImageCache
     from findbox.config import ScorerBackend, from_dict
-    from findbox.detector import Detector
+    from findbox.detect.ultralytics import Detector
     from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_device, resolve_dtype
     from findbox.pipeline import Pipeline
-    from findbox.scorers import load_scorer
+    from findbox.score import load_scorer
     from findbox.upscaler import Upscaler
 
     if config is None:
@@ -112,7 +62,7 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)
     if isinstance(paths["detector"], list):
-        from findbox.ensemble import EnsembleDetector
+        from findbox.detect.ensemble import EnsembleDetector
 
         detector = EnsembleDetector.from_files(paths["detector"], config.detection, device, half=dtype == torch.float16)
     else:
@@ -130,7 +80,7 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
             "precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is emulated and slower than fp32",
             config.precision.value)
     if config.scorer_backend == ScorerBackend.ONNX:
-        from findbox.scorers.onnx import OnnxScorer
+        from findbox.score.onnx import OnnxScorer
 
         scorer = OnnxScorer.from_scorer(scorer)
     if config.compile:

@@ -14,7 +14,8 @@ from pathlib import Path
 import torch
 from PIL import Image
 
-from findbox.scorer import DEFAULT_PROMPTS, CropPreprocess, Scorer, format_prompt
+from findbox.score.preprocess import DEFAULT_PROMPTS, CropPreprocess, format_prompt
+from findbox.score.transformers import Scorer
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}

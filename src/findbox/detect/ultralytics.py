@@ -10,7 +10,7 @@ import torch
 
 from findbox.boxes import Candidates, clip_xyxy
 from findbox.config import DetectorConfig
-from findbox.sliced import merge_boxes, tile_to_image_xyxy, tile_windows
+from findbox.detect.sliced import merge_boxes, tile_to_image_xyxy, tile_windows
 
 # images (or tiles) per predict call: bounds detector memory whatever the request size
 PREDICT_BATCH = 8
@@ -58,7 +58,7 @@ class Detector:
         images_rgb: list of (H, W, 3) uint8 RGB arrays, any sizes.
         Returns one Candidates per image, xyxy in that image's pixels, clipped to it,
         sorted by descending det_score. With `config.slices` other than 1x1, tiles
-        and the full image are predicted and merged (`findbox.sliced`).
+        and the full image are predicted and merged (`findbox.detect.sliced`).
         """
         if not images_rgb:
             return []

@@ -22,7 +22,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findbox.scorer import Scorer, _features
+from findbox.score.transformers import Scorer, _features
 
 OPSET = 17
 EXPORT_VERSION = 2  # bump when the exported graphs change meaning (2: siglip text without attention mask)

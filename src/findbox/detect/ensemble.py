@@ -20,7 +20,7 @@ import torch
 
 from findbox.boxes import Candidates, clip_xyxy
 from findbox.config import DetectorConfig
-from findbox.detector import Detector
+from findbox.detect.ultralytics import Detector
 
 MEMBER_CONF_FRACTION = 0.1
 FUSION_IOU = 0.55  # ensemble_boxes' default; the members' own NMS uses DetectorConfig.iou

@@ -50,11 +50,11 @@ def main() -> None:
     parser.add_argument("--out", default=str(RESULTS / "flops.json"))
     args = parser.parse_args()
 
-    from findbox.score.transformers import Scorer
+    from findbox.score.transformers import TransformersScorer
     from ultralytics import YOLO
 
     models = bench_models(args.scorer_preset)
-    scorer = Scorer.from_pretrained(models["scorer"])
+    scorer = TransformersScorer.from_pretrained(models["scorer"])
     h, w = scorer.preprocess.size_hw
     yolo = YOLO(str(models["detector"])).model.float().eval()
     imgsz = BENCH_DETECTION["imgsz"]

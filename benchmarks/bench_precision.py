@@ -33,7 +33,7 @@ from findbox.detect.ultralytics import Detector  # noqa: E402
 from findbox.images import decode_b64, decode_image  # noqa: E402
 from findbox.bundle import BUNDLE_DIR  # noqa: E402
 from findbox.pipeline import choose  # noqa: E402
-from findbox.score.transformers import Scorer  # noqa: E402
+from findbox.score.transformers import TransformersScorer  # noqa: E402
 
 
 def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: bool, n_images: int,
@@ -47,19 +47,19 @@ def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: 
     captions = sorted({c for f in frames for c in f.captions})
     caption_row = {c: k for k, c in enumerate(captions)}
 
-    def make(name: str) -> Scorer:
+    def make(name: str) -> TransformersScorer:
         if name == "fp32":
-            return Scorer.from_pretrained(scorer_path)
+            return TransformersScorer.from_pretrained(scorer_path)
         if name == "bf16":
-            return Scorer.from_pretrained(scorer_path, dtype=torch.bfloat16)
+            return TransformersScorer.from_pretrained(scorer_path, dtype=torch.bfloat16)
         if name == "bf16-mixed":
-            s = Scorer.from_pretrained(scorer_path)
+            s = TransformersScorer.from_pretrained(scorer_path)
             s.autocast_dtype = torch.bfloat16
             return s
         if name == "onnx":
             from findbox.score.onnx import OnnxScorer
 
-            return OnnxScorer.from_scorer(Scorer.from_pretrained(scorer_path))
+            return OnnxScorer.from_scorer(TransformersScorer.from_pretrained(scorer_path))
         raise ValueError(f"unknown variant {name!r}")
 
     picks, logits, seconds = {}, {}, {}

@@ -5,7 +5,7 @@ import pytest
 import torch
 
 from findbox.pipeline import Pipeline
-from findbox.score.transformers import Scorer
+from findbox.score.transformers import TransformersScorer
 from findbox.score.onnx import OnnxScorer
 from tests.conftest import CAPTIONS, make_image
 
@@ -14,8 +14,8 @@ pytest.importorskip("onnxruntime")
 
 @pytest.fixture(scope="module")
 def scorers(tiny_models, tmp_path_factory):
-    torch_scorer = Scorer.from_pretrained(tiny_models["scorer"])
-    onnx_scorer = OnnxScorer.from_scorer(Scorer.from_pretrained(tiny_models["scorer"]),
+    torch_scorer = TransformersScorer.from_pretrained(tiny_models["scorer"])
+    onnx_scorer = OnnxScorer.from_scorer(TransformersScorer.from_pretrained(tiny_models["scorer"]),
                                          cache=tmp_path_factory.mktemp("onnx"))
     return torch_scorer, onnx_scorer
 
@@ -32,12 +32,13 @@ def test_embeddings_and_logits_match_pytorch(scorers):
     torch.testing.assert_close(tb, ta, atol=1e-5, rtol=1e-4)
     assert onnx.logit_scale_bias() == pytest.approx(ref.logit_scale_bias())
     np.testing.assert_allclose(onnx.score(b, tb), ref.score(a, ta), atol=1e-4)
-    assert onnx.embed_images([]).shape == (0, ref.embed_dim) and not hasattr(onnx.model, "parameters")
+    assert onnx.embed_images([]).shape == (0, ref.embed_dim) and not hasattr(onnx, "model")
 
 
 def test_export_is_cached(scorers, tiny_models):
     _, onnx = scorers
-    again = OnnxScorer.from_scorer(Scorer.from_pretrained(tiny_models["scorer"]), cache=onnx.paths["image"].parent.parent)
+    again = OnnxScorer.from_scorer(TransformersScorer.from_pretrained(tiny_models["scorer"]),
+                                   cache=onnx.paths["image"].parent.parent)
     assert again.paths == onnx.paths
 
 
@@ -54,4 +55,4 @@ def test_pipeline_on_onnx_picks_the_same_boxes(tiny_pipeline, scorers):
 
 def test_onnx_refuses_what_it_cannot_run(tiny_models):
     with pytest.raises(ValueError, match="fp32"):
-        OnnxScorer.from_scorer(Scorer.from_pretrained(tiny_models["scorer"], dtype=torch.bfloat16))
+        OnnxScorer.from_scorer(TransformersScorer.from_pretrained(tiny_models["scorer"], dtype=torch.bfloat16))

@@ -17,7 +17,7 @@ import torch
 
 from findbox.testing.builders import build_clip, build_open_clip, build_siglip
 from findbox.images import decode_b64, decode_image, encode_jpeg_b64
-from findbox.score.transformers import Scorer
+from findbox.score.base import Scorer
 from findbox.score import ScorerFamily, ScorerSpec, load_scorer, parse_scorer_spec
 from tests.conftest import CAPTIONS, TINY_DETECTION, ServerProcess, make_image, tiny_serve_args
 

@@ -21,7 +21,7 @@ from findbox.cache import ImageCache, ImageWork, image_key
 from findbox.config import Fallback, ScoreFusion
 from findbox.crops import prepare_crops
 from findbox.detect.ultralytics import Detector
-from findbox.score.transformers import Scorer
+from findbox.score.base import Scorer
 from findbox.upscaler import Upscaler
 
 

@@ -5,7 +5,7 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from findbox.cli import main as cli_main
-from findbox.score.transformers import Scorer
+from findbox.score.transformers import TransformersScorer
 from findbox.train.convert import clean_key, clean_state_dict, convert_checkpoint
 
 
@@ -45,7 +45,7 @@ def prefixed(state):
 
 
 def test_convert_prefixed_bin_with_config_from(tiny_models, tmp_path, capsys):
-    original = Scorer.from_pretrained(tiny_models["scorer"]).model.state_dict()
+    original = TransformersScorer.from_pretrained(tiny_models["scorer"]).model.state_dict()
     ckpt = tmp_path / "ckpt"
     ckpt.mkdir()
     torch.save({"state_dict": prefixed(original)}, ckpt / "pytorch_model.bin")
@@ -55,7 +55,8 @@ def test_convert_prefixed_bin_with_config_from(tiny_models, tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["tensors"] == len(original)
     saved = load_file(str(out / "model.safetensors"))
     assert not [k for k in saved if "_orig_mod" in k or k.startswith("module.") or "wrapped" in k]
-    loaded = Scorer.from_pretrained(out).model.state_dict()  # transformers AutoModel + tokenizer + processor
+    # transformers AutoModel + tokenizer + processor
+    loaded = TransformersScorer.from_pretrained(out).model.state_dict()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
 
 
@@ -66,11 +67,11 @@ def test_convert_folder_with_outer_module_name(tiny_models, tmp_path):
     for f in tiny_models["scorer"].iterdir():
         if f.suffix != ".safetensors":
             (src / f.name).write_bytes(f.read_bytes())
-    original = Scorer.from_pretrained(tiny_models["scorer"]).model.state_dict()
+    original = TransformersScorer.from_pretrained(tiny_models["scorer"]).model.state_dict()
     save_file({"model._orig_mod." + k: v.contiguous() for k, v in original.items()}, str(src / "model.safetensors"))
     summary = convert_checkpoint(src, tmp_path / "clean")
     assert "spiece.model" in summary["copied"]
-    loaded = Scorer.from_pretrained(tmp_path / "clean").model.state_dict()
+    loaded = TransformersScorer.from_pretrained(tmp_path / "clean").model.state_dict()
     assert all(torch.equal(loaded[k], original[k]) for k in original)
 
 

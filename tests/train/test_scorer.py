@@ -12,7 +12,7 @@ from safetensors.torch import load_file
 
 from findbox.testing.builders import build_siglip
 from findbox.cli import main as cli_main
-from findbox.score.transformers import Scorer
+from findbox.score.transformers import TransformersScorer
 from findbox.train.crops import MANIFEST, CropRow
 from findbox.train.scorer import TrainScorerConfig, train
 from findbox.train.scorer_data import epoch_batches, grounding_accuracy, load_crop_sets, RankBatches
@@ -81,7 +81,7 @@ def test_tiny_scorer_learns_colours_and_saves_a_clean_folder(colour_scorer, tmp_
     assert not torch.equal(plain.vision_model.head.probe, init.vision_model.head.probe)
 
     # the server's Scorer on the saved folder reproduces the trainer's validation figure
-    scorer = Scorer.from_pretrained(out)
+    scorer = TransformersScorer.from_pretrained(out)
     captions, _, val = load_crop_sets(crops)
     from findbox.images import load_image_file
 
@@ -100,7 +100,8 @@ def test_cli_trains_one_epoch_with_augs_and_frozen_text(colour_scorer, tmp_path)
     assert code == 0
     record = json.loads((out / "train_config.json").read_text())
     assert record["freeze"] == "text" and record["augs"] == "v2" and record["batch_used"] == 6
-    trained, init = Scorer.from_pretrained(out).model, Scorer.from_pretrained(colour_scorer).model
+    trained = TransformersScorer.from_pretrained(out).model
+    init = TransformersScorer.from_pretrained(colour_scorer).model
     assert torch.equal(trained.text_model.embeddings.token_embedding.weight,
                        init.text_model.embeddings.token_embedding.weight)
     assert not torch.equal(trained.vision_model.head.probe, init.vision_model.head.probe)

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 from findbox.train.loss import sigmoid_loss
-from findbox.score.transformers import Scorer
+from findbox.score.transformers import TransformersScorer
 from findbox.train.gradcache import Collective, ScorerTowers, gradcache_backward
 from tests.conftest import CAPTIONS, free_port
 
@@ -20,7 +20,7 @@ BATCH_CAPTIONS = [CAPTIONS[i] for i in (0, 1, 2, 0, 3, 4, 5, 1, 0, 2)]
 
 
 def make_batch(scorer_dir):
-    scorer = Scorer.from_pretrained(scorer_dir)
+    scorer = TransformersScorer.from_pretrained(scorer_dir)
     torch.manual_seed(0)
     h, w = scorer.preprocess.size_hw
     pixels = torch.randn(len(BATCH_CAPTIONS), 3, h, w)
@@ -94,14 +94,14 @@ WORKER = textwrap.dedent(
     import json, sys, torch
     import findbox
     from accelerate import Accelerator
-    from findbox.score.transformers import Scorer
+    from findbox.score.transformers import TransformersScorer
     from findbox.train.gradcache import Collective, ScorerTowers, gradcache_backward
 
     scorer_dir, batch_file, out_file = sys.argv[1:4]
     accelerator = Accelerator(cpu=True)
     rank, world = accelerator.process_index, accelerator.num_processes
     batch, ids = torch.load(batch_file)
-    towers = accelerator.prepare(ScorerTowers(Scorer.from_pretrained(scorer_dir)).train())
+    towers = accelerator.prepare(ScorerTowers(TransformersScorer.from_pretrained(scorer_dir)).train())
     n = len(ids) // world
     local = {k: v[rank * n:(rank + 1) * n] for k, v in batch.items()}
     micro_batches = [{k: v[s:s + 2] for k, v in local.items()} for s in range(0, n, 2)]

@@ -158,12 +158,7 @@ def _run_in_process(args, samples, images_dir, progress):
 def _compare(args, run, conf, pipeline, config, images_dir, progress) -> list[dict]:
     from findbox.eval.analysis import compare_scorers
 
-    try:  # any scorer spec (folder, open_clip:..., .toml) where findbox.score.spec exists
-        from findbox.score import load_scorer
-    except ImportError:
-        from findbox.score.transformers import Scorer
-
-        load_scorer = Scorer.from_pretrained
+    from findbox.score import load_scorer  # any scorer spec: folder, open_clip:..., .toml
     run_scorer = pipeline.scorer
     scorers = {f"{config.scorer or 'bundled'} (run)": run_scorer}
     for spec in args.compare_scorer:

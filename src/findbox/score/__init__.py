@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from findbox.score.base import Scorer
 from findbox.score.spec import ScorerFamily, ScorerSpec, parse_scorer_spec
 
 
@@ -18,13 +19,11 @@ def load_scorer(
     prompt: str | None = None,
     max_batch: int = 32,
     text_cache_size: int = 4096,
-):
-    """Any scorer spec -> a ready Scorer (or subclass) with the shared interface.
+) -> Scorer:
+    """Any scorer spec -> a ready `Scorer` of its family.
 
     prompt: overrides the spec's prompt, which overrides the family's default.
     """
-    from findbox.score.transformers import Scorer
-
     if not isinstance(spec, ScorerSpec):
         spec = parse_scorer_spec(spec)
     prompt = prompt if prompt is not None else spec.prompt
@@ -33,5 +32,7 @@ def load_scorer(
 
         return OpenClipScorer.from_files(spec.arch, spec.weights, spec.tokenizer, device, dtype, prompt, max_batch,
                                          text_cache_size, mean=spec.mean, std=spec.std)
-    return Scorer.from_pretrained(spec.path, device, dtype, prompt=prompt, max_batch=max_batch,
-                                  text_cache_size=text_cache_size)
+    from findbox.score.transformers import TransformersScorer
+
+    return TransformersScorer.from_pretrained(spec.path, device, dtype, prompt=prompt, max_batch=max_batch,
+                                              text_cache_size=text_cache_size)

@@ -2,9 +2,10 @@
 
 Both towers are exported with a dynamic batch axis: the image tower maps normalised
 pixels (n, 3, H, W) float32 to (n, D) projected embeddings, the text tower maps the
-tokenizer's (m, L) int64 ids (and attention mask) to (m, D). Preprocessing,
-tokenising, normalisation, caching and scoring stay those of `Scorer`, so the two
-backends differ only in the arithmetic of the towers (checked by tests/test_onnx.py).
+tokenizer's (m, L) int64 ids (and attention mask) to (m, D). Preprocessing and
+tokenising are the source scorer's, normalisation, caching and scoring those of every
+`Scorer`, so the two backends differ only in the arithmetic of the towers (checked by
+tests/test_onnx.py).
 
 Exports are cached under `findbox.env.cache_dir() / "onnx"`, keyed by the model
 folder's config and weight files (name, size, mtime) and the torch version: a
@@ -22,7 +23,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findbox.score.transformers import Scorer, _features
+from findbox.score import base
+from findbox.score.preprocess import CropPreprocess
+from findbox.score.transformers import TransformersScorer, _features, tokenize_prompted
 
 OPSET = 17
 EXPORT_VERSION = 2  # bump when the exported graphs change meaning (2: siglip text without attention mask)
@@ -67,7 +70,7 @@ def _model_key(model) -> str:
     return h.hexdigest()[:24]
 
 
-def export_towers(scorer: Scorer, out_dir: Path) -> dict[str, Path]:
+def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
     """Export the image and text towers of a transformers `Scorer` to ONNX (fp32, dynamic batch)."""
     out_dir.mkdir(parents=True, exist_ok=True)
     model = scorer.model.float().cpu().eval()
@@ -94,30 +97,36 @@ def export_towers(scorer: Scorer, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
-class _ConfigOnly:
-    """Stands in for the dropped PyTorch model where only its config is read."""
+class OnnxScorer(base.Scorer):
+    """A transformers model's towers on ONNX Runtime. fp32, CPU.
 
-    def __init__(self, config):
-        self.config = config
-
-
-class OnnxScorer(Scorer):
-    """A transformers `Scorer` whose towers run on ONNX Runtime. fp32, CPU.
-
-    The PyTorch towers are dropped after export; only logit_scale and logit_bias are kept.
+    Holds no PyTorch model: the source scorer's tokenizer, preprocessing, prompt, text
+    length, logit scale and bias are copied by `from_scorer`, its weights are dropped.
     """
 
-    def __init__(self, source: Scorer, paths: dict[str, Path], threads: int | None = None):
+    def __init__(
+        self,
+        paths: dict[str, Path],
+        tokenizer,
+        preprocess: CropPreprocess,
+        prompt: str,
+        max_text_length: int,
+        family: str,
+        embed_dim: int,
+        logit_scale_bias: tuple[float, float],
+        max_batch: int = 32,
+        text_cache_size: int = 4096,
+        threads: int | None = None,
+    ):
         import onnxruntime as ort
 
-        super().__init__(source.model, source.tokenizer, source.preprocess, source.prompt, source.max_text_length,
-                         source.device, source.dtype, source.max_batch, source.text_cache_size)
-        self._scale_bias = source.logit_scale_bias()
-        self._embed_dim = source.embed_dim
-        self._family = source.model.config.model_type
-        # the PyTorch towers are not needed any more: keep only the config (tokenize reads it), free the weights
-        self.model = _ConfigOnly(source.model.config)
+        super().__init__(preprocess, prompt, torch.device("cpu"), torch.float32, max_batch, text_cache_size)
+        self.tokenizer = tokenizer
+        self.max_text_length = max_text_length
         self.paths = paths
+        self._family = family
+        self._embed_dim = embed_dim
+        self._scale_bias = logit_scale_bias
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -126,12 +135,13 @@ class OnnxScorer(Scorer):
         providers = ["CPUExecutionProvider"]
         self._image = ort.InferenceSession(str(paths["image"]), options, providers=providers)
         self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)
+        # the exported text graph says whether it takes an attention mask (the source's text_attention_mask)
         self._text_inputs = [i.name for i in self._text.get_inputs()]
 
     @classmethod
-    def from_scorer(cls, scorer: Scorer, cache: str | Path | None = None) -> "OnnxScorer":
+    def from_scorer(cls, scorer: TransformersScorer, cache: str | Path | None = None) -> "OnnxScorer":
         """Export (or reuse a cached export of) `scorer`'s towers and run them on ONNX Runtime."""
-        if type(scorer) is not Scorer:
+        if type(scorer) is not TransformersScorer:
             raise ValueError(f"scorer backend onnx: expected a transformers scorer, got {type(scorer).__name__}")
         family = scorer.model.config.model_type
         if family == "siglip2":
@@ -148,7 +158,8 @@ class OnnxScorer(Scorer):
         paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
         if not all(p.is_file() for p in paths.values()):
             paths = export_towers(scorer, out_dir)
-        return cls(scorer, paths)
+        return cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
+                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size)
 
     @property
     def info(self) -> dict:
@@ -166,6 +177,6 @@ class OnnxScorer(Scorer):
         return torch.from_numpy(self._image.run(None, {"pixel_values": x})[0])
 
     def text_features(self, captions: list[str]) -> torch.Tensor:
-        tokens = self.tokenize(captions)
-        feeds = {k: tokens[k].cpu().numpy().astype(np.int64) for k in self._text_inputs}
+        tokens = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length)
+        feeds = {k: tokens[k].numpy().astype(np.int64) for k in self._text_inputs}
         return torch.from_numpy(self._text.run(None, feeds)[0])

@@ -15,7 +15,7 @@ import torch
 from PIL import Image
 
 from findbox.score.preprocess import DEFAULT_PROMPTS, CropPreprocess, format_prompt
-from findbox.score.transformers import Scorer
+from findbox.score import base
 
 RESAMPLE = {"bicubic": Image.Resampling.BICUBIC, "bilinear": Image.Resampling.BILINEAR,
             "nearest": Image.Resampling.NEAREST, "lanczos": Image.Resampling.LANCZOS}
@@ -39,18 +39,18 @@ def _preprocess_cfg(arch: str) -> dict:
     return {k: cfg[k] for k in ("mean", "std", "interpolation") if k in cfg}
 
 
-class OpenClipScorer(Scorer):
-    """A Scorer whose model is an open_clip CLIP / CustomTextCLIP.
+class OpenClipScorer(base.Scorer):
+    """A `Scorer` whose model is an open_clip CLIP / CustomTextCLIP (`encode_image` / `encode_text`).
 
-    Same contract as `Scorer`: embeddings are L2-normalised, scores are
-    cos * exp(logit_scale) + logit_bias (no bias for softmax-trained CLIPs).
+    `tokenizer` is open_clip's: captions -> (m, context_length) int64 ids, padded as trained.
     """
 
     def __init__(self, model, tokenizer, preprocess: CropPreprocess, prompt: str, arch: str, embed_dim: int,
                  device: torch.device, dtype: torch.dtype = torch.float32, max_batch: int = 32,
                  text_cache_size: int = 4096):
-        super().__init__(model, tokenizer, preprocess, prompt, int(model.context_length), device, dtype, max_batch,
-                         text_cache_size)
+        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size)
+        self.model = model.to(device=device, dtype=dtype).eval()
+        self.tokenizer = tokenizer
         self.arch = arch
         self._embed_dim = embed_dim
 
@@ -143,6 +143,9 @@ class OpenClipScorer(Scorer):
     @property
     def embed_dim(self) -> int:
         return self._embed_dim
+
+    def logit_scale_bias(self) -> tuple[float, float]:
+        return base.logit_scale_bias_of(self.model)
 
     def tokenize(self, captions: list[str]) -> torch.Tensor:
         """Prompted captions -> (m, context_length) token ids, padded as the tokenizer was trained."""

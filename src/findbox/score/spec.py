@@ -3,7 +3,7 @@
 Spec forms (what `--scorer`, a serve TOML's `scorer` key and `findbox eval` accept):
 
 - `DIR` or `transformers:DIR`: a transformers `save_pretrained` folder with image and
-  text towers (SigLIP, SigLIP 2, CLIP, MetaCLIP in HF format) -> `findbox.score.transformers.Scorer`.
+  text towers (SigLIP, SigLIP 2, CLIP, MetaCLIP in HF format) -> `TransformersScorer`.
 - `open_clip:ARCH:WEIGHTS[:TOKENIZER_DIR]`: an open_clip architecture (a built-in name
   or a model-config .json file) with a local weights file -> `OpenClipScorer`.
 - `FILE.toml`: the same as keys, for paths with colons or normalisation overrides:

@@ -2,13 +2,11 @@
 
 from __future__ import annotations
 
-import contextlib
-from collections import OrderedDict
 from pathlib import Path
 
-import numpy as np
 import torch
 
+from findbox.score import base
 from findbox.score.preprocess import DEFAULT_PROMPTS, CropPreprocess, format_prompt
 
 
@@ -43,6 +41,15 @@ def naflex_inputs(pixels: torch.Tensor, patch_size: int) -> dict[str, torch.Tens
     }
 
 
+def tokenize_prompted(tokenizer, prompt: str, captions: list[str], max_length: int):
+    """Captions -> the tokenizer's CPU batch of prompted texts, padded to max_length.
+
+    SigLIP was trained on max_length padding; the ONNX towers take the same batch.
+    """
+    texts = [format_prompt(prompt, c) for c in captions]
+    return tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+
+
 # findbox's own settings beside a save_pretrained folder: what transformers' files cannot say.
 SCORER_SETTINGS_FILE = "findbox_scorer.json"
 
@@ -66,22 +73,18 @@ def read_scorer_settings(folder: str | Path) -> dict:
     return data
 
 
-def write_scorer_settings(folder: str | Path, scorer: "Scorer") -> None:
+def write_scorer_settings(folder: str | Path, scorer: "TransformersScorer") -> None:
     import json
 
     settings = {"text_attention_mask": bool(scorer.text_attention_mask)}
     (Path(folder) / SCORER_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
 
 
-class Scorer:
-    """Embeds crops and captions; scores every crop against every caption.
+class TransformersScorer(base.Scorer):
+    """A `Scorer` whose towers are a transformers image-text model (SigLIP, SigLIP 2, CLIP, MetaCLIP).
 
-    Scores are the model's own logit: cos(img, txt) * exp(logit_scale) + logit_bias
-    (bias 0 for softmax-trained CLIPs). Ranking within one caption needs nothing else,
-    and no softmax is ever taken: over the one caption of a query it would always be 1.0.
-
-    Subclasses for other model libraries (`findbox.score.spec`) override `image_features`,
-    `text_features`, `tokenize`, `embed_dim` and `info`; caching and scoring are shared.
+    `model` is the torch module itself: scorer training fine-tunes it in place and saves it
+    with `save_pretrained`; `tokenize` is the text input training feeds it.
     """
 
     def __init__(
@@ -97,21 +100,11 @@ class Scorer:
         text_cache_size: int = 4096,
         text_attention_mask: bool = True,
     ):
+        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size)
         self.model = model.to(device=device, dtype=dtype).eval()
-        self.text_attention_mask = text_attention_mask
         self.tokenizer = tokenizer
-        self.preprocess = preprocess
-        self.prompt = prompt
         self.max_text_length = max_text_length
-        self.device = device
-        self.dtype = dtype
-        self.max_batch = max_batch
-        self.text_cache_size = text_cache_size
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
-        self.text_cache_hits = 0
-        self.text_cache_misses = 0
-        # torch.bfloat16 under precision bf16-mixed: fp32 weights, bf16 matmuls via torch.autocast
-        self.autocast_dtype: torch.dtype | None = None
+        self.text_attention_mask = text_attention_mask
 
     @classmethod
     def from_pretrained(
@@ -122,7 +115,7 @@ class Scorer:
         prompt: str | None = None,
         max_batch: int = 32,
         text_cache_size: int = 4096,
-    ) -> "Scorer":
+    ) -> "TransformersScorer":
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ValueError(f"scorer: expected a save_pretrained folder with config.json, got {str(path)!r}")
@@ -159,66 +152,6 @@ class Scorer:
         return {"kind": "transformers", "family": self.model.config.model_type, "prompt": self.prompt,
                 "loss": "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"}
 
-    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        """Prompted, padded to the text length (SigLIP was trained on max_length padding)."""
-        texts = [format_prompt(self.prompt, c) for c in captions]
-        batch = self.tokenizer(
-            texts, padding="max_length", truncation=True, max_length=self.max_text_length, return_tensors="pt"
-        )
-        keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
-        return {k: v.to(self.device) for k, v in batch.items() if k in keep}
-
-    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
-        """(n, 3, H, W) normalised pixels -> (n, D) projected, not yet normalised embeddings."""
-        if self.model.config.model_type == "siglip2":
-            patch_size = self.model.config.vision_config.patch_size
-            return _features(self.model.get_image_features(**naflex_inputs(pixels, patch_size)))
-        return _features(self.model.get_image_features(pixel_values=pixels))
-
-    def text_features(self, captions: list[str]) -> torch.Tensor:
-        """Captions (prompted here) -> (m, D) projected, not yet normalised embeddings."""
-        return _features(self.model.get_text_features(**self.tokenize(captions)))
-
-    def _autocast(self):
-        if self.autocast_dtype is None:
-            return contextlib.nullcontext()
-        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
-
-    @torch.inference_mode()
-    def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
-        """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised, in chunks of max_batch."""
-        chunks = []
-        for start in range(0, len(crops), self.max_batch):
-            pixels = self.preprocess(crops[start : start + self.max_batch]).to(self.device, self.dtype)
-            with self._autocast():
-                emb = self.image_features(pixels).float()
-            chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
-        if not chunks:
-            return torch.zeros((0, self.embed_dim))
-        return torch.cat(chunks)
-
-    @torch.inference_mode()
-    def embed_texts(self, captions: list[str]) -> torch.Tensor:
-        """Captions -> (M, D) float32 L2-normalised. Distinct captions are cached (LRU)."""
-        missing = list(dict.fromkeys(c for c in captions if c not in self._text_cache))
-        self.text_cache_hits += len(captions) - len(missing)
-        self.text_cache_misses += len(missing)
-        for start in range(0, len(missing), self.max_batch):
-            chunk = missing[start : start + self.max_batch]
-            with self._autocast():
-                emb = self.text_features(chunk).float()
-            for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
-                self._text_cache[caption] = e
-        result = []
-        for c in captions:
-            self._text_cache.move_to_end(c)
-            result.append(self._text_cache[c])
-        while len(self._text_cache) > self.text_cache_size:
-            self._text_cache.popitem(last=False)
-        if not result:
-            return torch.zeros((0, self.embed_dim))
-        return torch.stack(result)
-
     @property
     def embed_dim(self) -> int:
         cfg = self.model.config
@@ -226,11 +159,26 @@ class Scorer:
         return int(dim or 0)
 
     def logit_scale_bias(self) -> tuple[float, float]:
-        scale = float(self.model.logit_scale.detach().float().exp())
-        bias = getattr(self.model, "logit_bias", None)
-        return scale, float(bias.detach().float()) if bias is not None else 0.0
+        return base.logit_scale_bias_of(self.model)
 
-    def score(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> np.ndarray:
-        """(N, D) x (M, D) normalised embeddings -> (N, M) float32 logits."""
-        scale, bias = self.logit_scale_bias()
-        return (image_emb.float() @ text_emb.float().T * scale + bias).numpy()
+    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
+        """Captions -> {"input_ids": (m, max_text_length) int64[, "attention_mask"]} on `device`.
+
+        The mask is left out when the weights were trained without one (`text_attention_mask`).
+        """
+        batch = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length)
+        keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
+        return {k: v.to(self.device) for k, v in batch.items() if k in keep}
+
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        if self.model.config.model_type == "siglip2":
+            patch_size = self.model.config.vision_config.patch_size
+            return _features(self.model.get_image_features(**naflex_inputs(pixels, patch_size)))
+        return _features(self.model.get_image_features(pixel_values=pixels))
+
+    def text_features(self, captions: list[str]) -> torch.Tensor:
+        return self.token_features(self.tokenize(captions))
+
+    def token_features(self, tokens: dict[str, torch.Tensor]) -> torch.Tensor:
+        """`tokenize` output -> (m, D) projected, not yet normalised. Training calls it on its own batches."""
+        return _features(self.model.get_text_features(**tokens))

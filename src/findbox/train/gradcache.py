@@ -28,7 +28,6 @@ import torch
 import torch.nn.functional as F
 
 from findbox.train.loss import sigmoid_loss
-from findbox.score.transformers import _features
 
 
 class ScorerTowers(torch.nn.Module):
@@ -36,7 +35,7 @@ class ScorerTowers(torch.nn.Module):
 
     Wrapping lets DDP/FSDP see every trained parameter in `forward` (they only hook
     `forward`; `get_image_features` alone would bypass them). Embeddings are the server's:
-    `Scorer.image_features` on normalised pixels, the text tower on `Scorer.tokenize`
+    `TransformersScorer.image_features` on normalised pixels, `token_features` on `tokenize`
     output, then float32 and L2-normalised as `embed_images` / `embed_texts` do.
     """
 
@@ -54,7 +53,7 @@ class ScorerTowers(torch.nn.Module):
             kwargs = {"input_ids": input_ids}
             if attention_mask is not None:
                 kwargs["attention_mask"] = attention_mask
-            txt = F.normalize(_features(self.model.get_text_features(**kwargs)).float(), dim=-1)
+            txt = F.normalize(self._scorer.token_features(kwargs).float(), dim=-1)
         return img, txt, self.model.logit_scale, getattr(self.model, "logit_bias", None)
 
 

@@ -14,7 +14,7 @@ see `gradcache.py`), and identical captions are positives (`findbox.train.loss`)
 Crops are preprocessed exactly as the server does (`Scorer.preprocess`: resize, then
 pixel-level augmentation on uint8, then normalise), captions through `Scorer.tokenize`.
 Writes OUT/ as a save_pretrained folder (model, tokenizer, processor) that
-`Scorer.from_pretrained` and `transformers.AutoModel.from_pretrained` load, plus
+`TransformersScorer.from_pretrained` and `transformers.AutoModel.from_pretrained` load, plus
 OUT/train_log.jsonl, OUT/metrics.json and OUT/train_config.json.
 """
 
@@ -123,7 +123,7 @@ def parse_betas(text: str) -> tuple[float, float]:
 class Run:
     config: TrainScorerConfig
     accelerator: object
-    scorer: object  # findbox.score.transformers.Scorer: the tokenizer, preprocessing and prompt the server uses
+    scorer: object  # TransformersScorer: the tokenizer, preprocessing and prompt the server uses
     towers: torch.nn.Module  # ScorerTowers, wrapped by accelerate (DDP/FSDP) when distributed
     optimizer: torch.optim.Optimizer
     scheduler: object
@@ -145,7 +145,7 @@ def setup(config: TrainScorerConfig) -> Run:
     from accelerate.utils import set_seed
 
     from findbox.device import resolve_device
-    from findbox.score.transformers import Scorer
+    from findbox.score.transformers import TransformersScorer
     from findbox.train.augs import build_augs, describe_augs
     from findbox.train.gradcache import ScorerTowers
     from findbox.train.scorer_data import (CropDataset, RankBatches, check_caption_lengths, collate,
@@ -174,7 +174,7 @@ def setup(config: TrainScorerConfig) -> Run:
     set_seed(config.seed)
 
     # model: loaded exactly as the server loads it; weights stay float32 (autocast does bf16/fp16)
-    scorer = Scorer.from_pretrained(config.init, device="cpu", dtype=torch.float32, prompt=config.prompt)
+    scorer = TransformersScorer.from_pretrained(config.init, device="cpu", dtype=torch.float32, prompt=config.prompt)
     check_caption_lengths([train_set, val_set], scorer)
     tokens = scorer.tokenize(captions)
     towers = ScorerTowers(scorer).train()

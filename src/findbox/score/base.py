@@ -1,0 +1,127 @@
+"""The scorer interface: what every model family provides, and what they all share.
+
+A family (`TransformersScorer`, `OpenClipScorer`, `OnnxScorer`) supplies only its towers
+(`image_features`, `text_features`), its `embed_dim`, its `logit_scale_bias` and an
+`info` dict. Chunking, L2 normalisation, autocast, the caption cache and the logit
+are here, once, so every family embeds and scores by the same rules.
+"""
+
+from __future__ import annotations
+
+import abc
+import contextlib
+from collections import OrderedDict
+
+import numpy as np
+import torch
+
+from findbox.score.preprocess import CropPreprocess
+
+
+class Scorer(abc.ABC):
+    """Embeds crops and captions; scores every crop against every caption.
+
+    Scores are the model's own logit: cos(img, txt) * exp(logit_scale) + logit_bias
+    (bias 0 for softmax-trained CLIPs). Ranking within one caption needs nothing else,
+    and no softmax is ever taken: over the one caption of a query it would always be 1.0.
+    """
+
+    def __init__(
+        self,
+        preprocess: CropPreprocess,
+        prompt: str,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        max_batch: int = 32,
+        text_cache_size: int = 4096,
+    ):
+        self.preprocess = preprocess
+        self.prompt = prompt
+        self.device = device
+        self.dtype = dtype
+        self.max_batch = max_batch
+        self.text_cache_size = text_cache_size
+        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.text_cache_hits = 0
+        self.text_cache_misses = 0
+        # torch.bfloat16 under precision bf16-mixed: fp32 weights, bf16 matmuls via torch.autocast
+        self.autocast_dtype: torch.dtype | None = None
+
+    # -- what a family provides
+
+    @abc.abstractmethod
+    def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
+        """(n, 3, H, W) normalised pixels on `device` -> (n, D) projected, not yet normalised embeddings."""
+
+    @abc.abstractmethod
+    def text_features(self, captions: list[str]) -> torch.Tensor:
+        """Raw captions (the family prompts and tokenises them) -> (m, D) projected, not yet normalised."""
+
+    @property
+    @abc.abstractmethod
+    def embed_dim(self) -> int:
+        """D, the width of the shared image-text embedding."""
+
+    @property
+    @abc.abstractmethod
+    def info(self) -> dict:
+        """{"kind", "family", "prompt", ...}: what the server logs and reports about this scorer."""
+
+    @abc.abstractmethod
+    def logit_scale_bias(self) -> tuple[float, float]:
+        """(exp(logit_scale), logit_bias) as floats; bias 0.0 for softmax-trained models."""
+
+    # -- shared by every family
+
+    def _autocast(self):
+        if self.autocast_dtype is None:
+            return contextlib.nullcontext()
+        return torch.autocast(self.device.type, dtype=self.autocast_dtype)
+
+    @torch.inference_mode()
+    def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
+        """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised on the CPU, in chunks of max_batch."""
+        chunks = []
+        for start in range(0, len(crops), self.max_batch):
+            pixels = self.preprocess(crops[start : start + self.max_batch]).to(self.device, self.dtype)
+            with self._autocast():
+                emb = self.image_features(pixels).float()
+            chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
+        if not chunks:
+            return torch.zeros((0, self.embed_dim))
+        return torch.cat(chunks)
+
+    @torch.inference_mode()
+    def embed_texts(self, captions: list[str]) -> torch.Tensor:
+        """Captions -> (M, D) float32 L2-normalised on the CPU. Distinct captions are cached (LRU)."""
+        missing = list(dict.fromkeys(c for c in captions if c not in self._text_cache))
+        self.text_cache_hits += len(captions) - len(missing)
+        self.text_cache_misses += len(missing)
+        for start in range(0, len(missing), self.max_batch):
+            chunk = missing[start : start + self.max_batch]
+            with self._autocast():
+                emb = self.text_features(chunk).float()
+            for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
+                self._text_cache[caption] = e
+        result = []
+        for c in captions:
+            self._text_cache.move_to_end(c)
+            result.append(self._text_cache[c])
+        # evict only after this call's captions are read: a request larger than the cache still gets all of them
+        while len(self._text_cache) > self.text_cache_size:
+            self._text_cache.popitem(last=False)
+        if not result:
+            return torch.zeros((0, self.embed_dim))
+        return torch.stack(result)
+
+    def score(self, image_emb: torch.Tensor, text_emb: torch.Tensor) -> np.ndarray:
+        """(N, D) x (M, D) normalised embeddings -> (N, M) float32 logits."""
+        scale, bias = self.logit_scale_bias()
+        return (image_emb.float() @ text_emb.float().T * scale + bias).numpy()
+
+
+def logit_scale_bias_of(model: torch.nn.Module) -> tuple[float, float]:
+    """(exp(model.logit_scale), model.logit_bias or 0.0): where transformers and open_clip models keep them."""
+    scale = float(model.logit_scale.detach().float().exp())
+    bias = getattr(model, "logit_bias", None)
+    return scale, float(bias.detach().float()) if bias is not None else 0.0

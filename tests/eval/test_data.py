@@ -25,6 +25,19 @@ def test_val_is_the_last_fifth_of_lines(tmp_path, n, n_val):
     assert len(select_split(entries, SplitName.ALL)) == n
 
 
+def test_one_line_is_train(tmp_path):
+    entries = read_jsonl(write_jsonl(tmp_path / "vlm.jsonl", 1))
+    assert [e.image for e in select_split(entries, SplitName.TRAIN)] == ["image_0.jpg"]
+    assert select_split(entries, SplitName.VAL) == []
+
+
+def test_eval_and_detector_training_split_alike(tmp_path):
+    from findbox.data.vlm import split_index
+
+    entries = read_jsonl(write_jsonl(tmp_path / "vlm.jsonl", 13))
+    assert len(select_split(entries, SplitName.TRAIN)) == split_index(13, 0.2) == 10
+
+
 def test_split_file_decides(tmp_path):
     entries = read_jsonl(write_jsonl(tmp_path / "vlm.jsonl", 5))
     split = tmp_path / "split.json"

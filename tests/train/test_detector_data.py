@@ -11,17 +11,8 @@ import pytest
 from PIL import Image, ImageDraw
 
 import findbox  # noqa: F401  (offline environment first)
-from findbox.train.yolo_data import (
-    Split,
-    convert_vlm_to_yolo,
-    ltwh_to_yolo,
-    read_image_wh,
-    read_split,
-    read_vlm_jsonl,
-    split_index,
-    write_split,
-    yolo_label_text,
-)
+from findbox.data.vlm import read_vlm_jsonl
+from findbox.train.yolo_data import convert_vlm_to_yolo, ltwh_to_yolo, read_image_wh, yolo_label_text
 
 COLOURS = [(220, 40, 40), (40, 180, 60), (50, 80, 220), (230, 200, 40), (200, 60, 200), (30, 200, 210)]
 
@@ -117,20 +108,6 @@ def test_ltwh_to_yolo_mixed_and_empty():
 
 def test_label_text_format():
     assert yolo_label_text(np.array([[0.5, 0.25, 0.125, 1.0]])) == "0 0.500000 0.250000 0.125000 1.000000\n"
-
-
-@pytest.mark.parametrize(
-    "n, fraction, n_train",
-    [(10, 0.2, 8), (5, 0.2, 4), (8, 0.2, 6), (2, 0.2, 1), (3, 0.5, 1), (100, 0.1, 90), (10, 0.7, 3), (2, 0.9, 1)],
-)
-def test_split_index(n, fraction, n_train):
-    assert split_index(n, fraction) == n_train
-
-
-@pytest.mark.parametrize("n, fraction", [(1, 0.2), (10, 0.0), (10, 1.0), (10, -0.1)])
-def test_split_index_rejects(n, fraction):
-    with pytest.raises(ValueError):
-        split_index(n, fraction)
 
 
 # --- the whole conversion ----------------------------------------------------------------------
@@ -231,34 +208,31 @@ def test_truncated_and_rotated_images_are_refused(tmp_path):
         read_image_wh(tiny)
 
 
+# the reader's own table of bad lines is in tests/data/test_vlm.py
 @pytest.mark.parametrize(
     "line, message",
     [
         ('{"image": "a.jpg", "annotations": [', "invalid JSON"),
-        ('["a.jpg"]', "expected a JSON object, got list"),
-        ('{"annotations": []}', '"image" to be a file name'),
-        ('{"image": "a.jpg"}', '"annotations" to be a list'),
         ('{"image": "a.jpg", "annotations": [{"bbox": [1, 2, 3]}]}', r"annotations\[0\].bbox: expected 4 numbers"),
-        ('{"image": "a.jpg", "annotations": [{"bbox": [1, 2, "3", 4]}]}', "expected 4 numbers"),
-        ('{"image": "a.jpg", "annotations": [{"caption": "x"}]}', "expected 4 numbers"),
-        ('{"image": "a.jpg", "annotations": [{"bbox": [1, 2, NaN, 4]}]}', "finite"),
         ('{"image": "../a.jpg", "annotations": []}', "relative path inside images/"),
         ('{"image": "images/a.jpg", "annotations": []}', '"images" or "labels" folder'),
+        ('{"image": "sub/labels/a.jpg", "annotations": []}', '"images" or "labels" folder'),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, line, message):
     path = tmp_path / "vlm.jsonl"
     path.write_text('{"image": "ok.jpg", "annotations": []}\n\n' + line + "\n")
     with pytest.raises(ValueError, match=message) as info:
-        read_vlm_jsonl(path)
+        convert_vlm_to_yolo(path, tmp_path / "yolo")
     assert str(info.value).startswith(f"{path}:3: ")
+    assert not (tmp_path / "yolo").exists()  # refused before any file is written
 
 
 def test_duplicate_image_and_shared_label_raise(tmp_path):
     path = tmp_path / "vlm.jsonl"
     path.write_text('{"image": "a.jpg", "annotations": []}\n{"image": "a.jpg", "annotations": []}\n')
     with pytest.raises(ValueError, match=rf"{path}:2: image 'a.jpg' is already listed on line 1"):
-        read_vlm_jsonl(path)
+        convert_vlm_to_yolo(path, tmp_path / "yolo", val_fraction=0.5)
     (tmp_path / "images").mkdir()
     Image.new("RGB", (32, 32)).save(tmp_path / "images" / "a.jpg")
     Image.new("RGB", (32, 32)).save(tmp_path / "images" / "a.png")
@@ -267,11 +241,7 @@ def test_duplicate_image_and_shared_label_raise(tmp_path):
         convert_vlm_to_yolo(path, tmp_path / "yolo", val_fraction=0.5)
 
 
-def test_split_file_round_trip(tmp_path):
-    split = Split(train=("a.jpg", "b.jpg"), val=("c.jpg",), val_fraction=0.2, source="/x/vlm.jsonl",
-                  skipped=({"image": "d.jpg", "line": 4, "reason": "missing"},))
-    write_split(tmp_path / "split.json", split)
-    assert read_split(tmp_path / "split.json") == split
-    (tmp_path / "bad.json").write_text('{"train": []}')
-    with pytest.raises(ValueError, match="'val'"):
-        read_split(tmp_path / "bad.json")
+def test_one_line_cannot_be_split(tmp_path):
+    jsonl = write_vlm_dataset(tmp_path / "data", n=1)
+    with pytest.raises(ValueError, match="expected at least 2 images to split into train and val, got 1"):
+        convert_vlm_to_yolo(jsonl, tmp_path / "yolo")

@@ -1,5 +1,6 @@
-"""Evaluation data: vlm.jsonl lines -> instances, the split, and the client's request batches.
+"""Evaluation data: vlm.jsonl records -> instances, the split, and the client's request batches.
 
+Reading and splitting are `findbox.data.vlm`'s, the same as detector and scorer training.
 One instance is one (image, caption, true box). Requests are formed like the
 published client's: for each image, its captions in requests of `batch`
 instances (the image repeated once per instance), so a request never mixes images.
@@ -8,13 +9,11 @@ instances (the image repeated once per instance), so a request never mixes image
 from __future__ import annotations
 
 import enum
-import json
-import math
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-VAL_FRACTION = 0.2  # the original split: the last 20% of lines are val
+from findbox.data.vlm import VlmRecord, read_split, read_vlm_jsonl, split_index
 
 
 class SplitName(str, enum.Enum):
@@ -32,91 +31,39 @@ class Sample:
     truth_ltwh: tuple[float, float, float, float]
 
 
-@dataclass(frozen=True)
-class ImageEntry:
-    """One jsonl line: an image name (relative to images/) and its annotations."""
-
-    line: int
-    image: str
-    annotations: tuple[tuple[str, tuple[float, float, float, float]], ...]
+def read_jsonl(path: str | Path) -> list[VlmRecord]:
+    """Every non-blank line of a vlm.jsonl, each box with its caption (an instance needs one);
+    a malformed line raises ValueError("path:line: ...")."""
+    return read_vlm_jsonl(path, captions_required=True)
 
 
-def read_jsonl(path: str | Path) -> list[ImageEntry]:
-    """Every non-blank line of a vlm.jsonl; a malformed line raises ValueError("path:line: ...")."""
-    path = Path(path)
-    entries = []
-    with open(path, encoding="utf-8-sig") as f:
-        for line_no, text in enumerate(f, start=1):
-            if not text.strip():
-                continue
-            where = f"{path}:{line_no}"
-            try:
-                obj = json.loads(text)
-            except json.JSONDecodeError as exc:
-                raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg})") from None
-            if not isinstance(obj, dict) or not isinstance(obj.get("image"), str):
-                raise ValueError(f'{where}: expected an object with an "image" file name, got {text.strip()[:80]!r}')
-            annotations = obj.get("annotations")
-            if not isinstance(annotations, list):
-                raise ValueError(f'{where}: expected "annotations" to be a list, got {annotations!r}')
-            parsed = []
-            for i, ann in enumerate(annotations):
-                caption = ann.get("caption") if isinstance(ann, dict) else None
-                bbox = ann.get("bbox") if isinstance(ann, dict) else None
-                if not isinstance(caption, str):
-                    raise ValueError(f"{where}: annotations[{i}].caption: expected a str, got {caption!r}")
-                if (not isinstance(bbox, list) or len(bbox) != 4
-                        or not all(isinstance(v, (int, float)) and not isinstance(v, bool) and math.isfinite(v)
-                                   for v in bbox)):
-                    raise ValueError(f"{where}: annotations[{i}].bbox: expected 4 finite numbers [l, t, w, h], "
-                                     f"got {bbox!r}")
-                parsed.append((caption, tuple(float(v) for v in bbox)))
-            entries.append(ImageEntry(line_no, obj["image"], tuple(parsed)))
-    return entries
-
-
-def read_split_file(path: str | Path) -> dict[str, list[str]]:
-    """A detector run's split.json: {"train": [image names], "val": [image names], ...}."""
-    with open(path, encoding="utf-8") as f:
-        data = json.load(f)
-    for key in ("train", "val"):
-        names = data.get(key) if isinstance(data, dict) else None
-        if not isinstance(names, list) or not all(isinstance(n, str) for n in names):
-            raise ValueError(f"{path}: expected {key!r} to be a list of image names")
-    return {"train": data["train"], "val": data["val"]}
-
-
-def n_train_lines(n_lines: int, val_fraction: float = VAL_FRACTION) -> int:
-    """Leading lines that are train, as the detector trainer splits: floor(0.8 n), both parts non-empty."""
-    if n_lines < 2:
-        return n_lines
-    return min(max(math.floor(n_lines * (1.0 - val_fraction) + 1e-9), 1), n_lines - 1)
-
-
-def select_split(entries: list[ImageEntry], split: SplitName, split_file: str | Path | None = None) -> list[ImageEntry]:
+def select_split(records: list[VlmRecord], split: SplitName, split_file: str | Path | None = None) -> list[VlmRecord]:
     """The images of one split, in jsonl order.
 
     With a split file the names in it decide (an image named there but absent from
-    the jsonl raises); otherwise the last 20% of lines are val.
+    the jsonl raises); otherwise the last 20% of lines are val (`split_index`).
     """
     split = SplitName(split)
     if split == SplitName.ALL:
-        return list(entries)
+        return list(records)
     if split_file is not None:
-        names = read_split_file(split_file)[split.value]
-        known = {e.image for e in entries}
+        chosen = read_split(split_file)
+        names = chosen.train if split == SplitName.TRAIN else chosen.val
+        known = {r.image for r in records}
         unknown = [n for n in names if n not in known]
         if unknown:
             raise ValueError(f"{split_file}: {len(unknown)} {split.value} images are not in the jsonl, "
                              f"e.g. {unknown[0]!r}; expected the split of this data set")
         wanted = set(names)
-        return [e for e in entries if e.image in wanted]
-    n_train = n_train_lines(len(entries))
-    return entries[:n_train] if split == SplitName.TRAIN else entries[n_train:]
+        return [r for r in records if r.image in wanted]
+    # a single line cannot be split in two: it is train, and val is empty
+    n_train = split_index(len(records)) if len(records) >= 2 else len(records)
+    return records[:n_train] if split == SplitName.TRAIN else records[n_train:]
 
 
-def samples_of(entries: list[ImageEntry]) -> list[Sample]:
-    return [Sample(e.image, caption, ltwh) for e in entries for caption, ltwh in e.annotations]
+def samples_of(records: list[VlmRecord]) -> list[Sample]:
+    """One Sample per annotation, in jsonl order."""
+    return [Sample(r.image, a.caption, a.bbox_ltwh) for r in records for a in r.annotations]
 
 
 def requests_of(samples: list[Sample], batch: int) -> Iterator[tuple[str, list[int]]]:

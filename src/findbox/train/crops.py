@@ -2,8 +2,8 @@
 
 Crops go through `findbox.crops.prepare_crops`, the function the server runs on detector
 boxes (exact box rounded outwards, optional Real-ESRGAN), so the scorer trains on what it
-will see. The split is the detector's (`yolo_data.split_index`: the last val_fraction of
-the jsonl's lines are val), by source image, so no image feeds both sides.
+will see. The split is the detector's (`findbox.data.vlm.split_index`: the last val_fraction
+of the jsonl's lines are val), by source image, so no image feeds both sides.
 
 Output:
     OUT/crops/{train,val}/LLLLLL_KK.png   line LLLLLL of the jsonl, annotation KK, lossless
@@ -25,6 +25,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+
+from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, read_vlm_jsonl, split_index
 
 LOG = logging.getLogger("findbox.crops")
 
@@ -131,7 +133,7 @@ def make_crops(
     jsonl_path: str | Path,
     out_dir: str | Path,
     upscaler=None,
-    val_fraction: float = 0.2,
+    val_fraction: float = VAL_FRACTION,
     progress: bool = True,
 ) -> CropsReport:
     """Cut (and upscale, when `upscaler` is a `findbox.upscaler.Upscaler`) every box of the jsonl.
@@ -144,17 +146,12 @@ def make_crops(
     from findbox.boxes import clip_xyxy, ltwh_to_xyxy
     from findbox.crops import prepare_crops
     from findbox.images import load_image_file
-    from findbox.train.yolo_data import MIN_SIDE_PX, read_vlm_jsonl, split_index
 
     jsonl_path = Path(jsonl_path)
     out_dir = Path(out_dir)
     if not jsonl_path.is_file():
         raise ValueError(f"data: expected a vlm.jsonl file, got {str(jsonl_path)!r} (not a file)")
-    records = read_vlm_jsonl(jsonl_path)
-    for rec in records:  # crops are for the scorer: every box needs its caption
-        for k, caption in enumerate(rec.captions):
-            if caption is None:
-                raise ValueError(f"{jsonl_path}:{rec.line}: annotations[{k}].caption: expected a string, got None")
+    records = read_vlm_jsonl(jsonl_path, captions_required=True)  # crops are for the scorer: every box needs its caption
     n_train = split_index(len(records), val_fraction)
     images_dir = jsonl_path.parent / "images"
 
@@ -204,10 +201,10 @@ def make_crops(
                 _write_png(out_dir / name, crop)
                 row = CropRow(
                     crop=name,
-                    caption=rec.captions[k],
+                    caption=rec.annotations[k].caption,
                     image=rec.image,
                     line=rec.line,
-                    box_ltwh=tuple(float(v) for v in rec.ltwh[k]),  # type: ignore[arg-type]
+                    box_ltwh=rec.annotations[k].bbox_ltwh,
                     crop_wh=(int(crop.shape[1]), int(crop.shape[0])),
                     split=split,
                 )
@@ -221,7 +218,7 @@ def make_crops(
     info = {
         "source": str(jsonl_path.resolve()),
         "val_fraction": val_fraction,
-        "split_rule": "by line order: the last val_fraction of the jsonl's non-blank lines are val",
+        "split_rule": SPLIT_RULE,
         "upscaler": upscaler.info if upscaler is not None else None,
         "scale": scale,
         "images": report.images,

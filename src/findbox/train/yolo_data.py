@@ -1,18 +1,13 @@
 """vlm.jsonl -> an ultralytics YOLO data set with one class, "object".
 
-Input: `vlm.jsonl`, one JSON object a line,
-    {"image": "image_0.jpg", "annotations": [{"caption": "grey missile", "bbox": [l, t, w, h]}, ...]}
-with the images in `images/` beside it; `bbox` is ltwh in pixels of that image.
+Input: a vlm.jsonl (read and split by `findbox.data.vlm`) with the images in `images/` beside it.
 
 Output (`convert_vlm_to_yolo`):
     OUT/images/{train,val}/NAME      links to the original images (symlink, else hard link, else copy)
     OUT/labels/{train,val}/STEM.txt  one "0 cx cy w h" row a box, normalised by that image's size
     OUT/data.yaml                    what ultralytics' `data=` reads
 An image with an empty annotation list gets an empty label file: a background image.
-
-The split is by line order (the original's: the last 20% of lines are val), decided
-before any image is opened, so a missing image never shifts another into the other
-split. `write_split` / `read_split` keep it in a JSON file for evaluation.
+The split (`findbox.data.vlm.split_index`) is returned as a `Split` for split.json.
 
 Bad input never yields a silent image/label mismatch: a malformed line raises
 `ValueError("path:line: ...")`; an image that cannot be used (missing, corrupt,
@@ -23,7 +18,6 @@ from __future__ import annotations
 
 import json
 import logging
-import math
 import os
 import shutil
 from dataclasses import dataclass, field
@@ -32,174 +26,26 @@ from pathlib import Path, PurePosixPath
 import numpy as np
 
 from findbox.boxes import clip_xyxy, ltwh_to_xyxy
+from findbox.data.vlm import MIN_SIDE_PX, VAL_FRACTION, Split, VlmRecord, read_vlm_jsonl, split_index
+from findbox.data.vlm import read_split, write_split  # noqa: F401  (re-exported: detector training's split.json I/O)
 
 LOG = logging.getLogger(__name__)
 
 CLASS_NAME = "object"
-MIN_SIDE_PX = 1.0  # a box thinner than one pixel after clipping holds nothing to learn
 MIN_IMAGE_SIDE_PX = 10  # ultralytics drops images with a side under 10 px; drop them here first
-SPLIT_RULE = "by line order: the last val_fraction of the jsonl's non-blank lines are val"
 MAX_LOGGED_WARNINGS = 20  # the rest are counted in the summary and listed in split.json
 
 
-# --- reading vlm.jsonl -------------------------------------------------------------------------
+# --- the image names ultralytics can label ----------------------------------------------------
 
 
-@dataclass(frozen=True)
-class VlmRecord:
-    """One line of vlm.jsonl.
-
-    line: 1-based line number in the file.
-    image: file name relative to `images/` beside the jsonl (POSIX separators).
-    ltwh: (N, 4) float64 boxes, pixels of that image; N = 0 for a background image.
-    captions: N captions in annotation order (None where a line has none: the detector needs only boxes).
-    """
-
-    line: int
-    image: str
-    ltwh: np.ndarray
-    captions: tuple[str | None, ...] = ()
-
-
-def read_vlm_jsonl(path: str | Path) -> list[VlmRecord]:
-    """Parse and validate every line; blank lines are ignored.
-
-    Raises ValueError("path:line: expected ..., got ...") on the first malformed line,
-    and when two lines name the same image.
-    """
-    path = Path(path)
-    records: list[VlmRecord] = []
-    first_line: dict[str, int] = {}
-    with open(path, "rb") as f:
-        for line_no, raw in enumerate(f, start=1):
-            where = f"{path}:{line_no}"
-            try:
-                text = raw.decode("utf-8-sig" if line_no == 1 else "utf-8")
-            except UnicodeDecodeError as exc:
-                raise ValueError(f"{where}: expected UTF-8 text, got undecodable bytes ({exc.reason})") from None
-            if not text.strip():
-                continue
-            record = parse_vlm_line(text, line_no, where)
-            if record.image in first_line:
-                raise ValueError(
-                    f"{where}: image {record.image!r} is already listed on line {first_line[record.image]}; "
-                    "expected one line per image"
-                )
-            first_line[record.image] = line_no
-            records.append(record)
-    return records
-
-
-def parse_vlm_line(text: str, line_no: int, where: str) -> VlmRecord:
-    """One non-blank jsonl line -> VlmRecord; `where` prefixes every error ("path:line")."""
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    image = obj.get("image")
-    if not isinstance(image, str) or not image.strip():
-        raise ValueError(f'{where}: expected "image" to be a file name, got {image!r}')
-    _check_image_name(image, where)
-    annotations = obj.get("annotations")
-    if not isinstance(annotations, list):
-        raise ValueError(
-            f'{where}: expected "annotations" to be a list ([] for an image without objects), got {annotations!r}'
-        )
-    ltwh = np.zeros((len(annotations), 4), dtype=np.float64)
-    captions: list[str | None] = []
-    for i, ann in enumerate(annotations):
-        bbox = ann.get("bbox") if isinstance(ann, dict) else None
-        if (
-            not isinstance(bbox, list)
-            or len(bbox) != 4
-            or not all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in bbox)
-        ):
-            got = bbox if isinstance(ann, dict) else ann
-            raise ValueError(f"{where}: annotations[{i}].bbox: expected 4 numbers [left, top, width, height], got {got!r}")
-        if not all(math.isfinite(v) for v in bbox):
-            raise ValueError(f"{where}: annotations[{i}].bbox: expected finite numbers, got {bbox!r}")
-        ltwh[i] = bbox
-        caption = ann.get("caption")
-        if caption is not None and not isinstance(caption, str):
-            raise ValueError(f"{where}: annotations[{i}].caption: expected a string, got {caption!r}")
-        captions.append(caption)
-    return VlmRecord(line=line_no, image=image, ltwh=ltwh, captions=tuple(captions))
-
-
-def _check_image_name(image: str, where: str) -> None:
-    """A relative path under images/ that ultralytics maps to the right label file."""
-    parts = PurePosixPath(image).parts
-    if image.startswith(("/", "\\")) or ".." in parts or "\\" in image:
-        raise ValueError(f'{where}: expected "image" to be a relative path inside images/, got {image!r}')
+def check_yolo_image_name(record: VlmRecord, where: str) -> None:
+    """Raise ValueError("path:line: ...") for an image name whose label ultralytics would look for elsewhere."""
     # ultralytics finds a label by replacing the LAST "/images/" of the image path with "/labels/"
-    if "images" in parts[:-1] or "labels" in parts[:-1]:
-        raise ValueError(f'{where}: expected "image" without an "images" or "labels" folder in it, got {image!r}')
-
-
-# --- the split ---------------------------------------------------------------------------------
-
-
-def split_index(n_lines: int, val_fraction: float) -> int:
-    """Number of leading lines that are train; the rest (the last `val_fraction`) are val.
-
-    Both parts are kept non-empty: n_lines must be >= 2 and 0 < val_fraction < 1.
-    """
-    if not 0.0 < val_fraction < 1.0:
-        raise ValueError(f"val_fraction: expected a value in (0, 1), got {val_fraction}")
-    if n_lines < 2:
-        raise ValueError(f"expected at least 2 images to split into train and val, got {n_lines}")
-    n_train = math.floor(n_lines * (1.0 - val_fraction) + 1e-9)  # the original: int(0.8 * n)
-    return min(max(n_train, 1), n_lines - 1)
-
-
-@dataclass(frozen=True)
-class Split:
-    """Which images trained and which validated, by name relative to images/."""
-
-    train: tuple[str, ...]
-    val: tuple[str, ...]
-    val_fraction: float
-    source: str = ""  # the vlm.jsonl the names come from
-    skipped: tuple[dict, ...] = ()  # {"image", "line", "reason"} of the lines no split could use
-
-    def to_dict(self) -> dict:
-        return {
-            "source": self.source,
-            "rule": SPLIT_RULE,
-            "val_fraction": self.val_fraction,
-            "train": list(self.train),
-            "val": list(self.val),
-            "skipped": [dict(s) for s in self.skipped],
-        }
-
-    @classmethod
-    def from_dict(cls, data: dict, where: str = "split") -> "Split":
-        for key in ("train", "val", "val_fraction"):
-            if key not in data:
-                raise ValueError(f"{where}: expected a {key!r} key, got keys {sorted(data)}")
-        for key in ("train", "val"):
-            if not isinstance(data[key], list) or not all(isinstance(x, str) for x in data[key]):
-                raise ValueError(f"{where}: expected {key!r} to be a list of image names")
-        return cls(
-            train=tuple(data["train"]),
-            val=tuple(data["val"]),
-            val_fraction=float(data["val_fraction"]),
-            source=str(data.get("source", "")),
-            skipped=tuple(data.get("skipped", ())),
+    if {"images", "labels"} & set(PurePosixPath(record.image).parts[:-1]):
+        raise ValueError(
+            f'{where}: expected "image" without an "images" or "labels" folder in it, got {record.image!r}'
         )
-
-
-def write_split(path: str | Path, split: Split) -> None:
-    _write_json(Path(path), split.to_dict())
-
-
-def read_split(path: str | Path) -> Split:
-    """The split a detector run wrote (DIR/split.json): `read_split(p).val` are the val image names."""
-    path = Path(path)
-    with open(path, encoding="utf-8") as f:
-        return Split.from_dict(json.load(f), str(path))
 
 
 # --- one image ---------------------------------------------------------------------------------
@@ -333,7 +179,7 @@ class YoloDataset:
     report: ConversionReport
 
 
-def convert_vlm_to_yolo(jsonl_path: str | Path, out_dir: str | Path, val_fraction: float = 0.2) -> YoloDataset:
+def convert_vlm_to_yolo(jsonl_path: str | Path, out_dir: str | Path, val_fraction: float = VAL_FRACTION) -> YoloDataset:
     """Write the YOLO data set for `jsonl_path` under `out_dir` (its images/ and labels/ are replaced).
 
     Deterministic: the same jsonl and images give the same files and the same split.
@@ -343,6 +189,8 @@ def convert_vlm_to_yolo(jsonl_path: str | Path, out_dir: str | Path, val_fractio
     jsonl_path = Path(jsonl_path).resolve()
     out_dir = Path(out_dir).resolve()
     records = read_vlm_jsonl(jsonl_path)
+    for rec in records:  # before any file is written
+        check_yolo_image_name(rec, f"{jsonl_path}:{rec.line}")
     n_train = split_index(len(records), val_fraction)
     images_dir = jsonl_path.parent / "images"
 
@@ -439,10 +287,3 @@ def _link(source: Path, target: Path) -> None:
             os.link(source, target)
         except OSError:
             shutil.copy2(source, target)
-
-
-def _write_json(path: Path, data: dict) -> None:
-    """Write atomically: a reader (or a crash) never sees half a file."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    os.replace(tmp, path)

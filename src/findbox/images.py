@@ -1,4 +1,4 @@
-"""Decoding user images safely: any PIL format, any mode -> (H, W, 3) uint8 RGB."""
+"""Decoding user images safely: any PIL format, any mode, any EXIF orientation -> (H, W, 3) uint8 RGB, upright."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import sys
 import warnings
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image, ImageOps, UnidentifiedImageError
 
 
 def _pil_open(fp) -> Image.Image:
@@ -38,9 +38,12 @@ def decode_b64(text: str) -> bytes:
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
-    """Image file bytes -> (H, W, 3) uint8 RGB.
+    """Image file bytes -> (H, W, 3) uint8 RGB, upright.
 
     The pixel count is checked from the header before any pixel is decoded.
+    The EXIF orientation is applied (phones store photos sideways and tag them), so
+    H and W are those of the image as a browser shows it and boxes are in that frame;
+    a rotation keeps w*h, so the cap reads the same either way round.
     Grayscale, palette, RGBA (alpha dropped), CMYK and 16-bit inputs are converted.
     """
     if not data:
@@ -55,6 +58,7 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
             if w < 1 or h < 1:
                 raise ValueError(f"image has no pixels ({w}x{h})")
             image.load()
+            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an untagged image
     except ImageTooLarge:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
@@ -80,6 +84,7 @@ def to_rgb(image: Image.Image) -> np.ndarray:
 
 
 def load_image_file(path, max_pixels: int = 40_000_000) -> np.ndarray:
+    """An image file -> (H, W, 3) uint8 RGB, upright, exactly as `decode_image` reads its bytes."""
     with open(path, "rb") as f:
         return decode_image(f.read(), max_pixels)
 

@@ -154,7 +154,7 @@ def main() -> None:
     options = dict(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True, device="cpu",
                    precision="fp32", detection=dict(BENCH_DETECTION))
     findbox_pipe = load_pipeline(**options)  # defaults: image cache on
-    plain = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.fallback)  # the same models
+    plain = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)  # the same models
     result = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(),
               "settings": {"scorer": f"siglip-{args.scorer_preset} sizes, random weights, fp32",
                            "detector": f"{Path(models['detector']).stem}, random weights", **BENCH_DETECTION,
@@ -189,7 +189,7 @@ def main() -> None:
     if "c" in sections:
         print("workload c: one instance per request, each image 4 times", flush=True)
         base_stages.clear()
-        no_cache = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.fallback)
+        no_cache = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)
         c_contenders = {**contenders, "findbox --image-cache 0": {"run": findbox_fn(no_cache, {})}}
         result["sections"]["c"] = compare(c_contenders, workload_c(frames(args.images_c)), sampler, "c")
     if "captions" in sections:
@@ -210,7 +210,7 @@ def main() -> None:
         for max_det in (5, 10, 20):
             det = findbox_pipe.detector
             detector = type(det)(det.yolo, dataclasses.replace(det.config, max_det=max_det), det.device)
-            pipe = Pipeline(detector, findbox_pipe.scorer, None, findbox_pipe.fallback)
+            pipe = Pipeline(detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)
             rows[max_det] = compare({"reference": {"run": reference_fn(pipe)}, "findbox": {"run": findbox_fn(pipe, {})}},
                                     workload_a(frames(args.scaling_repeats)), sampler, f"max_det{max_det}")
         result["sections"]["max_det"] = rows

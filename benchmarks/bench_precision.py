@@ -32,7 +32,7 @@ from findbox.crops import cut_crops  # noqa: E402
 from findbox.detect.ultralytics import Detector  # noqa: E402
 from findbox.images import decode_b64, decode_image  # noqa: E402
 from findbox.bundle import BUNDLE_DIR  # noqa: E402
-from findbox.pipeline import choose  # noqa: E402
+from findbox.ranking import Ranking  # noqa: E402
 from findbox.score.transformers import TransformersScorer  # noqa: E402
 
 
@@ -76,7 +76,7 @@ def agreement(scorer_path: Path, detector_path: Path, detection: dict, trained: 
             for caption in frame.captions:
                 s = scores[:, caption_row[caption]]
                 logits[name].append(s)
-                picks[name].append(choose(cands.with_match_score(s), caption))
+                picks[name].append(Ranking().choose(cands.with_match_score(s), caption))
         del scorer
     rows = {}
     for name in picks:

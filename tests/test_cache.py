@@ -68,7 +68,7 @@ def assert_same_choice(got, want):
 
 def test_repeated_image_skips_detector_and_scorer_work(tiny_pipeline):
     plain = tiny_pipeline
-    cached = Pipeline(plain.detector, plain.scorer, plain.upscaler, plain.fallback, image_cache=ImageCache(16))
+    cached = Pipeline(plain.detector, plain.scorer, plain.upscaler, plain.ranking.fallback, image_cache=ImageCache(16))
     images = [make_image(30), make_image(31)]
     first = cached.ground(images, [(0, CAPTIONS[0]), (1, CAPTIONS[1])])
     c = cached.counters

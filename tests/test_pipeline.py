@@ -81,18 +81,36 @@ def test_bad_queries_are_rejected(tiny_pipeline):
         tiny_pipeline.ground([make_image(0)], [(0, 5)])
 
 
-@pytest.mark.parametrize(
-    "match, det, expected",
-    [
-        ([0.1, 0.9, 0.3], [0.5, 0.1, 0.9], 1),  # the scorer decides
-        ([0.7, 0.7 + 1e-7, 0.2], [0.9, 0.1, 0.5], 0),  # a float-noise tie goes to the more confident box
-        ([0.7, 0.7 + 1e-2, 0.2], [0.9, 0.1, 0.5], 1),  # a real difference is not a tie
-        ([np.nan, np.nan], [0.2, 0.8], 1),  # nothing scored: detector confidence
-    ],
-)
-def test_choose_breaks_float_noise_ties_by_detector_confidence(match, det, expected):
-    from findbox.boxes import Candidates
-    from findbox.pipeline import choose
+def test_stats_report_work_stages_and_caches(tiny_pipeline):
+    from findbox.cache import ImageCache
 
-    cands = Candidates(np.zeros((len(det), 4)), det, match)
-    assert choose(cands, "grey missile") == expected
+    pipeline = Pipeline(tiny_pipeline.detector, tiny_pipeline.scorer, None, image_cache=ImageCache(4))
+    image = make_image(50)
+    pipeline.ground([image], [(0, CAPTIONS[0]), (0, CAPTIONS[1])])
+    pipeline.ground_one(image.copy(), CAPTIONS[0])
+    stats = pipeline.stats()
+    assert stats["counters"] == {"requests": 2, "queries": 3, "images_detected": 1,
+                                 "crops_embedded": pipeline.counters.crops_embedded,
+                                 "captions_embedded": pipeline.counters.captions_embedded,
+                                 "fallbacks": pipeline.counters.fallbacks}
+    assert stats["caches"]["image"] == {"hits": 1, "misses": 1, "entries": 1}
+    assert stats["caches"]["text"] == {"hits": tiny_pipeline.scorer.text_cache_hits,
+                                       "misses": tiny_pipeline.scorer.text_cache_misses}
+    assert set(stats["stage_seconds"]) == {"image_cache", "detect", "crop_upscale", "embed_images", "embed_texts",
+                                           "choose"}
+    assert all(s >= 0 for s in stats["stage_seconds"].values())
+
+
+def test_stage_timings_of_one_call(tiny_pipeline):
+    timings = {}
+    tiny_pipeline.ground([make_image(51)], [(0, CAPTIONS[0])], timings)
+    stages = {"detect", "crop_upscale", "embed_images", "embed_texts", "choose"}
+    assert set(timings) == stages | ({"image_cache"} if tiny_pipeline.image_cache is not None else set())
+    assert timings["detect"] > 0
+
+
+def test_warmup_is_one_counted_request(tiny_pipeline):
+    pipeline = Pipeline(tiny_pipeline.detector, tiny_pipeline.scorer, None)
+    pipeline.warmup()
+    c = pipeline.counters
+    assert (c.requests, c.queries, c.images_detected) == (1, 1, 1)

@@ -1,16 +1,19 @@
-"""The grounding pipeline: detect -> crop -> (upscale) -> score -> best box.
+"""The grounding pipeline: detect -> crop -> (upscale) -> embed -> score -> best box.
 
-Work is shared across a request: each distinct image is detected once (one
-batched detector call), its crops are upscaled and embedded once, and each
-distinct caption is embedded once (and cached across requests by the scorer).
-With an `ImageCache`, an image seen in an earlier request skips detection and
-embedding too. Images go through in chunks of PROPOSE_CHUNK, so memory stays
-bounded however many instances a request carries.
+`propose` is the image half (everything that depends on the image alone), `ground`
+the caption half. Work is shared across a request: each distinct image is detected
+once (one batched detector call), its crops are upscaled and embedded once, and each
+distinct caption is embedded once (and cached across requests by the scorer). With
+an `ImageCache`, an image seen in an earlier request skips the image half entirely.
+Images go through in chunks of PROPOSE_CHUNK, so memory stays bounded however many
+instances a request carries.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -21,6 +24,7 @@ from findbox.cache import ImageCache, ImageWork, image_key
 from findbox.config import Fallback, ScoreFusion
 from findbox.crops import prepare_crops
 from findbox.detect.ultralytics import Detector
+from findbox.ranking import Ranking
 from findbox.score.base import Scorer
 from findbox.upscaler import Upscaler
 
@@ -50,7 +54,7 @@ class Grounding:
 
 @dataclass
 class Counters:
-    """Work done since construction; tests and /metrics read these."""
+    """Work done since construction; tests read these, /metrics reads them through `Pipeline.stats`."""
 
     requests: int = 0
     queries: int = 0
@@ -63,63 +67,22 @@ class Counters:
     stage_seconds: dict[str, float] = field(default_factory=dict)
 
 
-def fallback_box(fallback: Fallback, image_wh: tuple[int, int]) -> np.ndarray:
-    w, h = image_wh
-    if fallback == Fallback.IMAGE:
-        return np.array([0, 0, w, h], dtype=np.float32)
-    return np.zeros(4, dtype=np.float32)
-
-
-# det_score floor under log: a zero confidence ranks last without producing -inf
-MIN_DET_SCORE = 1e-6
-
-
-def rank_scores(candidates: Candidates, fusion: ScoreFusion = ScoreFusion.SCORER, weight: float = 1.0) -> np.ndarray:
-    """(N,) float32 ranking value per candidate; the highest wins. Pure: no model runs.
-
-    scorer:  match_score (the scorer logit), as the original ranked.
-    product: match_score + weight * log(det_score); for a sigmoid scorer with a very
-             negative logit, logit ~ log sigmoid(logit), so this ranks like
-             p_match * det_conf ** weight. weight 0 equals `scorer`.
-    """
-    fusion = ScoreFusion(fusion)
-    if fusion == ScoreFusion.SCORER:
-        return candidates.match_score
-    det = np.log(np.maximum(candidates.det_score, np.float32(MIN_DET_SCORE)))
-    return (candidates.match_score + np.float32(weight) * det).astype(np.float32)
-
-
-TIE_TOLERANCE = 1e-5  # relative; float32 batching noise is ~1e-7
-
-
-def choose(candidates: Candidates, caption: str, fusion: ScoreFusion = ScoreFusion.SCORER,
-           weight: float = 1.0) -> int:
-    """Index of the winning candidate: highest `rank_scores`; -1 when there is none.
-
-    An empty caption describes nothing, so the most confident detection wins.
-    """
-    if len(candidates) == 0:
-        return -1
-    if not caption.strip():
-        return int(np.argmax(candidates.det_score))
-    scores = np.asarray(rank_scores(candidates, fusion, weight), dtype=np.float64)
-    best = np.nanmax(scores) if np.isfinite(scores).any() else np.nan
-    if not np.isfinite(best):
-        return int(np.argmax(candidates.det_score))
-    # Scores equal within float noise (identical boxes give identical crops) are a tie, and
-    # batch size alone can reorder them at the 1e-7 level: break ties by detector confidence
-    # so that batched and one-at-a-time runs pick the same box.
-    tied = scores >= best - TIE_TOLERANCE * max(1.0, abs(best))
-    return int(np.flatnonzero(tied)[np.argmax(candidates.det_score[tied])])
-
+# the counters that measure work (the cache ones are reported as a cache, see `Pipeline.stats`)
+WORK_COUNTERS = ("requests", "queries", "images_detected", "crops_embedded", "captions_embedded", "fallbacks")
 
 # distinct images detected and embedded together: bounds the detector batch and the
 # crops held at once (crops then go to the scorer in chunks of its max_batch)
 PROPOSE_CHUNK = 8
 
+# the image half's stages, reported (as 0 s) even when the image cache did all their work
+IMAGE_STAGES = ("detect", "crop_upscale", "embed_images")
+
 
 class Pipeline:
-    """Composes the stages. `upscaler=None` means crops go to the scorer as cut."""
+    """Composes the stages. `upscaler=None` means crops go to the scorer as cut.
+
+    fallback, score_fusion, fusion_weight: make up `self.ranking`, which chooses each answer.
+    """
 
     def __init__(
         self,
@@ -134,37 +97,61 @@ class Pipeline:
         self.detector = detector
         self.scorer = scorer
         self.upscaler = upscaler
-        self.fallback = Fallback(fallback)
-        self.score_fusion = ScoreFusion(score_fusion)
-        self.fusion_weight = float(fusion_weight)
+        self.ranking = Ranking(score_fusion, fusion_weight, fallback)
         self.image_cache = image_cache  # None: every request pays for its images
         self.counters = Counters()
 
-    def _timed(self, stage: str, timings: dict[str, float], start: float) -> float:
-        now = time.perf_counter()
-        timings[stage] = timings.get(stage, 0.0) + now - start
-        self.counters.stage_seconds[stage] = self.counters.stage_seconds.get(stage, 0.0) + now - start
-        return now
+    @contextmanager
+    def _stage(self, name: str, timings: dict[str, float]) -> Iterator[None]:
+        """Adds the block's seconds to `timings[name]` (this call) and to the counters (since start)."""
+        start = time.perf_counter()
+        yield
+        seconds = time.perf_counter() - start
+        timings[name] = timings.get(name, 0.0) + seconds
+        self.counters.stage_seconds[name] = self.counters.stage_seconds.get(name, 0.0) + seconds
 
-    def propose(self, images_rgb: list[np.ndarray]) -> tuple[list[Candidates], list[torch.Tensor]]:
-        """Detect, crop, upscale and embed: everything that depends on the image alone.
+    def propose(self, images_rgb: list[np.ndarray], timings: dict[str, float] | None = None
+                ) -> tuple[list[Candidates], list[torch.Tensor]]:
+        """The image half: detect, crop, upscale and embed (or take all of it from the image cache).
 
-        Returns per image its Candidates and a (N_i, D) crop-embedding matrix.
+        images_rgb: distinct (H, W, 3) uint8 RGB images.
+        Returns per image its Candidates (xyxy in its pixels) and a (N_i, D) crop-embedding matrix.
         """
-        candidates, embeddings = self._propose(images_rgb, {})
+        timings = {} if timings is None else timings
+        for stage in IMAGE_STAGES:
+            timings.setdefault(stage, 0.0)
+        candidates, embeddings, keys, todo = self._from_cache(images_rgb, timings)
+        for start in range(0, len(todo), PROPOSE_CHUNK):
+            chunk = todo[start : start + PROPOSE_CHUNK]
+            # one batched detector call over the chunk's images
+            with self._stage("detect", timings):
+                found = self.detector.detect([images_rgb[i] for i in chunk])
+            self.counters.images_detected += len(chunk)
+            # exact boxes cut from the original image, upscaled when the pipeline has an upscaler
+            with self._stage("crop_upscale", timings):
+                crops = [crop for i, cands in zip(chunk, found)
+                         for crop in prepare_crops(images_rgb[i], cands.xyxy, self.upscaler)]
+            # every crop of the chunk through the image tower (in the scorer's max_batch chunks)
+            with self._stage("embed_images", timings):
+                flat = self.scorer.embed_images(crops)
+            self.counters.crops_embedded += len(crops)
+            for i, cands, emb in zip(chunk, found, torch.split(flat, [len(c) for c in found])):
+                candidates[i], embeddings[i] = cands, emb
+                if self.image_cache is not None:
+                    self.image_cache.put(keys[i], ImageWork(cands, emb))  # the cache stores its own copy
         return candidates, embeddings
 
-    def _propose(self, images_rgb, timings):
+    def _from_cache(self, images_rgb: list[np.ndarray], timings: dict[str, float]):
+        """(candidates, embeddings, keys, todo): per image its cached work or None, its cache key
+        (None without a cache), and the indices still to propose."""
         n = len(images_rgb)
         candidates: list[Candidates | None] = [None] * n
         embeddings: list[torch.Tensor | None] = [None] * n
         keys: list[bytes | None] = [None] * n
-        todo = list(range(n))
-        for stage in ("detect", "crop_upscale", "embed_images"):  # reported even when the cache did it all
-            timings.setdefault(stage, 0.0)
-        if self.image_cache is not None:
-            t = time.perf_counter()
-            todo = []
+        if self.image_cache is None:
+            return candidates, embeddings, keys, list(range(n))
+        todo = []
+        with self._stage("image_cache", timings):
             for i, image in enumerate(images_rgb):
                 keys[i] = image_key(image)
                 work = self.image_cache.get(keys[i])
@@ -174,25 +161,7 @@ class Pipeline:
                     candidates[i], embeddings[i] = work.candidates, work.embeddings
             self.counters.image_cache_hits += n - len(todo)
             self.counters.image_cache_misses += len(todo)
-            self._timed("image_cache", timings, t)
-        for start in range(0, len(todo), PROPOSE_CHUNK):
-            chunk = todo[start : start + PROPOSE_CHUNK]
-            t = time.perf_counter()
-            found = self.detector.detect([images_rgb[i] for i in chunk])
-            self.counters.images_detected += len(chunk)
-            t = self._timed("detect", timings, t)
-            crops: list[np.ndarray] = []
-            for i, cands in zip(chunk, found):
-                crops.extend(prepare_crops(images_rgb[i], cands.xyxy, self.upscaler))
-            t = self._timed("crop_upscale", timings, t)
-            flat = self.scorer.embed_images(crops)
-            self.counters.crops_embedded += len(crops)
-            self._timed("embed_images", timings, t)
-            for i, cands, emb in zip(chunk, found, torch.split(flat, [len(c) for c in found])):
-                candidates[i], embeddings[i] = cands, emb
-                if self.image_cache is not None:
-                    self.image_cache.put(keys[i], ImageWork(cands, emb))  # the cache stores its own copy
-        return candidates, embeddings
+        return candidates, embeddings, keys, todo
 
     def ground(
         self,
@@ -207,42 +176,36 @@ class Pipeline:
         timings: if given, filled with seconds per stage for this call.
         """
         timings = {} if timings is None else timings
-        for q, (index, caption) in enumerate(queries):
-            if not 0 <= index < len(images_rgb):
-                raise ValueError(f"queries[{q}]: image index {index} out of range for {len(images_rgb)} images")
-            if not isinstance(caption, str):
-                raise TypeError(f"queries[{q}]: expected a str caption, got {type(caption).__name__}")
+        _check_queries(queries, len(images_rgb))
         used = sorted({index for index, _ in queries})
         position = {index: k for k, index in enumerate(used)}
-        candidates, embeddings = self._propose([images_rgb[i] for i in used], timings)
-
-        t = time.perf_counter()
+        # the image half, once per distinct image asked about
+        candidates, embeddings = self.propose([images_rgb[i] for i in used], timings)
+        # each distinct caption through the text tower once (the scorer caches them across requests)
         captions = list(dict.fromkeys(c for _, c in queries))
-        before = self.scorer.text_cache_misses
-        text_emb = self.scorer.embed_texts(captions)
-        self.counters.captions_embedded += self.scorer.text_cache_misses - before
-        caption_row = {c: k for k, c in enumerate(captions)}
-        t = self._timed("embed_texts", timings, t)
-
-        # one matrix product per image covers every caption asked of it
-        logits = [self.scorer.score(emb, text_emb) for emb in embeddings]
-        results = []
-        for index, caption in queries:
-            k = position[index]
-            image = images_rgb[index]
-            image_wh = (image.shape[1], image.shape[0])
-            cands = candidates[k].with_match_score(logits[k][:, caption_row[caption]])
-            chosen = choose(cands, caption, self.score_fusion, self.fusion_weight)
-            if chosen < 0:
-                self.counters.fallbacks += 1
-                box = fallback_box(self.fallback, image_wh)
-            else:
-                box = cands.xyxy[chosen].copy()
-            results.append(Grounding(box, cands, chosen, image_wh))
-        self._timed("choose", timings, t)
+        with self._stage("embed_texts", timings):
+            text_emb = self._embed_texts(captions)
+        column = {c: k for k, c in enumerate(captions)}
+        with self._stage("choose", timings):
+            # one matrix product per image covers every caption asked of it
+            logits = [self.scorer.score(emb, text_emb) for emb in embeddings]
+            results = []
+            for index, caption in queries:
+                k = position[index]
+                image_wh = (images_rgb[index].shape[1], images_rgb[index].shape[0])
+                cands = candidates[k].with_match_score(logits[k][:, column[caption]])
+                xyxy, chosen = self.ranking.pick(cands, caption, image_wh)
+                self.counters.fallbacks += int(chosen < 0)
+                results.append(Grounding(xyxy, cands, chosen, image_wh))
         self.counters.requests += 1
         self.counters.queries += len(queries)
         return results
+
+    def _embed_texts(self, captions: list[str]) -> torch.Tensor:
+        before = self.scorer.text_cache_misses
+        text_emb = self.scorer.embed_texts(captions)
+        self.counters.captions_embedded += self.scorer.text_cache_misses - before
+        return text_emb
 
     def ground_one(self, image_rgb: np.ndarray, caption: str) -> Grounding:
         return self.ground([image_rgb], [(0, caption)])[0]
@@ -250,3 +213,43 @@ class Pipeline:
     def ground_captions(self, image_rgb: np.ndarray, captions: list[str]) -> list[Grounding]:
         """All captions of one image: detected and embedded once."""
         return self.ground([image_rgb], [(0, c) for c in captions])
+
+    def warmup(self) -> None:
+        """One tiny synthetic request through every stage, so the first real one does not pay
+        for lazy set-up (oneDNN primitives, CUDA kernels, tokenizer state). Used by serve
+        before /health says ready and by eval before its first timed request.
+
+        Counted like any request. A grey image rarely gets a box, so one crop also goes through
+        upscaling and the image tower directly (not counted: it answers nothing).
+        """
+        image = np.full((64, 64, 3), 127, np.uint8)
+        self.ground([image], [(0, "warm up")])
+        crop_xyxy = np.array([[16, 16, 48, 48]], np.float32)
+        self.scorer.embed_images(prepare_crops(image, crop_xyxy, self.upscaler))
+
+    def stats(self) -> dict:
+        """Work since construction, as plain numbers (what /metrics exports).
+
+        {"counters": {name: int} (WORK_COUNTERS),
+         "stage_seconds": {stage: float seconds},
+         "caches": {"image": {"hits", "misses", "entries"}, "text": {"hits", "misses"}}}
+        The image cache reports 0 hits and misses when the pipeline has none.
+        """
+        c = self.counters
+        return {
+            "counters": {name: getattr(c, name) for name in WORK_COUNTERS},
+            "stage_seconds": dict(c.stage_seconds),
+            "caches": {
+                "image": {"hits": c.image_cache_hits, "misses": c.image_cache_misses,
+                          "entries": len(self.image_cache) if self.image_cache is not None else 0},
+                "text": {"hits": self.scorer.text_cache_hits, "misses": self.scorer.text_cache_misses},
+            },
+        }
+
+
+def _check_queries(queries: list[tuple[int, str]], n_images: int) -> None:
+    for q, (index, caption) in enumerate(queries):
+        if not 0 <= index < n_images:
+            raise ValueError(f"queries[{q}]: image index {index} out of range for {n_images} images")
+        if not isinstance(caption, str):
+            raise TypeError(f"queries[{q}]: expected a str caption, got {type(caption).__name__}")

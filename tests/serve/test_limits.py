@@ -27,6 +27,9 @@ class SlowPipeline:
         self.calls = 0
         self.counters = Counters()
 
+    def stats(self) -> dict:
+        return {"counters": {}, "stage_seconds": {}, "caches": {}}
+
     def ground(self, images, queries, timings=None):
         self.calls += 1
         time.sleep(self.seconds)

@@ -11,7 +11,7 @@ import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
 from findbox.images import encode_jpeg_b64
-from findbox.serve.metrics import endpoint_label, error_kind, find_caches
+from findbox.serve.metrics import PipelineCollector, endpoint_label, error_kind
 from tests.conftest import CAPTIONS, make_image
 
 
@@ -107,17 +107,24 @@ def test_error_kind(status, kind):
     assert error_kind(status) == kind
 
 
-@pytest.mark.parametrize(
-    "pipeline, expected",
-    [
-        (SimpleNamespace(scorer=SimpleNamespace(text_cache_hits=3, text_cache_misses=1)), {"text": (3, 1)}),
-        (SimpleNamespace(counters=SimpleNamespace(image_cache_hits=2, image_cache_misses=5, queries=9)),
-         {"image": (2, 5)}),
-        (SimpleNamespace(crop_cache=SimpleNamespace(hits=4, misses=0)), {"crop": (4, 0)}),
-        (SimpleNamespace(counters=SimpleNamespace(image_cache_hits=2)), {}),  # no misses: not a cache
-        (SimpleNamespace(scorer=SimpleNamespace(text_cache_hits=True, text_cache_misses=False)), {}),
-        (SimpleNamespace(), {}),
-    ],
-)
-def test_find_caches_reads_whatever_the_pipeline_has(pipeline, expected):
-    assert find_caches(pipeline) == expected
+def test_collector_reads_pipeline_stats():
+    stats = {"counters": {"requests": 2, "queries": 9},
+             "stage_seconds": {"detect": 1.5, "choose": 0.25},
+             "caches": {"image": {"hits": 2, "misses": 6, "entries": 3}, "text": {"hits": 0, "misses": 0}}}
+    pipeline = SimpleNamespace(detector=SimpleNamespace(info={"kind": "fake"}), scorer=None, upscaler=None,
+                               stats=lambda: stats)
+    got = {(s.name, tuple(sorted(s.labels.items()))): s.value
+           for family in PipelineCollector(lambda: pipeline).collect() for s in family.samples}
+    assert got[("findbox_ready", ())] == 1
+    assert got[("findbox_model_info", (("kind", "fake"), ("stage", "detector")))] == 1
+    assert got[("findbox_cache_hits_total", (("cache", "image"),))] == 2
+    assert got[("findbox_cache_misses_total", (("cache", "image"),))] == 6
+    assert got[("findbox_cache_hit_ratio", (("cache", "image"),))] == 0.25
+    assert got[("findbox_cache_hit_ratio", (("cache", "text"),))] == 0.0  # no lookups yet: 0, not a division error
+    assert got[("findbox_pipeline_work_total", (("counter", "queries"),))] == 9
+    assert got[("findbox_pipeline_stage_seconds_total", (("stage", "detect"),))] == 1.5
+
+
+def test_collector_while_loading_says_not_ready():
+    families = list(PipelineCollector(lambda: None).collect())
+    assert [(f.name, [s.value for s in f.samples]) for f in families] == [("findbox_ready", [0])]

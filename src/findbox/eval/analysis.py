@@ -3,8 +3,8 @@
 In-process runs keep every proposal of the lowest threshold with its match
 score, so the answer at any higher detector threshold is re-derived without
 running a model: drop the candidates at or below it (ultralytics keeps
-`conf > threshold`), then take the pipeline's own choice (`pipeline.choose`)
-or its fallback box. NMS is greedy from the most confident box and `max_det`
+`conf > threshold`), then let the run's `Ranking` (the pipeline's own) pick
+among the rest or answer its fallback box. NMS is greedy from the most confident box and `max_det`
 keeps the most confident ones, so the boxes above a threshold are the same
 whether or not weaker ones were proposed too (SAHI slices merge by NMS as well).
 The exception is a WBF ensemble of detectors: weaker member boxes move the fused
@@ -21,11 +21,10 @@ from dataclasses import dataclass
 import numpy as np
 
 from findbox.boxes import Candidates, xyxy_to_ltwh
-from findbox.config import Fallback
 from findbox.eval import metric
 from findbox.eval.data import Sample
 from findbox.eval.runner import InstanceResult, Run
-from findbox.pipeline import choose, fallback_box
+from findbox.ranking import Ranking
 
 DEFAULT_SWEEP = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SIZE_BINS = ("small", "medium", "large")  # terciles of true-box area over the evaluated instances
@@ -47,15 +46,16 @@ class Scored:
     fallback: bool | None = None
 
 
-def choose_at(candidates: Candidates, caption: str, conf: float, fallback: Fallback,
-              image_wh: tuple[int, int], choose_args: tuple = ()) -> tuple[np.ndarray, Candidates, int]:
-    """The pipeline's answer had the detector run at `conf`: (xyxy (4,) float32, kept candidates, chosen or -1).
+def above(candidates: Candidates, conf: float) -> Candidates:
+    """The candidates the detector keeps at threshold `conf` (compared in float32, as ultralytics does)."""
+    return candidates[candidates.det_score > np.float32(conf)]
 
-    choose_args: the pipeline's ranking options after (candidates, caption), see `Run.choose_args`.
-    """
-    kept = candidates[candidates.det_score > np.float32(conf)]  # compared in float32, as ultralytics does
-    chosen = choose(kept, caption, *choose_args)
-    xyxy = kept.xyxy[chosen].copy() if chosen >= 0 else fallback_box(fallback, image_wh)
+
+def pick_at(ranking: Ranking, candidates: Candidates, caption: str, conf: float,
+            image_wh: tuple[int, int]) -> tuple[np.ndarray, Candidates, int]:
+    """The pipeline's answer had the detector run at `conf`: (xyxy (4,) float32, kept candidates, chosen or -1)."""
+    kept = above(candidates, conf)
+    xyxy, chosen = ranking.pick(kept, caption, image_wh)
     return xyxy, kept, chosen
 
 
@@ -85,7 +85,7 @@ def score_at(run: Run, conf: float | None = None) -> list[Scored]:
 def _rescore(r: InstanceResult, conf: float, run: Run) -> Scored:
     if r.candidates is None:  # unanswered: a miss the detector is charged with
         return Scored(None, 0.0, False, covered=False, n_kept=0, fallback=False)
-    xyxy, kept, chosen = choose_at(r.candidates, r.sample.caption, conf, run.fallback, r.image_wh, run.choose_args)
+    xyxy, kept, chosen = pick_at(run.ranking, r.candidates, r.sample.caption, conf, r.image_wh)
     pred = tuple(float(v) for v in xyxy_to_ltwh(xyxy))
     return _score_pred(r.sample.truth_ltwh, pred, covered=_covered(r.sample.truth_ltwh, kept.xyxy),
                        n_kept=len(kept), fallback=chosen < 0)
@@ -253,6 +253,8 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
     from findbox.crops import prepare_crops
     from findbox.images import load_image_file
 
+    if run.ranking is None:
+        raise ValueError("run: comparing scorers needs an in-process run (a server does not return candidates)")
     by_image: dict[str, list[InstanceResult]] = {}
     for r in run.results:
         by_image.setdefault(r.sample.image, []).append(r)
@@ -269,7 +271,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
         if not answered:
             continue
         # one image's requests all see the same proposals; cut them once for every scorer
-        kept = answered[0].candidates[answered[0].candidates.det_score > np.float32(conf)]
+        kept = above(answered[0].candidates, conf)
         image = load_image_file(Path(images_dir) / image_name)
         crops = prepare_crops(image, kept.xyxy, upscaler)
         n_crops += len(crops)
@@ -282,8 +284,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
             logits = scorer.score(image_emb, scorer.embed_texts(captions))
             for r, is_covered in zip(answered, covered):
                 cands = kept.with_match_score(logits[:, captions.index(r.sample.caption)])
-                chosen = choose(cands, r.sample.caption, *run.choose_args)
-                xyxy = cands.xyxy[chosen] if chosen >= 0 else fallback_box(run.fallback, r.image_wh)
+                xyxy, _ = run.ranking.pick(cands, r.sample.caption, r.image_wh)
                 hit = metric.is_hit(metric.iou_ltwh(r.sample.truth_ltwh, xyxy_to_ltwh(xyxy)))
                 hits[name].append(hit)
                 if is_covered:

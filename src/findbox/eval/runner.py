@@ -14,13 +14,15 @@ import sys
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-
-import numpy as np
+from typing import TYPE_CHECKING
 
 from findbox.boxes import Candidates
-from findbox.config import Fallback
 from findbox.eval.data import Sample, requests_of
 from findbox.images import decode_image
+from findbox.ranking import Ranking
+
+if TYPE_CHECKING:  # the server mode runs without torch or the models
+    from findbox.pipeline import Pipeline
 
 
 @dataclass
@@ -47,8 +49,8 @@ class Run:
     """Every instance's result plus what describes the run as a whole.
 
     run_conf: detector threshold the pipeline ran at (None for a server: unknown).
-    fallback, choose_args: the pipeline's no-detection answer and its ranking options
-        (`pipeline.choose(candidates, caption, *choose_args)`), so candidates can be re-chosen later.
+    ranking: the pipeline's own `Ranking` (None for a server), so candidates can be re-chosen
+        later exactly as the pipeline chose them.
     """
 
     mode: str
@@ -56,8 +58,7 @@ class Run:
     latencies_s: list[float] = field(default_factory=list)
     bad_images: dict[str, str] = field(default_factory=dict)
     run_conf: float | None = None
-    fallback: Fallback | None = None
-    choose_args: tuple = ()
+    ranking: Ranking | None = None
 
 
 def _read_images(samples: list[Sample], images_dir: Path, results: list[InstanceResult]
@@ -93,15 +94,14 @@ def _progress(total: int, enabled: bool, desc: str):
     return tqdm(total=total, disable=not enabled, desc=desc, unit="req", file=sys.stderr, dynamic_ncols=True)
 
 
-def run_in_process(pipeline, samples: list[Sample], images_dir: str | Path, batch: int,
+def run_in_process(pipeline: Pipeline, samples: list[Sample], images_dir: str | Path, batch: int,
                    run_conf: float, progress: bool = True) -> Run:
     """Ground every sample with `pipeline` (built with detection conf = run_conf)."""
     images_dir = Path(images_dir)
     results = [InstanceResult(s) for s in samples]
     raw, wh, bad = _read_images(samples, images_dir, results)
     requests = [(name, idx) for name, idx in requests_of(samples, batch) if name not in bad]
-    # the server warms up before /health says ready; do the same so the first request is not charged for it
-    pipeline.ground([np.full((64, 64, 3), 127, np.uint8)], [(0, "warm up")])
+    pipeline.warmup()  # as the server does before /health says ready: the first request is not charged for it
     latencies = []
     with _progress(len(requests), progress, "eval") as bar:
         for name, indices in requests:
@@ -117,15 +117,14 @@ def run_in_process(pipeline, samples: list[Sample], images_dir: str | Path, batc
                 r.candidates = g.candidates
                 r.image_wh = wh[name]
             bar.update()
-    # a pipeline that fuses detector confidence into the ranking carries its options
-    choose_args = ((pipeline.score_fusion, pipeline.fusion_weight) if hasattr(pipeline, "score_fusion") else ())
-    return Run("in-process", results, latencies, bad, run_conf=run_conf, fallback=pipeline.fallback,
-               choose_args=choose_args)
+    return Run("in-process", results, latencies, bad, run_conf=run_conf, ranking=pipeline.ranking)
 
 
 def run_server(url: str, samples: list[Sample], images_dir: str | Path, batch: int, progress: bool = True,
                timeout_s: float = 600.0) -> Run:
     """Send every request to `url`/identify, as the published client does."""
+    from findbox.env import require
+    require("httpx", "eval")
     import httpx
 
     images_dir = Path(images_dir)

@@ -162,9 +162,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
         try:
             pipeline = load(config)
             if config.warmup:
-                import numpy as np
-
-                pipeline.ground([np.full((64, 64, 3), 127, np.uint8)], [(0, "warm up")])
+                pipeline.warmup()
 
             def on_call(requests: int, instances: int) -> None:
                 metrics.batch_requests.observe(requests)

@@ -2,15 +2,14 @@
 
 Request-side series (requests, errors, instances, latency per endpoint and per
 stage) are observed by `observe.RequestObserver`. Model-side series (cache hits,
-work counters, model info) are read from the pipeline at scrape time, with
-getattr: whatever caches or counters the pipeline carries show up without this
-module knowing them in advance.
+work counters, stage seconds) are read at scrape time from `Pipeline.stats()`, and
+model info from each stage's `info`.
 """
 
 from __future__ import annotations
 
 import re
-from typing import Callable, Iterable
+from typing import Callable
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
@@ -80,49 +79,13 @@ class ServeMetrics:
 
 CONTENT_TYPE = prometheus_client.CONTENT_TYPE_LATEST
 
-_HITS = re.compile(r"^(?P<name>\w+?)_(?:cache_)?hits$")
-
-
-def find_caches(pipeline) -> dict[str, tuple[int, int]]:
-    """{cache name: (hits, misses)} from whatever the pipeline exposes.
-
-    Looks for `<name>_cache_hits` / `<name>_cache_misses` (or `<name>_hits` /
-    `<name>_misses`) integers on the pipeline, its counters and its stages, and for
-    attributes that are objects with `hits` and `misses` (a cache object).
-    """
-    caches: dict[str, tuple[int, int]] = {}
-    owners = [pipeline, getattr(pipeline, "counters", None)]
-    owners += [getattr(pipeline, s, None) for s in ("detector", "scorer", "upscaler")]
-    for owner in owners:
-        if owner is None:
-            continue
-        for attr, value in list(_public_attrs(owner)):
-            match = _HITS.match(attr)
-            if match and _is_count(value):
-                stem = attr[: -len("hits")]
-                misses = getattr(owner, stem + "misses", None)
-                if _is_count(misses):
-                    caches.setdefault(match["name"], (int(value), int(misses)))
-            elif _is_count(getattr(value, "hits", None)) and _is_count(getattr(value, "misses", None)):
-                name = attr.strip("_").removesuffix("_cache") or attr
-                caches.setdefault(name, (int(value.hits), int(value.misses)))
-    return caches
-
-
-def _public_attrs(obj) -> Iterable[tuple[str, object]]:
-    try:
-        items = vars(obj).items()
-    except TypeError:  # __slots__ objects
-        return []
-    return [(k.lstrip("_"), v) for k, v in items]
-
-
-def _is_count(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
 
 class PipelineCollector(Collector):
-    """Reads the loaded pipeline at scrape time; emits only `findbox_ready 0` while loading."""
+    """Reads the loaded pipeline at scrape time; emits only `findbox_ready 0` while loading.
+
+    pipeline: returns the pipeline (anything with `stats()` in `Pipeline.stats`' form and
+        detector/scorer/upscaler stages), or None while loading.
+    """
 
     def __init__(self, pipeline: Callable[[], object | None]):
         self.pipeline = pipeline
@@ -145,28 +108,26 @@ class PipelineCollector(Collector):
             info.add_metric([stage], labels)
         yield info
 
-        caches = find_caches(pipeline)
+        stats = pipeline.stats()
         hits = CounterMetricFamily("findbox_cache_hits", "Cache lookups that hit, by cache.", labels=["cache"])
         misses = CounterMetricFamily("findbox_cache_misses", "Cache lookups that missed, by cache.", labels=["cache"])
         ratio = GaugeMetricFamily("findbox_cache_hit_ratio", "hits / (hits + misses) since start, by cache.",
                                   labels=["cache"])
-        for name, (h, m) in sorted(caches.items()):
+        for name, cache in sorted(stats["caches"].items()):
+            h, m = cache["hits"], cache["misses"]
             hits.add_metric([name], h)
             misses.add_metric([name], m)
             ratio.add_metric([name], h / (h + m) if h + m else 0.0)
         yield from (hits, misses, ratio)
 
-        counters = getattr(pipeline, "counters", None)
         work = CounterMetricFamily("findbox_pipeline_work", "Pipeline.counters: work done since start, by counter.",
                                    labels=["counter"])
+        for name, value in stats["counters"].items():
+            work.add_metric([name], value)
         stage_total = CounterMetricFamily("findbox_pipeline_stage_seconds", "Seconds spent in each stage since start.",
                                           labels=["stage"])
-        for name, value in _public_attrs(counters) if counters is not None else []:
-            if _is_count(value) and not _HITS.match(name) and not name.endswith("misses"):
-                work.add_metric([name], value)
-            elif name == "stage_seconds" and isinstance(value, dict):
-                for stage, seconds in sorted(value.items()):
-                    stage_total.add_metric([str(stage)], float(seconds))
+        for stage, seconds in sorted(stats["stage_seconds"].items()):
+            stage_total.add_metric([str(stage)], float(seconds))
         yield from (work, stage_total)
 
 

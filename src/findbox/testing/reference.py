@@ -12,9 +12,8 @@ import numpy as np
 import torch
 
 from findbox.boxes import Candidates
-from findbox.config import Fallback
 from findbox.crops import cut_crops
-from findbox.pipeline import Grounding, choose, fallback_box
+from findbox.pipeline import Grounding
 
 ORIGINAL_CROP_BATCH = 4
 
@@ -43,10 +42,9 @@ def reference_ground(pipeline, image_rgb: np.ndarray, caption: str, candidates: 
     else:
         logits = np.zeros(0, np.float32)
     candidates = candidates.with_match_score(logits)
-    chosen = choose(candidates, caption, pipeline.score_fusion, pipeline.fusion_weight)
     image_wh = (image_rgb.shape[1], image_rgb.shape[0])
-    box = fallback_box(Fallback(pipeline.fallback), image_wh) if chosen < 0 else candidates.xyxy[chosen].copy()
-    return Grounding(box, candidates, chosen, image_wh)
+    xyxy, chosen = pipeline.ranking.pick(candidates, caption, image_wh)
+    return Grounding(xyxy, candidates, chosen, image_wh)
 
 
 @torch.inference_mode()

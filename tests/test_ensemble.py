@@ -11,10 +11,17 @@ import torch
 from findbox.boxes import Candidates, box_iou
 from findbox.cli_options import add_model_arguments, config_from_args
 from findbox.config import DetectorConfig, ServeConfig
-from findbox.detect.ensemble import MEMBER_CONF_FRACTION, EnsembleDetector, fuse_boxes
+from findbox.detect.ensemble import MEMBER_CONF_FRACTION, EnsembleDetector
 from tests.conftest import TINY_DETECTION, make_image
 
 WH = (100, 50)
+
+
+def fuse_boxes(xyxy_list, scores_list, image_wh, **kwargs):
+    """Hand-made arrays -> Candidates.fuse_wbf -> (xyxy, conf), to read the tables below."""
+    fused = Candidates.fuse_wbf([Candidates(b, s) for b, s in zip(xyxy_list, scores_list)], image_wh, **kwargs)
+    assert np.isnan(fused.match_score).all()
+    return fused.xyxy, fused.det_score
 
 
 def test_fuse_matching_boxes_averages_by_confidence():
@@ -40,6 +47,7 @@ def test_fuse_weights():
 
 @pytest.mark.parametrize("name, boxes, scores, expected_n", [
     ("no boxes", [np.zeros((0, 4)), np.zeros((0, 4))], [np.zeros(0), np.zeros(0)], 0),
+    ("no members", [], [], 0),
     ("one member empty", [np.array([[1, 1, 9, 9]]), np.zeros((0, 4))], [np.array([0.5]), np.zeros(0)], 1),
     ("zero-area dropped", [np.array([[5, 5, 5, 9]]), np.array([[1, 1, 9, 9]])], [np.array([0.9]), np.array([0.5])], 1),
     ("outside clipped away", [np.array([[120, 60, 130, 70]]), np.zeros((0, 4))], [np.array([0.9]), np.zeros(0)], 0),
@@ -52,8 +60,11 @@ def test_fuse_edge_cases(name, boxes, scores, expected_n):
 
 
 def test_fuse_mismatched_lengths_raise():
-    with pytest.raises(ValueError, match="expected 2 scores"):
+    # a member's boxes and scores are checked once, where its Candidates is made
+    with pytest.raises(ValueError, match="expected 2 values"):
         fuse_boxes([np.array([[1, 1, 9, 9], [2, 2, 8, 8]])], [np.array([0.5])], WH)
+    with pytest.raises(TypeError, match="expected Candidates at index 0"):
+        Candidates.fuse_wbf([(np.array([[1, 1, 9, 9]]), np.array([0.5]))], WH)
 
 
 class FixedDetector:
@@ -101,10 +112,9 @@ def test_ensemble_of_two_ultralytics_models(two_detectors):
     fused = ensemble.detect(images)
     members = [Detector.from_file(p, ensemble.members[0].config).detect(images) for p in two_detectors]
     for k, (image, cands) in enumerate(zip(images, fused)):
-        expected_xyxy, expected_conf = fuse_boxes([m[k].xyxy for m in members], [m[k].det_score for m in members],
-                                                  (image.shape[1], image.shape[0]))
-        keep = expected_conf > np.float32(config.conf)
-        np.testing.assert_allclose(cands.xyxy, expected_xyxy[keep][: config.max_det], atol=1e-3)
+        expected = Candidates.fuse_wbf([m[k] for m in members], (image.shape[1], image.shape[0]))
+        keep = expected.det_score > np.float32(config.conf)
+        np.testing.assert_allclose(cands.xyxy, expected.xyxy[keep][: config.max_det], atol=1e-3)
         assert len(cands) > 0 and (np.diff(cands.det_score) <= 0).all() and (cands.det_score > config.conf).all()
         # every fused box comes from member boxes: it overlaps one of them
         member_boxes = np.concatenate([m[k].xyxy for m in members])

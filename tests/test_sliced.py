@@ -6,9 +6,10 @@ import numpy as np
 import pytest
 import torch
 
+from findbox.boxes import Candidates
 from findbox.config import DetectorConfig
 from findbox.detect.ultralytics import Detector
-from findbox.detect.sliced import merge_boxes, parse_grid, tile_to_image_xyxy, tile_windows
+from findbox.detect.sliced import merge_tiles, parse_grid, tile_windows
 from tests.conftest import make_image
 
 
@@ -50,18 +51,23 @@ def test_tile_windows_cover_the_image_with_equal_tiles(wh, grid):
 
 
 def test_tile_boxes_move_by_the_window_origin():
-    got = tile_to_image_xyxy(np.array([[1, 2, 3, 4], [0, 0, 10, 10]]), np.array([44, 26, 100, 60]))
-    np.testing.assert_array_equal(got, [[45, 28, 47, 30], [44, 26, 54, 36]])
+    tile = Candidates(np.array([[1, 2, 3, 4], [0, 0, 10, 10]]), [0.5, 0.4])
+    window = np.array([44, 26, 100, 60])
+    got = merge_tiles(Candidates.empty(), [tile], window[None], iou=0.5, max_det=10)
+    np.testing.assert_array_equal(got.xyxy, [[45, 28, 47, 30], [44, 26, 54, 36]])
 
 
 def test_merge_suppresses_duplicates_across_passes_and_caps():
-    full = (np.array([[10, 10, 20, 20], [50, 50, 60, 60]], np.float32), np.array([0.6, 0.3], np.float32))
-    tile = (np.array([[11, 10, 21, 20], [80, 5, 90, 15]], np.float32), np.array([0.9, 0.5], np.float32))
-    xyxy, score = merge_boxes([full[0], tile[0]], [full[1], tile[1]], iou=0.5, max_det=10)
-    np.testing.assert_array_equal(score, np.array([0.9, 0.5, 0.3], np.float32))
-    np.testing.assert_array_equal(xyxy[0], [11, 10, 21, 20])
-    assert len(merge_boxes([full[0], tile[0]], [full[1], tile[1]], iou=0.5, max_det=2)[0]) == 2
-    assert merge_boxes([], [], 0.5, 10)[0].shape == (0, 4)
+    full = Candidates(np.array([[10, 10, 20, 20], [50, 50, 60, 60]], np.float32), np.array([0.6, 0.3], np.float32))
+    tile = Candidates(np.array([[11, 10, 21, 20], [80, 5, 90, 15]], np.float32), np.array([0.9, 0.5], np.float32))
+    origin = np.array([[0, 0, 100, 60]])  # a tile at the image origin: its boxes do not move
+    merged = merge_tiles(full, [tile], origin, iou=0.5, max_det=10)
+    np.testing.assert_array_equal(merged.det_score, np.array([0.9, 0.5, 0.3], np.float32))
+    np.testing.assert_array_equal(merged.xyxy[0], [11, 10, 21, 20])
+    assert len(merge_tiles(full, [tile], origin, iou=0.5, max_det=2)) == 2
+    assert merge_tiles(Candidates.empty(), [], np.zeros((0, 4)), 0.5, 10).xyxy.shape == (0, 4)
+    with pytest.raises(ValueError, match="expected one Candidates per window"):
+        merge_tiles(full, [tile], np.zeros((2, 4)), 0.5, 10)
 
 
 class _Boxes:

@@ -70,11 +70,16 @@ def crop_window(xyxy: np.ndarray, image_wh: tuple[int, int]) -> tuple[int, int, 
     return cx1, cy1, cx2, cy2
 
 
+# ensemble_boxes' default IoU for joining boxes of different detectors into one cluster
+WBF_IOU = 0.55
+
+
 @dataclass
 class Candidates:
     """The boxes proposed for one image, and what later stages learned about them.
 
-    xyxy: (N, 4) float32, original-image pixels.
+    Parallel arrays, validated once here; every stage passes this and nothing else.
+    xyxy: (N, 4) float32, original-image pixels (a tile's pixels only inside sliced detection).
     det_score: (N,) float32 detector confidence in [0, 1].
     match_score: (N,) float32 scorer logit for one caption, NaN until scored.
     """
@@ -84,15 +89,25 @@ class Candidates:
     match_score: np.ndarray = field(default=None)  # type: ignore[assignment]
 
     def __post_init__(self) -> None:
-        self.xyxy = np.asarray(self.xyxy, dtype=np.float32).reshape(-1, 4)
-        n = len(self.xyxy)
-        self.det_score = np.asarray(self.det_score, dtype=np.float32).reshape(-1)
+        xyxy = np.asarray(self.xyxy, dtype=np.float32)
+        if xyxy.shape == (4,):  # one box, e.g. from an integer index
+            xyxy = xyxy[None]
+        elif xyxy.size == 0:  # an empty list or array of any shape is no boxes
+            xyxy = xyxy.reshape(0, 4)
+        if xyxy.ndim != 2 or xyxy.shape[1] != 4:
+            raise ValueError(f"Candidates.xyxy: expected shape (N, 4), got {xyxy.shape}")
+        self.xyxy = xyxy
+        n = len(xyxy)
         if self.match_score is None:
             self.match_score = np.full(n, np.nan, dtype=np.float32)
-        self.match_score = np.asarray(self.match_score, dtype=np.float32).reshape(-1)
         for name in ("det_score", "match_score"):
-            if len(getattr(self, name)) != n:
-                raise ValueError(f"Candidates.{name}: expected {n} values, got {len(getattr(self, name))}")
+            values = np.asarray(getattr(self, name), dtype=np.float32)
+            if values.ndim > 1:
+                raise ValueError(f"Candidates.{name}: expected shape ({n},), got {values.shape}")
+            values = values.reshape(-1)
+            if len(values) != n:
+                raise ValueError(f"Candidates.{name}: expected {n} values, got {len(values)}")
+            setattr(self, name, values)
 
     def __len__(self) -> int:
         return len(self.xyxy)
@@ -104,6 +119,100 @@ class Candidates:
     @classmethod
     def empty(cls) -> "Candidates":
         return cls(np.zeros((0, 4), np.float32), np.zeros(0, np.float32))
+
+    @classmethod
+    def from_ultralytics(cls, result) -> "Candidates":
+        """One ultralytics detection `Results` -> its boxes, in the pixels of the image it was run on.
+
+        Reads `result.boxes.xyxy` and `.conf` (tensors on any device), as predicted: not clipped, not
+        re-sorted. Classes are dropped: findbox proposes class-agnostically.
+        """
+        boxes = getattr(result, "boxes", None)
+        if boxes is None:
+            raise TypeError(f"Candidates.from_ultralytics: expected a detection Results with .boxes, "
+                            f"got {type(result).__name__} without boxes")
+        if not len(boxes):
+            return cls.empty()
+        return cls(boxes.xyxy.detach().float().cpu().numpy(), boxes.conf.detach().float().cpu().numpy())
+
+    @classmethod
+    def concat(cls, parts: list["Candidates"]) -> "Candidates":
+        """Several Candidates of one image (same frame) -> one, in the order given."""
+        for i, part in enumerate(parts):
+            if not isinstance(part, Candidates):
+                raise TypeError(f"Candidates.concat: expected Candidates at index {i}, got {type(part).__name__}")
+        if not parts:
+            return cls.empty()
+        return cls(
+            np.concatenate([p.xyxy for p in parts]),
+            np.concatenate([p.det_score for p in parts]),
+            np.concatenate([p.match_score for p in parts]),
+        )
+
+    @classmethod
+    def fuse_wbf(
+        cls,
+        members: list["Candidates"],
+        image_wh: tuple[int, int],
+        weights: list[float] | None = None,
+        iou_thr: float = WBF_IOU,
+        skip_box_thr: float = 0.0,
+    ) -> "Candidates":
+        """Weighted boxes fusion of one image's boxes from several detectors, class-agnostic.
+
+        members: one Candidates per detector, xyxy in the image's pixels, det_score in [0, 1].
+        Returns the fused boxes clipped to the image, det_score = fused confidence (`conf_type="avg"`:
+        a member that missed a cluster counts 0), most confident first; match_score NaN.
+        Coordinates go to WBF normalised by image_wh (it expects [0, 1]); zero-area boxes are dropped
+        (WBF warns on and skips them).
+        """
+        from ensemble_boxes import weighted_boxes_fusion
+
+        for i, member in enumerate(members):
+            if not isinstance(member, Candidates):
+                raise TypeError(f"Candidates.fuse_wbf: expected Candidates at index {i}, got {type(member).__name__}")
+        w, h = image_wh
+        scale = np.array([w, h, w, h], dtype=np.float64)
+        boxes, scores = [], []
+        for member in members:
+            member = member.clip(image_wh)
+            member = member[(member.xyxy[:, 2] > member.xyxy[:, 0]) & (member.xyxy[:, 3] > member.xyxy[:, 1])]
+            boxes.append(member.xyxy.astype(np.float64) / scale)
+            scores.append(member.det_score.astype(np.float64))
+        if not any(len(b) for b in boxes):
+            return cls.empty()
+        fused, fused_scores, _ = weighted_boxes_fusion(
+            boxes, scores, [np.zeros(len(b)) for b in boxes], weights=weights, iou_thr=iou_thr,
+            skip_box_thr=skip_box_thr, conf_type="avg",
+        )
+        # sorted on WBF's float64 confidences, before they are rounded to float32
+        order = np.argsort(-np.asarray(fused_scores), kind="stable")
+        xyxy = (np.asarray(fused, np.float64).reshape(-1, 4) * scale).astype(np.float32)
+        return cls(xyxy[order], np.asarray(fused_scores, np.float32)[order]).clip(image_wh)
+
+    def nms(self, iou: float, max_det: int) -> "Candidates":
+        """Class-agnostic non-maximum suppression by det_score (torchvision): at most max_det, best first."""
+        if not len(self):
+            return self
+        import torch
+        from torchvision.ops import nms
+
+        keep = nms(torch.from_numpy(np.ascontiguousarray(self.xyxy)),
+                   torch.from_numpy(np.ascontiguousarray(self.det_score)), float(iou)).numpy()
+        return self[keep[:max_det]]
+
+    def clip(self, image_wh: tuple[int, int]) -> "Candidates":
+        """Boxes clipped to the image [0, W] x [0, H]; a box outside becomes zero-area, none is dropped."""
+        return Candidates(clip_xyxy(self.xyxy, image_wh), self.det_score, self.match_score)
+
+    def sorted(self) -> "Candidates":
+        """By descending det_score; equal scores keep their order (stable)."""
+        return self[np.argsort(-self.det_score, kind="stable")]
+
+    def shifted(self, dx: float, dy: float) -> "Candidates":
+        """Boxes moved by (dx, dy) pixels, e.g. from a tile's pixels to the image's (dx, dy = the tile's origin)."""
+        offset = np.array([dx, dy, dx, dy], dtype=np.float32)
+        return Candidates(self.xyxy + offset, self.det_score, self.match_score)
 
     def with_match_score(self, match_score: np.ndarray) -> "Candidates":
         return Candidates(self.xyxy, self.det_score, match_score)

@@ -7,7 +7,7 @@ tile would cut. The original found this helped only when batched with a full-ima
 pass; one tile at a time was too slow.
 
 Frames: `window_xyxy` are integer pixel windows of the image; tile boxes are in
-their tile's pixels until `tile_to_image_xyxy` moves them into image pixels.
+their tile's pixels until `merge_tiles` moves them into image pixels.
 """
 
 from __future__ import annotations
@@ -15,6 +15,8 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+from findbox.boxes import Candidates
 
 
 def parse_grid(value) -> tuple[int, int]:
@@ -59,25 +61,15 @@ def tile_windows(image_wh: tuple[int, int], grid: tuple[int, int], overlap: floa
     return np.array([[x1, y1, x2, y2] for y1, y2 in ys for x1, x2 in xs], dtype=np.int64)
 
 
-def tile_to_image_xyxy(xyxy_tile: np.ndarray, window_xyxy: np.ndarray) -> np.ndarray:
-    """(N, 4) boxes in a tile's pixels -> the same boxes in image pixels (shift by the window origin)."""
-    offset = np.array([window_xyxy[0], window_xyxy[1], window_xyxy[0], window_xyxy[1]], dtype=np.float32)
-    return np.asarray(xyxy_tile, dtype=np.float32).reshape(-1, 4) + offset
+def merge_tiles(
+    full: Candidates, tiles: list[Candidates], windows_xyxy: np.ndarray, iou: float, max_det: int
+) -> Candidates:
+    """One image's full-image pass and its tiles' passes -> one set of boxes in image pixels.
 
-
-def merge_boxes(
-    xyxy_list: list[np.ndarray], score_list: list[np.ndarray], iou: float, max_det: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """Class-agnostic NMS over boxes from several passes (all in image pixels).
-
-    Returns (xyxy (N, 4) float32, score (N,) float32), at most max_det, best first.
+    full: boxes in image pixels; tiles[i]: boxes in the pixels of tile windows_xyxy[i].
+    Duplicates across passes go by class-agnostic NMS at `iou`; at most max_det, best first.
     """
-    import torch
-    from torchvision.ops import nms
-
-    xyxy = np.concatenate([np.asarray(b, np.float32).reshape(-1, 4) for b in xyxy_list]) if xyxy_list else None
-    if xyxy is None or len(xyxy) == 0:
-        return np.zeros((0, 4), np.float32), np.zeros(0, np.float32)
-    scores = np.concatenate([np.asarray(s, np.float32).reshape(-1) for s in score_list])
-    keep = nms(torch.from_numpy(xyxy), torch.from_numpy(scores), float(iou)).numpy()[:max_det]
-    return xyxy[keep], scores[keep]
+    if len(tiles) != len(windows_xyxy):
+        raise ValueError(f"merge_tiles: expected one Candidates per window ({len(windows_xyxy)}), got {len(tiles)}")
+    moved = [cands.shifted(window[0], window[1]) for cands, window in zip(tiles, windows_xyxy)]
+    return Candidates.concat([full, *moved]).nms(iou, max_det)

@@ -8,9 +8,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findbox.boxes import Candidates, clip_xyxy
+from findbox.boxes import Candidates
 from findbox.config import DetectorConfig
-from findbox.detect.sliced import merge_boxes, tile_to_image_xyxy, tile_windows
+from findbox.detect.sliced import merge_tiles, tile_windows
 
 # images (or tiles) per predict call: bounds detector memory whatever the request size
 PREDICT_BATCH = 8
@@ -66,21 +66,17 @@ class Detector:
             found = self._predict(images_rgb)
         else:
             found = self._predict_sliced(images_rgb)
-        out = []
-        for im, (xyxy, conf) in zip(images_rgb, found):
-            order = np.argsort(-conf, kind="stable")
-            out.append(Candidates(clip_xyxy(xyxy[order], (im.shape[1], im.shape[0])), conf[order]))
-        return out
+        return [cands.sorted().clip((im.shape[1], im.shape[0])) for im, cands in zip(images_rgb, found)]
 
-    def _predict(self, images_rgb: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
-        """(xyxy (n, 4) float32, conf (n,) float32) per image, in its pixels.
+    def _predict(self, images_rgb: list[np.ndarray]) -> list[Candidates]:
+        """Candidates per image as ultralytics returns them: in its pixels, not clipped, not re-sorted.
 
         Images of one shape run together, PREDICT_BATCH at a time: ultralytics letterboxes a
         mixed-shape batch to a square, so an image's boxes would otherwise depend on what
         else the request carried (and a content-keyed cache would be wrong).
         """
         c = self.config
-        out: list[tuple[np.ndarray, np.ndarray]] = [None] * len(images_rgb)  # type: ignore[list-item]
+        out: list[Candidates] = [None] * len(images_rgb)  # type: ignore[list-item]
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for i, im in enumerate(images_rgb):
             by_shape[im.shape].append(i)
@@ -109,13 +105,10 @@ class Detector:
                     # on 2 cores that ran the scorer single-threaded, at half speed
                     torch.set_num_threads(threads)
                 for i, result in zip(chunk, results):
-                    boxes = result.boxes
-                    xyxy = boxes.xyxy.detach().float().cpu().numpy() if len(boxes) else np.zeros((0, 4), np.float32)
-                    conf = boxes.conf.detach().float().cpu().numpy() if len(boxes) else np.zeros(0, np.float32)
-                    out[i] = (xyxy, conf)
+                    out[i] = Candidates.from_ultralytics(result)
         return out
 
-    def _predict_sliced(self, images_rgb: list[np.ndarray]) -> list[tuple[np.ndarray, np.ndarray]]:
+    def _predict_sliced(self, images_rgb: list[np.ndarray]) -> list[Candidates]:
         """Full images plus their tiles, batched (tiles of same-size images share a shape),
         tile boxes moved into image pixels, all merged by class-agnostic NMS at `iou`."""
         c = self.config
@@ -123,12 +116,7 @@ class Detector:
         tiles = [im[y1:y2, x1:x2] for im, wins in zip(images_rgb, windows) for x1, y1, x2, y2 in wins]
         found = self._predict(list(images_rgb) + tiles)
         tile_found = iter(found[len(images_rgb) :])
-        out = []
-        for k, wins in enumerate(windows):
-            xyxy_list, conf_list = [found[k][0]], [found[k][1]]
-            for window in wins:
-                xyxy, conf = next(tile_found)
-                xyxy_list.append(tile_to_image_xyxy(xyxy, window))
-                conf_list.append(conf)
-            out.append(merge_boxes(xyxy_list, conf_list, c.iou, c.max_det))
-        return out
+        return [
+            merge_tiles(found[k], [next(tile_found) for _ in wins], wins, c.iou, c.max_det)
+            for k, wins in enumerate(windows)
+        ]

@@ -52,3 +52,9 @@ bench-gpu: setup
 
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
+
+# The README's pictures, made with the bundled demo models: docs/page.png, docs/eval_report.png and
+# docs/predict_example.png (a synth set, findbox eval, findbox serve in Chromium, findbox predict; ~4 min).
+.PHONY: docs-pictures
+docs-pictures: setup
+	$(PY) benchmarks/docs_pictures.py

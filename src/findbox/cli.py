@@ -15,6 +15,7 @@ import sys
 # command name -> (module, one-line help). Nested names ("train detector") are groups.
 COMMANDS: dict[str, tuple[str, str]] = {
     "serve": ("findbox.serve.cli", "serve the /identify HTTP protocol"),
+    "predict": ("findbox.predict", "find captions in image files and print the boxes as JSON lines"),
     "synth": ("findbox.synth.cli", "generate a synthetic flying-objects data set"),
     "crops": ("findbox.train.crops", "cut ground-truth crops for scorer training"),
     "train detector": ("findbox.train.detector", "train the single-class YOLO detector"),

@@ -1,0 +1,198 @@
+"""`findbox predict IMAGE... --caption TEXT`: ground captions in image files, no server.
+
+    findbox predict scene.jpg --caption "grey missile" --caption "yellow drone"
+    findbox predict frames/ 'more/*.png' --captions captions.txt --save runs/drawn
+
+Loads the models once (the same model options and --config TOML as `findbox serve`;
+none = the bundled demo), asks every caption of an image in one `Pipeline.ground` call
+(the image is detected and its crops embedded once) and prints one JSON line per
+(image, caption) on stdout:
+
+    {"image": "scene.jpg", "caption": "grey missile", "box_ltwh": [l, t, w, h], "fallback": false,
+     "candidates": [{"box_ltwh": [...], "det_conf": 0.91, "score": 7.3}, ...], "chosen": 0}
+
+Boxes are in pixels of the original image, rounded to 0.01 px; `score` is the scorer's
+logit for the caption, `det_conf` the detector's confidence; `chosen` indexes
+`candidates` (-1 when nothing was detected and `box_ltwh` is the fallback box).
+An unreadable image is named on stderr, the others are still answered, and the exit
+status is then 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import glob
+import importlib.util
+import json
+import math
+import sys
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from findbox.cli import add_model_options, serve_config_from_args
+
+# a findbox synth scene shipped for the README's quick start: images/ and its vlm.jsonl (the true boxes)
+SAMPLE_DIR = Path(__file__).parent / "assets" / "sample"
+IMAGE_SUFFIXES = frozenset({".jpg", ".jpeg", ".png", ".bmp", ".webp"})
+PROGRESS_MIN_IMAGES = 5  # below this a progress bar is only noise between the JSON lines
+# RGB per caption, in caption order (the page's palette order: red, blue, green, orange, purple, teal)
+PALETTE = [(230, 40, 40), (30, 110, 230), (20, 170, 70), (245, 140, 0), (150, 60, 200), (0, 160, 170)]
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="image files, folders (their .jpg/.jpeg/.png/.bmp/.webp files, not recursive) or "
+                             "globs such as 'frames/*.jpg' (quoted; ** recurses)")
+    parser.add_argument("--caption", action="append", default=[], metavar="TEXT",
+                        help="a caption to find in every image; repeat for several")
+    parser.add_argument("--captions", metavar="FILE", help="a text file of captions, one per line (blank lines "
+                        "skipped); adds to --caption")
+    parser.add_argument("--save", metavar="DIR", help="also write each image as DIR/NAME.png with the chosen box "
+                        "of every caption drawn")
+    add_model_options(parser)
+
+
+def read_captions(given: Sequence[str], captions_file: str | None) -> list[str]:
+    """--caption values, then the lines of --captions FILE; duplicates kept once, in order."""
+    captions = list(given)
+    if captions_file is not None:
+        text = Path(captions_file).read_text(encoding="utf-8")  # FileNotFoundError names the file
+        captions += [line.strip() for line in text.splitlines() if line.strip()]
+    if not captions:
+        raise ValueError("captions: expected at least one --caption TEXT or a non-empty --captions FILE, got none")
+    return list(dict.fromkeys(captions))
+
+
+def expand_image_paths(inputs: Sequence[str]) -> tuple[list[Path], list[str]]:
+    """IMAGE arguments -> (image paths in order, without repeats; inputs that named no image).
+
+    A folder gives its image files (by suffix, sorted); a path that does not exist is
+    read as a glob. A named file is taken whatever its suffix: reading it decides.
+    """
+    paths: list[Path] = []
+    unmatched: list[str] = []
+    for text in inputs:
+        path = Path(text)
+        if path.is_dir():
+            found = sorted(p for p in path.iterdir() if p.is_file() and p.suffix.lower() in IMAGE_SUFFIXES)
+        elif path.exists():
+            found = [path]
+        else:
+            found = [Path(p) for p in sorted(glob.glob(text, recursive=True))
+                     if Path(p).is_file() and Path(p).suffix.lower() in IMAGE_SUFFIXES]
+        if not found:
+            unmatched.append(text)
+        paths += found
+    return list(dict.fromkeys(paths)), unmatched
+
+
+def _rounded(values: np.ndarray, digits: int) -> list[float | None]:
+    # JSON has no NaN: a value the scorer did not produce is null
+    return [round(float(v), digits) if math.isfinite(float(v)) else None for v in np.asarray(values).reshape(-1)]
+
+
+def grounding_record(image: str, caption: str, grounding) -> dict:
+    """One output line: a `findbox.pipeline.Grounding` as plain JSON types."""
+    cands = grounding.candidates
+    return {
+        "image": image,
+        "caption": caption,
+        "box_ltwh": _rounded(grounding.ltwh, 2),
+        "fallback": bool(grounding.fallback),
+        "candidates": [
+            {"box_ltwh": _rounded(ltwh, 2), "det_conf": _rounded(det, 4)[0], "score": _rounded(score, 4)[0]}
+            for ltwh, det, score in zip(cands.ltwh, cands.det_score, cands.match_score)
+        ],
+        "chosen": int(grounding.chosen),
+    }
+
+
+def _font(size: int):
+    """matplotlib's DejaVuSans when installed (found without importing matplotlib), else PIL's own font."""
+    from PIL import ImageFont
+
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        ttf = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if ttf.is_file():
+            return ImageFont.truetype(str(ttf), size)
+    return ImageFont.load_default()
+
+
+def draw_groundings(image_rgb: np.ndarray, captions: Sequence[str], groundings: Sequence):
+    """(H, W, 3) uint8 RGB -> PIL image with each caption's chosen box and the caption drawn.
+
+    Box i and its label take PALETTE[i]; a fallback box is labelled "(nothing detected)".
+    Line width and text size follow the image's shorter side, so they read the same at any size.
+    """
+    from PIL import Image, ImageDraw
+
+    out = Image.fromarray(image_rgb)
+    draw = ImageDraw.Draw(out)
+    w, h = out.size
+    line = max(2, round(min(w, h) / 300))
+    font = _font(max(12, round(min(w, h) / 40)))
+    for i, (caption, g) in enumerate(zip(captions, groundings, strict=True)):
+        colour = PALETTE[i % len(PALETTE)]
+        x1, y1, x2, y2 = (float(v) for v in g.xyxy)
+        # the outline hugs the box from outside, pulled in where the box meets the image's edge
+        outline = [max(0.0, x1 - line), max(0.0, y1 - line), min(w - 1.0, x2 + line - 1), min(h - 1.0, y2 + line - 1)]
+        draw.rectangle(outline, outline=colour, width=line)
+        label = caption + (" (nothing detected)" if g.fallback else "")
+        _, _, text_w, text_h = draw.textbbox((0, 0), label, font=font)
+        pad = line
+        # above the box when it fits, else just inside its top; never past the right edge
+        tx = max(0.0, min(x1 - line, w - text_w - 2 * pad))
+        ty = y1 - line - text_h - 2 * pad if y1 - line - text_h - 2 * pad >= 0 else max(0.0, y1)
+        draw.rectangle([tx, ty, tx + text_w + 2 * pad, ty + text_h + 2 * pad], fill=colour)
+        draw.text((tx + pad, ty + pad), label, fill=(255, 255, 255), font=font)
+    return out
+
+
+def _save_name(path: Path, taken: set[str]) -> str:
+    """NAME.png from the image's name; a second image of the same name gets NAME-2.png."""
+    name, n = f"{path.stem}.png", 1
+    while name in taken:
+        n += 1
+        name = f"{path.stem}-{n}.png"
+    taken.add(name)
+    return name
+
+
+def main(args: argparse.Namespace) -> int:
+    from tqdm import tqdm
+
+    captions = read_captions(args.caption, args.captions)
+    paths, unmatched = expand_image_paths(args.images)
+    for text in unmatched:
+        print(f"findbox predict: {text}: no image file there (expected a file, a folder of "
+              f"{'/'.join(sorted(s[1:] for s in IMAGE_SUFFIXES))} files or a matching glob)", file=sys.stderr)
+    config = serve_config_from_args(args)
+    save_dir = Path(args.save) if args.save else None
+    if save_dir is not None:
+        save_dir.mkdir(parents=True, exist_ok=True)
+
+    from findbox.factory import load_pipeline
+    from findbox.images import load_image_file
+
+    pipeline = load_pipeline(config.pipeline)  # once, for every image
+    failed = len(unmatched)
+    taken: set[str] = set()
+    for path in tqdm(paths, desc="predict", unit="img", file=sys.stderr, disable=len(paths) < PROGRESS_MIN_IMAGES):
+        try:
+            image = load_image_file(path, config.server.max_image_pixels)
+        except (ValueError, OSError) as exc:
+            tqdm.write(f"findbox predict: {path}: {exc}", file=sys.stderr)
+            failed += 1
+            continue
+        groundings = pipeline.ground([image], [(0, caption) for caption in captions])
+        for caption, g in zip(captions, groundings, strict=True):
+            tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=sys.stdout)
+        if save_dir is not None:
+            draw_groundings(image, captions, groundings).save(save_dir / _save_name(path, taken))
+    sys.stdout.flush()
+    if failed:
+        print(f"findbox predict: {failed} input(s) could not be read; the others were answered", file=sys.stderr)
+    return 1 if failed else 0

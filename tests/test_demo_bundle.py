@@ -61,11 +61,11 @@ def test_findbox_serve_with_no_model_options_serves_the_bundle():
 def _config(argv: list[str]):
     import argparse
 
-    from findbox.cli_options import add_model_arguments, config_from_args
+    from findbox.cli import add_model_options, serve_config_from_args
 
     parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
-    return config_from_args(parser.parse_args(argv))
+    add_model_options(parser)
+    return serve_config_from_args(parser.parse_args(argv)).pipeline
 
 
 def test_bundle_settings_apply_only_to_the_bundled_models():

@@ -9,8 +9,8 @@ import pytest
 import torch
 
 from findbox.boxes import Candidates, box_iou
-from findbox.cli_options import add_model_arguments, config_from_args
-from findbox.config import DetectorConfig, ServeConfig
+from findbox.cli import add_model_options, serve_config_from_args
+from findbox.config import DetectorConfig, PipelineConfig
 from findbox.detect.ensemble import MEMBER_CONF_FRACTION, EnsembleDetector
 from tests.conftest import TINY_DETECTION, make_image
 
@@ -128,18 +128,22 @@ def test_ensemble_of_two_ultralytics_models(two_detectors):
     (None, None),
 ])
 def test_serve_config_detector_forms(value, expected):
-    assert ServeConfig(detector=value).detector == expected
+    assert PipelineConfig(detector=value).detector == expected
 
 
 @pytest.mark.parametrize("value", [[], [1, 2], 3])
 def test_serve_config_detector_bad_forms(value):
     with pytest.raises(TypeError, match="detector"):
-        ServeConfig(detector=value)
+        PipelineConfig(detector=value)
 
 
 def test_detector_option_repeats_and_toml_list(tmp_path):
     parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
+    add_model_options(parser)
+
+    def config_from_args(args):
+        return serve_config_from_args(args).pipeline
+
     assert config_from_args(parser.parse_args(["--detector", "a.pt"])).detector == "a.pt"
     two = parser.parse_args(["--detector", "a.pt", "--detector", "b.pt"])
     assert config_from_args(two).detector == ["a.pt", "b.pt"]

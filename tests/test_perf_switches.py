@@ -5,7 +5,7 @@ import argparse
 import numpy as np
 import torch
 
-from findbox.cli_options import add_model_arguments, config_from_args
+from findbox.cli import add_model_options, serve_config_from_args
 from findbox.config import Precision, ScorerBackend
 from findbox.device import resolve_autocast, resolve_dtype
 from findbox.factory import load_pipeline
@@ -14,8 +14,8 @@ from tests.conftest import CAPTIONS, TINY_DETECTION, make_image
 
 def parse(argv):
     parser = argparse.ArgumentParser()
-    add_model_arguments(parser)
-    return config_from_args(parser.parse_args(argv))
+    add_model_options(parser)
+    return serve_config_from_args(parser.parse_args(argv)).pipeline
 
 
 def test_flags_reach_the_config():

@@ -8,9 +8,19 @@ when their command runs, so `findbox synth` never pays for torch.
 from __future__ import annotations
 
 import argparse
+import dataclasses
+import enum
 import importlib
+import inspect
+import logging
 import os
+import re
 import sys
+import types
+import typing
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 # command name -> (module, one-line help). Nested names ("train detector") are groups.
 COMMANDS: dict[str, tuple[str, str]] = {
@@ -50,6 +60,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
             target = groups[group[0]]
         p = target.add_parser(leaf, help=help_text, description=help_text)
         p.set_defaults(_module=module_name)
+        p.add_argument("--log-level", default="info", help="log level: debug, info, warning or error (default info)")
         if module_name == wanted:  # only the chosen command imports its module
             importlib.import_module(module_name).add_arguments(p)
     return parser
@@ -59,14 +70,247 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
+    command = " ".join(n for n in (args.command, getattr(args, "subcommand", None)) if n)
+    setup_logging(args.log_level)
     try:
         return int(module.main(args) or 0)
-    except (ValueError, TypeError, FileNotFoundError, FileExistsError) as exc:
+    except (CommandError, ValueError, TypeError, OSError) as exc:
         # bad input: the message names the field or file; a traceback would only hide it
         if os.environ.get("FINDBOX_TRACEBACK"):
             raise
-        print(f"findbox {args.command}: error: {exc}", file=sys.stderr)
+        print_error(command, exc)
         return 2
+
+
+class CommandError(Exception):
+    """A command cannot do what was asked for a reason outside findbox (e.g. a server that does
+    not answer); printed like bad input, without a traceback."""
+
+
+def print_error(command: str, message: object) -> None:
+    """The one way a command reports a failure: `findbox COMMAND: error: MESSAGE` on stderr."""
+    print(f"findbox {command}: error: {message}", file=sys.stderr)
+
+
+LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
+
+
+def setup_logging(level: str = "info") -> None:
+    """Root logging for every command; findbox's own loggers at `level` even when a host
+    application (or pytest) configured the root logger first."""
+    logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
+    logging.getLogger("findbox").setLevel(level.upper())
+
+
+# --- model options: serve, eval and predict ------------------------------------------------------
+
+
+def add_model_options(parser: argparse.ArgumentParser) -> None:
+    """The options that choose and configure the models (PipelineConfig), shared by serve, eval
+    and predict. Where the bundled demo brings its own settings, the help shows both defaults."""
+    from findbox.config import PipelineConfig
+
+    add_options(parser, PipelineConfig, "models", shown=_bundle_shown())
+
+
+def serve_config_from_args(args: argparse.Namespace):
+    """ServeConfig from field defaults < the bundled demo's settings (for the bundled models
+    only) < --config FILE.toml < flags. A parser without server flags still reads a serve TOML."""
+    from findbox.bundle import with_bundle_defaults
+    from findbox.config import ServeConfig
+
+    data = options_from_args(args, ServeConfig)
+    data["pipeline"] = with_bundle_defaults(data.get("pipeline", {}))
+    return config_from_args(args, ServeConfig, data)
+
+
+def _bundle_shown() -> dict[str, str]:
+    """Field name -> "DEFAULT; BUNDLED with the bundled demo ..." where the bundle's setting differs."""
+    from findbox.bundle import bundle_detection_defaults, bundle_ranking_defaults
+    from findbox.config import DetectorConfig, PipelineConfig
+
+    shown = {}
+    for cls, settings, models in ((DetectorConfig, bundle_detection_defaults(), "detector"),
+                                  (PipelineConfig, bundle_ranking_defaults(), "detector and scorer")):
+        fields = {f.name: f for f in dataclasses.fields(cls)}
+        for name, value in settings.items():
+            f = fields.get(name)
+            if f is None:
+                continue
+            default = field_default(f)
+            if isinstance(default, enum.Enum):
+                value = type(default)(value)
+            if value != default:
+                shown[name] = f"{default_text(f, default)}; {default_text(f, value)} with the bundled demo {models}"
+    return shown
+
+
+# --- options from config dataclasses --------------------------------------------------------------
+
+
+def add_options(parser: argparse.ArgumentParser, cls: type, title: str | None = None,
+                shown: dict[str, str] | None = None, skip: tuple[str, ...] = ()) -> None:
+    """One flag per field of the config dataclass `cls`; a nested config's fields are flattened
+    (PipelineConfig.detection.imgsz is --imgsz) in a group of their own.
+
+    The flag is --kebab-name unless `option(flag=...)` names another; bool fields are switches
+    (--name, or --no-name for a field that defaults to True), Enum fields take their values.
+    Every flag defaults to None so that `config_from_args` can apply: field default <
+    --config FILE.toml < flag. The help text is the field's `option(help=...)` (else its
+    comment) plus the default, taken from the field or from `shown` (field name -> text).
+    `skip` leaves fields off the command line; a TOML file still sets them.
+    """
+    from findbox.config import nested_config
+
+    if "--config" not in parser._option_string_actions:
+        parser.add_argument("--config", metavar="FILE.toml",
+                            help="TOML file with the options' names as keys (--max-det is max_det); flags win over it")
+    comments = _field_comments(cls)
+    group = parser.add_argument_group(title) if title else parser
+    for f in dataclasses.fields(cls):
+        if f.name in skip or not f.metadata.get("cli", True):
+            continue
+        sub = nested_config(cls, f.name)
+        if sub is not None:
+            add_options(parser, sub, f.name, shown, skip)
+            continue
+        flag, kwargs = _flag(cls, f, comments.get(f.name, ""), (shown or {}).get(f.name))
+        group.add_argument(flag, dest=f.name, default=None, **kwargs)
+
+
+def option_names(cls: type) -> list[str]:
+    """Field names `add_options(parser, cls)` makes flags for, nested configs' fields included."""
+    from findbox.config import nested_config
+
+    names = []
+    for f in dataclasses.fields(cls):
+        if not f.metadata.get("cli", True):
+            continue
+        sub = nested_config(cls, f.name)
+        names += option_names(sub) if sub is not None else [f.name]
+    return names
+
+
+def flag_of(cls: type, name: str) -> str:
+    """The flag of field `name` (searched in nested configs too), e.g. "--max-det"."""
+    from findbox.config import _key_path, _owner
+
+    path = _key_path(cls, name)
+    assert path is not None, name
+    f = next(f for f in dataclasses.fields(_owner(cls, path)) if f.name == path[-1])
+    return _flag_name(f)
+
+
+def options_from_args(args: argparse.Namespace, cls: type) -> dict[str, Any]:
+    """The nested dict of what the user set for `cls`: the --config TOML file's keys, then the
+    flags given (not None) over them. Keys of the TOML file that `cls` lacks raise ValueError."""
+    from findbox.config import _key_path, load_toml, nest_keys
+
+    path = getattr(args, "config", None)
+    data = nest_keys(cls, load_toml(path), str(path)) if path else {}
+    for name, value in vars(args).items():
+        if value is None or (where := _key_path(cls, name)) is None:
+            continue  # not given, or the command's own option (e.g. eval's --out)
+        target = data
+        for step in where[:-1]:
+            target = target.setdefault(step, {})
+        target[where[-1]] = value
+    return data
+
+
+def config_from_args(args: argparse.Namespace, cls: type[T], data: dict[str, Any] | None = None) -> T:
+    """`cls` built from `options_from_args` (or from `data`, that dict after the caller's own
+    merging). A required field that neither sets raises ValueError naming its flag."""
+    from findbox.config import from_dict
+
+    data = options_from_args(args, cls) if data is None else data
+    for f in dataclasses.fields(cls):
+        required = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
+        if required and f.name not in data:
+            raise ValueError(f"{f.name}: expected {_flag_name(f)} (or {f.name} = ... in --config FILE), got none")
+    return from_dict(cls, data, str(getattr(args, "config", None) or "config"))
+
+
+def _flag_name(f: dataclasses.Field) -> str:
+    if f.metadata.get("flag"):
+        return f.metadata["flag"]
+    kebab = f.name.replace("_", "-")
+    return f"--no-{kebab}" if f.default is True else f"--{kebab}"
+
+
+def _flag(cls: type, f: dataclasses.Field, comment: str, shown: str | None) -> tuple[str, dict[str, Any]]:
+    """The flag name and add_argument keywords of one field."""
+    from findbox.config import field_types
+
+    meta = f.metadata
+    kind = field_types(cls)[f.name]
+    union = typing.get_origin(kind) in (typing.Union, types.UnionType)
+    members = [a for a in typing.get_args(kind) if a is not type(None)] if union else [kind]  # X | None -> X
+    base = members[0]
+    kwargs: dict[str, Any] = {}
+    if base is bool:
+        kwargs["action"] = "store_false" if f.default is True else "store_true"
+    elif isinstance(base, type) and issubclass(base, enum.Enum):
+        kwargs["choices"] = list(meta.get("choices") or [m.value for m in base])
+    elif any(typing.get_origin(m) is list for m in members):
+        kwargs["action"] = "append"  # repeatable: --detector a.pt --detector b.pt
+    elif meta.get("parse"):
+        kwargs["type"] = meta["parse"]
+    elif base in (int, float):
+        kwargs["type"] = base
+    # anything else (str, tuples) goes in as text: the dataclass parses it ("2x2", "1280:55,1600:7")
+    if meta.get("metavar"):
+        kwargs["metavar"] = meta["metavar"]
+    kwargs["help"] = _help(f, meta.get("help") or comment, shown).replace("%", "%%")
+    return _flag_name(f), kwargs
+
+
+def _help(f: dataclasses.Field, text: str, shown: str | None) -> str:
+    """The help text with the default in it, taken from the field, never written by hand."""
+    if shown is not None:
+        return f"{text} (default {shown})"
+    default = field_default(f)
+    if default is dataclasses.MISSING or default is None or isinstance(default, bool) or "(default" in text:
+        return text  # a switch, or a default the text itself explains
+    return f"{text} (default {default_text(f, default)})"
+
+
+def field_default(f: dataclasses.Field) -> Any:
+    """The field's default value; dataclasses.MISSING for a required field."""
+    if f.default_factory is not dataclasses.MISSING:
+        return f.default_factory()
+    return f.default
+
+
+def default_text(f: dataclasses.Field, value: Any) -> str:
+    """How a value of field `f` is written in help text: 2x2, v2, 2e-05, 1280:55,1600:7."""
+    if f.metadata.get("show"):
+        return f.metadata["show"](value)
+    if isinstance(value, enum.Enum):
+        return str(value.value)
+    if isinstance(value, float):
+        return format(value, "g")
+    return str(value)
+
+
+def _field_comments(cls: type) -> dict[str, str]:
+    """Field name -> its trailing comment, else the comment lines right above it; {} without source."""
+    try:
+        lines = inspect.getsource(cls).splitlines()
+    except (OSError, TypeError):
+        return {}
+    comments: dict[str, str] = {}
+    above: list[str] = []
+    for line in lines:
+        text = line.strip()
+        if text.startswith("#"):
+            above.append(text.lstrip("# "))
+            continue
+        match = re.match(r"(\w+)\s*:[^#]*?(?:#\s*(.*))?$", text)
+        if match and not text.startswith(("def ", "class ", "return ")):
+            comments.setdefault(match[1], (match[2] or " ".join(above)).strip())
+        above = []
+    return comments
 
 
 if __name__ == "__main__":

@@ -1,7 +1,12 @@
 """Typed configuration. Field comments say why the default is what it is.
 
-`ServeConfig` is what `findbox serve` (and `findbox eval` in-process) accept, on
-the command line or in a TOML file with the same keys.
+`PipelineConfig` chooses and configures the models (what `load_pipeline` builds, what
+`findbox eval` runs); `ServerConfig` holds the HTTP settings of `findbox serve`;
+`ServeConfig` is both. A serve TOML file is flat: model and server keys side by side,
+detector keys at top level or under [detection] (`ServeConfig.from_dict`).
+
+Each field's command-line flag is built from it (`findbox.cli.add_options`): `option(...)`
+gives the help text and, where needed, a flag name or parser that differ from the field's.
 """
 
 from __future__ import annotations
@@ -9,10 +14,30 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import enum
+import functools
 import tomllib
+import typing
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+
+
+def option(default: Any = dataclasses.MISSING, *, help: str = "", flag: str | None = None, metavar: str | None = None,
+           choices: tuple[str, ...] | None = None, parse: Callable[[str], Any] | None = None,
+           show: Callable[[Any], str] | None = None, cli: bool = True, default_factory: Any = dataclasses.MISSING):
+    """A dataclass field plus its command-line form, read by `findbox.cli.add_options`.
+
+    help: what the option does; "(default: X)" is appended from the field's default.
+    flag: the flag when it is not --kebab-name (an existing flag name kept).
+    choices: allowed strings when they are fewer than the Enum's members.
+    parse: str -> value for a flag whose text is not the field's type (e.g. "0.9,0.99").
+    show: value -> str for the default in the help text.
+    cli: False keeps the field out of the command line (TOML files still set it).
+    """
+    meta = {"help": help, "flag": flag, "metavar": metavar, "choices": choices, "parse": parse, "show": show,
+            "cli": cli}
+    return field(default=default, default_factory=default_factory, metadata=meta)
 
 
 class Fallback(str, enum.Enum):
@@ -44,15 +69,26 @@ class ScoreFusion(str, enum.Enum):
     PRODUCT = "product"  # logit + fusion_weight * log(det_conf): a product of the two, in log space
 
 
+def _grid_text(grid: tuple[int, int]) -> str:
+    return f"{grid[0]}x{grid[1]}" + (" = off" if tuple(grid) == (1, 1) else "")
+
+
 @dataclass
 class DetectorConfig:
-    imgsz: int = 1600  # the original's best: small objects gain from resolution
-    conf: float = 0.1  # low on purpose: the scorer rejects false positives
-    iou: float = 0.1  # aggressive NMS: objects in these scenes rarely overlap
-    max_det: int = 10  # scenes hold 3-8 objects
-    augment: bool = False  # ultralytics TTA; the original used it, it costs ~3x detector time
-    slices: tuple[int, int] = (1, 1)  # SAHI-style tiles (cols, rows) plus the full image; "2x2" accepted; 1x1 = off
-    slice_overlap: float = 0.2  # tiles overlap so an object cut by one tile is whole in its neighbour
+    # the original's best: small objects gain from resolution
+    imgsz: int = option(1600, help="detector input size in pixels")
+    # low on purpose: the scorer rejects false positives
+    conf: float = option(0.1, help="detector confidence threshold")
+    # aggressive NMS: objects in these scenes rarely overlap
+    iou: float = option(0.1, help="detector NMS IoU")
+    max_det: int = option(10, help="boxes per image")  # scenes hold 3-8 objects
+    # ultralytics TTA; the original used it, it costs ~3x detector time
+    augment: bool = option(False, help="detector test-time augmentation")
+    # SAHI-style tiles (cols, rows) plus the full image; "2x2" accepted; 1x1 = off
+    slices: tuple[int, int] = option((1, 1), metavar="COLSxROWS", show=_grid_text,
+                                     help="SAHI-style sliced detection: tiles plus the full image, e.g. 2x2")
+    # tiles overlap so an object cut by one tile is whole in its neighbour
+    slice_overlap: float = option(0.2, help="overlap of neighbouring tiles, a fraction of a tile")
 
     def __post_init__(self) -> None:
         from findbox.detect.sliced import parse_grid
@@ -66,32 +102,42 @@ class DetectorConfig:
 
 
 @dataclass
-class ServeConfig:
-    detector: str | list[str] | None = None  # ultralytics .pt, or several fused by WBF; None = the bundled demo
-    scorer: str | None = None  # scorer spec (findbox.score.spec): a folder, open_clip:ARCH:WEIGHTS, a .toml; None = demo
-    upscaler: str | None = None  # Real-ESRGAN .pth; None = the bundle's, if it has one
-    no_upscaler: bool = False
-    device: str = "auto"
-    precision: Precision = Precision.AUTO
+class PipelineConfig:
+    """What answers: the models, their settings, the ranking and the caches. `load_pipeline` takes it."""
+
+    # several .pt are fused by WBF; None = the bundled demo
+    detector: str | list[str] | None = option(
+        None, metavar="PT", help="ultralytics detection checkpoint; repeat to fuse several by WBF "
+                                 "(default: the bundled demo)")
+    # a scorer spec (findbox.score.spec); None = the bundled demo
+    scorer: str | None = option(
+        None, metavar="SPEC", help="transformers save_pretrained folder, open_clip:ARCH:WEIGHTS[:TOKENIZER_DIR] or a "
+                                   "scorer .toml (docs/ZOO.md; default: the bundled demo)")
+    # None = the bundle's, if it has one and the scorer is the bundle's
+    upscaler: str | None = option(None, metavar="PTH",
+                                  help="Real-ESRGAN .pth (params or params_ema), loaded by spandrel")
+    no_upscaler: bool = option(False, help="score crops as cut")
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    precision: Precision = option(Precision.AUTO, help="model precision")
     detection: DetectorConfig = field(default_factory=DetectorConfig)
-    fallback: Fallback = Fallback.IMAGE
-    prompt: str | None = None  # None = the scorer family's default ("This is a photo of {}.")
-    score_fusion: ScoreFusion = ScoreFusion.SCORER  # the original ranked by the scorer alone
-    fusion_weight: float = 1.0  # weight of log(det_conf) under score_fusion=product
-    crop_batch: int = 32  # crops per vision forward: bounds memory whatever the request size
-    text_cache_size: int = 4096  # distinct captions kept embedded across requests
-    image_cache: int = 256  # images kept detected and embedded across requests (~30 KB each); 0 = off
-    image_cache_mb: int = 64  # byte bound of that cache, whichever bound is hit first
-    scorer_backend: ScorerBackend = ScorerBackend.TORCH  # onnx: same boxes, 1.0-1.1x on 2 CPU cores (BENCHMARKS.md)
-    compile: bool = False  # torch.compile the image tower; no gain measured on CPU, GPU not yet measured
-    host: str = "0.0.0.0"
-    port: int = 5004  # the original service's port; clients expect it
-    max_body_bytes: int = 64 * 1024 * 1024  # 64 instances of ~1 MB JPEG fit comfortably
-    max_instances: int = 256  # clients send 1, 4 or 64
-    max_image_pixels: int = 40_000_000  # ~30x a 1520x870 frame; stops decompression bombs
-    warmup: bool = True  # run one request before /health says ready
-    request_timeout_s: float = 120.0  # a request still unanswered then gets 504; far above a 64-instance GPU batch
-    batch_window_ms: float = 0.0  # gather concurrent requests into one model call for this long; 0 = off
+    fallback: Fallback = option(Fallback.IMAGE, help="box when nothing is detected: the whole image or zeros")
+    # None = the scorer family's default ("This is a photo of {}.")
+    prompt: str | None = option(None, help="prompt template with {} for the caption (default: the scorer family's)")
+    # the original ranked by the scorer alone
+    score_fusion: ScoreFusion = option(ScoreFusion.SCORER,
+                                       help="rank boxes by the scorer logit alone or by logit + w * log(det_conf)")
+    fusion_weight: float = option(1.0, help="w of --score-fusion product")
+    # bounds memory whatever the request size
+    crop_batch: int = option(32, help="crops per scorer forward")
+    text_cache_size: int = option(4096, help="distinct captions kept embedded across requests")
+    # ~30 KB each
+    image_cache: int = option(256, metavar="N", help="images kept detected and embedded across requests; 0 = off")
+    image_cache_mb: int = option(64, metavar="MB", help="memory bound of the image cache, whichever bound is hit first")
+    # onnx: same boxes, 1.0-1.1x on 2 CPU cores (BENCHMARKS.md)
+    scorer_backend: ScorerBackend = option(
+        ScorerBackend.TORCH, help="run the scorer towers on torch or ONNX Runtime (CPU, fp32; exported once, cached)")
+    # no gain measured on CPU, GPU not yet measured
+    compile: bool = option(False, help="torch.compile the scorer's image tower")
 
     def __post_init__(self) -> None:
         self.precision = _enum("precision", Precision, self.precision)
@@ -101,14 +147,55 @@ class ServeConfig:
         self.detector = _detector_paths(self.detector)
         if isinstance(self.detection, dict):
             self.detection = from_dict(DetectorConfig, self.detection, "detection")
-        _check_range("port", self.port, 0, 65535)
         _check_range("crop_batch", self.crop_batch, 1, 4096)
         self.scorer_backend = _enum("scorer_backend", ScorerBackend, self.scorer_backend)
         _check_range("image_cache", self.image_cache, 0, 10_000_000)
         _check_range("image_cache_mb", self.image_cache_mb, 0, 1_000_000)
+
+
+@dataclass
+class ServerConfig:
+    """How `findbox serve` speaks HTTP: address, request caps, readiness, time limits."""
+
+    host: str = option("0.0.0.0", help="bind address")
+    port: int = option(5004, help="port")  # the original service's port; clients expect it
+    # 64 instances of ~1 MB JPEG fit comfortably
+    max_body_bytes: int = option(64 * 1024 * 1024, help="largest request body; larger gets 413")
+    max_instances: int = option(256, help="most instances per request; more gets 413")  # clients send 1, 4 or 64
+    # ~30x a 1520x870 frame; stops decompression bombs
+    max_image_pixels: int = option(40_000_000, help="largest image (w*h); larger gets 413")
+    warmup: bool = option(True, help="report ready without a warm-up request")  # one request before /health says ready
+    # far above a 64-instance GPU batch
+    request_timeout_s: float = option(120.0, help="answer 504 to a request not answered in this many seconds")
+    batch_window_ms: float = option(0.0, help="gather concurrent requests into one model call for this long; 0 = off")
+
+    def __post_init__(self) -> None:
+        _check_range("port", self.port, 0, 65535)
         _check_range("max_instances", self.max_instances, 1, 1_000_000)
         _check_range("request_timeout_s", self.request_timeout_s, 0.001, 86400)
         _check_range("batch_window_ms", self.batch_window_ms, 0, 10_000)
+
+
+@dataclass
+class ServeConfig:
+    """Everything `findbox serve` needs: the pipeline it loads and how it serves it."""
+
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig)
+    server: ServerConfig = field(default_factory=ServerConfig)
+
+    def __post_init__(self) -> None:
+        if isinstance(self.pipeline, dict):
+            self.pipeline = from_dict(PipelineConfig, self.pipeline, "pipeline")
+        if isinstance(self.server, dict):
+            self.server = from_dict(ServerConfig, self.server, "server")
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "config") -> ServeConfig:
+        """From one flat dict, as a serve TOML file holds it: model and server keys side by side,
+        detector keys at top level or under "detection". Unknown keys raise with a suggestion."""
+        nested = nest_keys(cls, data, where)
+        return cls(pipeline=from_dict(PipelineConfig, nested.get("pipeline", {}), where),
+                   server=from_dict(ServerConfig, nested.get("server", {}), where))
 
 
 T = TypeVar("T")
@@ -140,24 +227,91 @@ def _check_range(name: str, value: Any, lo: float, hi: float) -> None:
         raise ValueError(f"{name}: expected a value in [{lo}, {hi}], got {value}")
 
 
+@functools.cache
+def field_types(cls: type) -> dict[str, Any]:
+    """Field name -> resolved annotation (the modules use `from __future__ import annotations`)."""
+    hints = typing.get_type_hints(cls)
+    return {f.name: hints[f.name] for f in dataclasses.fields(cls)}
+
+
+def nested_config(cls: type, name: str) -> type | None:
+    """The dataclass type of field `name` of `cls` when it is one (e.g. PipelineConfig.detection), else None."""
+    kind = field_types(cls)[name]
+    return kind if dataclasses.is_dataclass(kind) else None
+
+
+def nest_keys(cls: type, data: dict[str, Any], where: str = "config") -> dict[str, Any]:
+    """A flat dict -> the nested dict `cls` takes: a key naming a field of a nested config
+    (e.g. "imgsz" of PipelineConfig.detection) moves under that field; a table under a nested
+    field's own name stays there. Unknown keys raise with a suggestion."""
+    out: dict[str, Any] = {}
+    for key, value in data.items():
+        path = _key_path(cls, key)
+        if path is None:
+            names = sorted(_all_keys(cls))
+            close = difflib.get_close_matches(key, names, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(names)}")
+        target = out
+        for step in path[:-1]:
+            target = target.setdefault(step, {})
+        sub = nested_config(_owner(cls, path), path[-1])
+        if sub is not None and isinstance(value, dict):
+            target[path[-1]] = {**target.get(path[-1], {}), **nest_keys(sub, value, f"{where}.{path[-1]}")}
+        else:
+            target[path[-1]] = value
+    return out
+
+
+def _owner(cls: type, path: tuple[str, ...]) -> type:
+    """The dataclass that holds the last name of `path`."""
+    for step in path[:-1]:
+        cls = nested_config(cls, step)  # type: ignore[assignment]
+    return cls
+
+
+def _key_path(cls: type, key: str) -> tuple[str, ...] | None:
+    """("detection", "imgsz") for key "imgsz" of PipelineConfig; None when no field has that name."""
+    names = [f.name for f in dataclasses.fields(cls)]
+    if key in names:
+        return (key,)
+    for name in names:
+        sub = nested_config(cls, name)
+        if sub is not None and (path := _key_path(sub, key)) is not None:
+            return (name, *path)
+    return None
+
+
+def _all_keys(cls: type) -> set[str]:
+    keys = set()
+    for f in dataclasses.fields(cls):
+        keys.add(f.name)
+        if (sub := nested_config(cls, f.name)) is not None:
+            keys |= _all_keys(sub)
+    return keys
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
-    """Build a config dataclass from a dict; unknown keys raise with a suggestion."""
+    """Build a config dataclass from a dict (a dict for a nested config too); unknown keys
+    raise with a suggestion."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in names:
             close = difflib.get_close_matches(key, sorted(names), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise ValueError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(sorted(names))}")
-    return cls(**data)
+    values = dict(data)
+    for key, value in data.items():
+        sub = nested_config(cls, key)
+        if sub is not None and isinstance(value, dict):
+            values[key] = from_dict(sub, value, f"{where}.{key}")
+    return cls(**values)
 
 
 def load_toml(path: str | Path) -> dict[str, Any]:
-    """Read a TOML config. Detector keys may sit at top level or under [detection]."""
-    with open(path, "rb") as f:
-        data = tomllib.load(f)
-    detection = dict(data.pop("detection", {}))
-    for key in [k for k in data if k in {f.name for f in dataclasses.fields(DetectorConfig)}]:
-        detection[key] = data.pop(key)
-    if detection:
-        data["detection"] = detection
-    return data
+    """The tables and keys of a TOML config file, as read; ValueError names the file on bad TOML."""
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        raise ValueError(f"config: expected a TOML file, got {str(path)!r} ({exc})") from None

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from findbox.config import ServeConfig
+from findbox.config import PipelineConfig
 
 from findbox.bundle import bundled_paths, with_bundle_defaults
 
 
-def resolve_model_paths(config: ServeConfig) -> dict[str, Path | list[Path] | None]:
+def resolve_model_paths(config: PipelineConfig) -> dict[str, Path | list[Path] | None]:
     """The detector, scorer and upscaler files to load: given ones first, the bundle for the rest.
 
     "detector" is a list when several detectors are fused; "scorer" may be any scorer spec
@@ -38,7 +38,7 @@ def resolve_model_paths(config: ServeConfig) -> dict[str, Path | list[Path] | No
     return paths
 
 
-def load_pipeline(config: ServeConfig | None = None, **overrides):
+def load_pipeline(config: PipelineConfig | None = None, **overrides):
     """Load every model once and compose the pipeline.
 
     >>> pipe = load_pipeline(detector="det.pt", scorer="siglip/", no_upscaler=True)
@@ -55,9 +55,9 @@ def load_pipeline(config: ServeConfig | None = None, **overrides):
     from findbox.upscaler import Upscaler
 
     if config is None:
-        config = from_dict(ServeConfig, with_bundle_defaults(overrides), "load_pipeline")
+        config = from_dict(PipelineConfig, with_bundle_defaults(overrides), "load_pipeline")
     elif overrides:
-        raise TypeError("load_pipeline: pass either a ServeConfig or keyword options, not both")
+        raise TypeError("load_pipeline: pass either a PipelineConfig or keyword options, not both")
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
     dtype = resolve_dtype(config.precision, device)

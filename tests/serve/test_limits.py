@@ -12,7 +12,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from findbox.boxes import Candidates
-from findbox.config import ServeConfig
+from findbox.config import ServeConfig, ServerConfig
 from findbox.images import encode_jpeg_b64
 from findbox.pipeline import Counters, Grounding
 from findbox.serve.app import create_app
@@ -44,7 +44,8 @@ def body(n: int = 1) -> dict:
 
 def test_request_over_the_timeout_gets_504_and_queued_work_is_dropped():
     pipeline = SlowPipeline(seconds=1.5)
-    app = create_app(ServeConfig(warmup=False, request_timeout_s=0.4), load=lambda config: pipeline)
+    config = ServeConfig(server=ServerConfig(warmup=False, request_timeout_s=0.4))
+    app = create_app(config, load=lambda config: pipeline)
     with TestClient(app) as client:
         while client.get("/health").status_code != 200:
             time.sleep(0.01)
@@ -75,6 +76,9 @@ def test_request_over_the_timeout_gets_504_and_queued_work_is_dropped():
 
 
 class BrokenPipeline(SlowPipeline):
+    def stats(self) -> dict:
+        return {"counters": {}, "stage_seconds": {}, "caches": {}}
+
     def ground(self, images, queries, timings=None):
         self.calls += 1
         if self.calls == 1:
@@ -83,7 +87,7 @@ class BrokenPipeline(SlowPipeline):
 
 
 def test_model_error_is_a_json_500_and_the_service_goes_on():
-    app = create_app(ServeConfig(warmup=False), load=lambda config: BrokenPipeline(seconds=0))
+    app = create_app(ServeConfig(server=ServerConfig(warmup=False)), load=lambda config: BrokenPipeline(seconds=0))
     with TestClient(app, raise_server_exceptions=False) as client:
         while client.get("/health").status_code != 200:
             time.sleep(0.01)

@@ -14,14 +14,10 @@ import sys
 import time
 from pathlib import Path
 
-from findbox.cli_options import add_model_arguments, config_from_args
+from findbox.cli import CommandError, add_model_options, flag_of, option_names, serve_config_from_args
+from findbox.config import PipelineConfig
 from findbox.eval.analysis import DEFAULT_SWEEP
 from findbox.eval.data import SplitName
-
-
-# ServeConfig fields about HTTP serving, not about the answers or their cost
-SERVER_ONLY = ("host", "port", "max_body_bytes", "max_instances", "max_image_pixels", "warmup", "request_timeout_s",
-               "batch_window_ms")
 
 
 def _thresholds(text: str) -> list[float]:
@@ -41,7 +37,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--server", metavar="URL", help="evaluate a running server (headline numbers only) instead "
                         "of loading the models")
     parser.add_argument("--batch", type=int, default=4, help="instances per request, one image's captions "
-                        "(default 4, like the published client)")
+                        "(default %(default)s, like the published client)")
     parser.add_argument("--limit", type=int, metavar="N", help="only the first N images of the split")
     parser.add_argument("--split", choices=[s.value for s in SplitName],
                         help="which lines: val = the last 20%% (default with --split-file), all (default otherwise)")
@@ -55,23 +51,18 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="detector thresholds to sweep; the models run once at the lowest of these and --conf "
                         f"(default {','.join(f'{c:g}' for c in DEFAULT_SWEEP)})")
     parser.add_argument("--no-sweep", action="store_true", help="run at exactly --conf (timing of that threshold)")
-    parser.add_argument("--failures", type=int, default=16, metavar="N", help="misses in the gallery (default 16)")
+    parser.add_argument("--failures", type=int, default=16, metavar="N",
+                        help="misses in the gallery (default %(default)s)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    add_model_arguments(parser)
-
-
-def _model_option_dests() -> set[str]:
-    probe = argparse.ArgumentParser(add_help=False)
-    add_model_arguments(probe)
-    return {a.dest for a in probe._actions}
+    # the same model options and --config TOML as `findbox serve` (its server keys are not used here)
+    add_model_options(parser)
 
 
 def main(args: argparse.Namespace) -> int:
     try:
         return _main(args)
-    except (ValueError, TypeError, OSError, RuntimeError) as exc:
-        print(f"findbox eval: {exc}", file=sys.stderr)
-        return 2
+    except RuntimeError as exc:  # the server under evaluation unreachable or not ready (eval.runner)
+        raise CommandError(str(exc)) from exc
 
 
 def _main(args: argparse.Namespace) -> int:
@@ -81,10 +72,10 @@ def _main(args: argparse.Namespace) -> int:
     if args.batch < 1:
         raise ValueError(f"--batch: expected a positive number of instances, got {args.batch}")
     if args.server:
-        given = sorted(d for d in _model_option_dests() if getattr(args, d, None) is not None)
+        given = [flag_of(PipelineConfig, d) for d in option_names(PipelineConfig) if getattr(args, d, None) is not None]
+        given += ["--config"] if getattr(args, "config", None) else []
         if given:
-            raise ValueError(f"--server evaluates the server's own models; drop the model options "
-                             f"{', '.join('--' + d.replace('_', '-') for d in given)}")
+            raise ValueError(f"--server evaluates the server's own models; drop the model options {', '.join(given)}")
         if args.compare_scorer:
             raise ValueError("--compare-scorer needs the detections, which only an in-process run has; drop --server")
 
@@ -117,7 +108,7 @@ def _main(args: argparse.Namespace) -> int:
                         models={"detector": config.detector, "scorer": config.scorer,
                                 "upscaler": None if config.no_upscaler else config.upscaler},
                         device=str(pipeline.scorer.device),
-                        config={k: v for k, v in dataclasses.asdict(config).items() if k not in SERVER_ONLY})
+                        config=dataclasses.asdict(config))
     run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
 
     scored = analysis.score_at(run, conf)
@@ -146,7 +137,7 @@ def _run_in_process(args, samples, images_dir, progress):
     from findbox.eval.runner import run_in_process
     from findbox.factory import load_pipeline
 
-    config = config_from_args(args)
+    config = serve_config_from_args(args).pipeline
     conf = config.detection.conf
     run_conf = conf if args.no_sweep else min([conf, *args.sweep])
     run_config = dataclasses.replace(config, detection=dataclasses.replace(config.detection, conf=run_conf))

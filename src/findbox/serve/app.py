@@ -23,7 +23,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
-from findbox.config import ScoreFusion, ServeConfig
+from findbox.config import PipelineConfig, ScoreFusion, ServeConfig
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
 from findbox.serve.observe import RequestObserver, RequestRecord
@@ -128,7 +128,7 @@ ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, 
 ]}
 
 
-def describe_models(config: ServeConfig) -> str:
+def describe_models(config: PipelineConfig) -> str:
     """One line for the log: which files serve, with the settings that change answers."""
     from findbox.bundle import BUNDLE_DIR
     from findbox.factory import resolve_model_paths
@@ -148,8 +148,8 @@ def describe_models(config: ServeConfig) -> str:
             + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else ""))
 
 
-def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None = None) -> FastAPI:
-    """The service. `load(config) -> Pipeline` runs in a background thread at startup."""
+def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | None = None) -> FastAPI:
+    """The service. `load(config.pipeline) -> Pipeline` runs in a background thread at startup."""
     from contextlib import asynccontextmanager
 
     if load is None:
@@ -160,17 +160,18 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
 
     def load_and_warm() -> None:
         try:
-            pipeline = load(config)
-            if config.warmup:
+            pipeline = load(config.pipeline)
+            if config.server.warmup:
                 pipeline.warmup()
 
             def on_call(requests: int, instances: int) -> None:
                 metrics.batch_requests.observe(requests)
                 metrics.batch_instances.observe(instances)
 
-            state.runner = ModelRunner(pipeline, config.batch_window_ms / 1000, config.max_instances, on_call)
+            server = config.server
+            state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call)
             state.pipeline = pipeline
-            log.info("models loaded; ready: %s", describe_models(config))
+            log.info("models loaded; ready: %s", describe_models(config.pipeline))
         except Exception as exc:  # reported on /health and by the CLI, never swallowed
             log.exception("loading the models failed")
             state.error = f"{type(exc).__name__}: {exc}"
@@ -194,7 +195,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     app.state.findbox = state
     app.state.config = config
     app.state.metrics = metrics
-    app.add_middleware(BodySizeLimit, max_bytes=config.max_body_bytes)
+    app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
     app.add_middleware(RequestObserver, metrics=metrics)  # added last = outermost: sees the 413s too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -236,7 +237,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
     def run(body: IdentifyRequest, record: RequestRecord, deadline: float):
         """Decode and ground, in a worker thread. Returns (results, seconds per stage)."""
         start = time.perf_counter()
-        images, queries = decode_instances(body.instances, config.max_instances, config.max_image_pixels)
+        images, queries = decode_instances(body.instances, config.server.max_instances, config.server.max_image_pixels)
         record.instances, record.images = len(queries), len(images)
         timings = {"decode": time.perf_counter() - start}
         if not queries:
@@ -252,7 +253,7 @@ def create_app(config: ServeConfig, load: Callable[[ServeConfig], object] | None
         if (response := unavailable()) is not None:
             return None, None, response
         record = getattr(request.state, "findbox", None) or RequestRecord("-", request.method, request.url.path)
-        timeout = config.request_timeout_s
+        timeout = config.server.request_timeout_s
         try:
             with anyio.fail_after(timeout):
                 # abandon_on_cancel: on timeout answer now; the runner drops the job if it has not started

@@ -7,26 +7,18 @@ import logging
 import sys
 import threading
 
-from findbox.cli_options import add_model_arguments, config_from_args
+from findbox.cli import (
+    add_model_options,
+    add_options,
+    print_error,
+    serve_config_from_args,
+)
+from findbox.config import ServerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    add_model_arguments(parser)
-    g = parser.add_argument_group("server")
-    g.add_argument("--host", help="bind address (default 0.0.0.0)")
-    g.add_argument("--port", type=int, help="port (default 5004)")
-    g.add_argument("--max-body-bytes", type=int, help="largest request body; larger gets 413")
-    g.add_argument("--max-instances", type=int, help="most instances per request; more gets 413")
-    g.add_argument("--max-image-pixels", type=int, help="largest image (w*h); larger gets 413")
-    g.add_argument("--request-timeout-s", type=float,
-                   help="answer 504 to a request not answered in this many seconds (default 120)")
-    g.add_argument("--batch-window-ms", type=float,
-                   help="gather concurrent requests into one model call for this long (default 0 = off)")
-    g.add_argument("--no-warmup", dest="warmup", action="store_false", default=None,
-                   help="report ready without a warm-up request")
-    g.add_argument("--log-level", default="info",
-                   help="log level; each request logs one JSON line on the findbox.access logger (/health and "
-                        "/metrics at debug)")
+    add_model_options(parser)
+    add_options(parser, ServerConfig, "server")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -35,19 +27,17 @@ def main(args: argparse.Namespace) -> int:
     from findbox.factory import resolve_model_paths
     from findbox.serve.app import create_app
 
-    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # each request logs one JSON line on the findbox.access logger (/health and /metrics at debug)
     configure_access_log(args.log_level.upper())
-    try:
-        config = config_from_args(args)
-        resolve_model_paths(config)  # fail before binding the port when a model is missing
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"findbox serve: {exc}", file=sys.stderr)
-        return 2
+    config = serve_config_from_args(args)
+    resolve_model_paths(config.pipeline)  # fail before binding the port when a model is missing
     app = create_app(config)
+    server_config = config.server
     # on SIGTERM uvicorn stops accepting, lets in-flight requests finish (none outlives the request
     # timeout), then exits; findbox.access replaces uvicorn's own access log
-    server = uvicorn.Server(uvicorn.Config(app, host=config.host, port=config.port, log_level=args.log_level,
-                                           access_log=False, timeout_graceful_shutdown=config.request_timeout_s + 5))
+    server = uvicorn.Server(uvicorn.Config(app, host=server_config.host, port=server_config.port,
+                                           log_level=args.log_level, access_log=False,
+                                           timeout_graceful_shutdown=server_config.request_timeout_s + 5))
     state = app.state.findbox
 
     def stop_on_load_error() -> None:
@@ -58,7 +48,7 @@ def main(args: argparse.Namespace) -> int:
     threading.Thread(target=stop_on_load_error, daemon=True).start()
     server.run()
     if state.error:
-        print(f"findbox serve: {state.error}", file=sys.stderr)
+        print_error("serve", state.error)
         return 1
     return 0
 

@@ -14,10 +14,13 @@ from __future__ import annotations
 import argparse
 import json
 import shutil
-import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
+
+from findbox.cli import add_options, config_from_args
+from findbox.config import option
 
 # Module names that wrappers insert into parameter paths; never real submodule names here.
 WRAPPER_SEGMENTS = ("_orig_mod", "_fsdp_wrapped_module", "_checkpoint_wrapped_module", "_fpw_module")
@@ -156,18 +159,20 @@ def convert_checkpoint(src: str | Path, out: str | Path, config_from: str | Path
 # --- command line -------------------------------------------------------------------------------
 
 
+@dataclass
+class ConvertOptions:
+    # None: IN itself when it is a folder with config.json, else the folder IN lies in
+    config_from: str | None = option(None, metavar="DIR", help="folder with config.json and tokenizer/processor "
+                                                               "files (default: IN itself, or the folder IN lies in)")
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("src", metavar="IN", help="checkpoint: .safetensors/.bin/.pt state dict, or a folder of them")
     parser.add_argument("out", metavar="OUT", help="folder to write (save_pretrained layout)")
-    parser.add_argument("--config-from", help="folder with config.json and tokenizer/processor files "
-                                              "(default: IN itself, or the folder IN lies in)")
+    add_options(parser, ConvertOptions)
 
 
 def main(args: argparse.Namespace) -> int:
-    try:
-        summary = convert_checkpoint(args.src, args.out, args.config_from)
-    except (ValueError, TypeError, OSError) as exc:
-        print(f"findbox convert-checkpoint: {exc}", file=sys.stderr)
-        return 2
-    print(json.dumps(summary))
+    options = config_from_args(args, ConvertOptions)
+    print(json.dumps(convert_checkpoint(args.src, args.out, options.config_from)))
     return 0

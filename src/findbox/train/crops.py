@@ -20,12 +20,13 @@ import argparse
 import json
 import logging
 import shutil
-import sys
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
 
+from findbox.cli import add_options, config_from_args
+from findbox.config import Precision, _enum, option
 from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, read_vlm_jsonl, split_index
 
 LOG = logging.getLogger("findbox.crops")
@@ -255,32 +256,38 @@ def _write_png(path: Path, crop: np.ndarray) -> None:
 # --- command line -------------------------------------------------------------------------------
 
 
+@dataclass
+class CropsConfig:
+    """What `findbox crops` cuts, and how it upscales."""
+
+    data: str = option(help="vlm.jsonl, with its images in images/ beside it")
+    out: str = option(help="output folder (crops/, manifest.jsonl, crops.json)")
+    # None: crops as cut; give the server's upscaler so the scorer trains on what it will see
+    upscaler: str | None = option(None, help="Real-ESRGAN .pth: upscale crops as the server will (default: none)")
+    val_fraction: float = option(VAL_FRACTION, help="last fraction of the jsonl's lines that are val "
+                                                    "(the original's split)")
+    device: str = option("auto", help="upscaler device: auto, cpu, cuda or cuda:N")
+    # fp16 on GPU as the server, fp32 on CPU
+    precision: Precision = option(Precision.AUTO, choices=("auto", "fp32", "fp16", "bf16"), help="upscaler precision")
+    progress: bool = option(True, help="no progress bar")
+
+    def __post_init__(self) -> None:
+        self.precision = _enum("precision", Precision, self.precision)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--data", required=True, help="vlm.jsonl, with its images in images/ beside it")
-    parser.add_argument("--out", required=True, help="output folder (crops/, manifest.jsonl, crops.json)")
-    parser.add_argument("--upscaler", help="Real-ESRGAN .pth: upscale crops as the server will (default: none)")
-    parser.add_argument("--val-fraction", type=float, default=0.2,
-                        help="last fraction of the jsonl's lines that are val (default 0.2, the original's split)")
-    parser.add_argument("--device", default="auto", help="upscaler device: auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--precision", default="auto", choices=["auto", "fp32", "fp16", "bf16"],
-                        help="upscaler precision (default auto: fp16 on GPU as the server, fp32 on CPU)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_options(parser, CropsConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    from findbox.config import Precision
     from findbox.device import resolve_device, resolve_dtype
     from findbox.upscaler import Upscaler
 
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        upscaler = None
-        if args.upscaler:
-            device = resolve_device(args.device)
-            upscaler = Upscaler.from_file(args.upscaler, device, resolve_dtype(Precision(args.precision), device))
-        report = make_crops(args.data, args.out, upscaler, args.val_fraction, progress=not args.no_progress)
-    except (ValueError, TypeError) as exc:
-        print(f"findbox crops: {exc}", file=sys.stderr)
-        return 2
-    print(f"findbox crops: {report.summary()} -> {Path(args.out) / MANIFEST}")
+    config = config_from_args(args, CropsConfig)
+    upscaler = None
+    if config.upscaler:
+        device = resolve_device(config.device)
+        upscaler = Upscaler.from_file(config.upscaler, device, resolve_dtype(config.precision, device))
+    report = make_crops(config.data, config.out, upscaler, config.val_fraction, progress=config.progress)
+    print(f"findbox crops: {report.summary()} -> {Path(config.out) / MANIFEST}")
     return 0

@@ -33,7 +33,9 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
-from findbox.config import Precision
+from findbox.cli import add_options, options_from_args
+from findbox.cli import config_from_args as cli_config
+from findbox.config import Precision, option
 from findbox.train.augs import AugPreset, build_augs, describe_augs
 from findbox.train.yolo_data import convert_vlm_to_yolo, read_split, write_split
 
@@ -86,20 +88,28 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
 
 @dataclass
 class DetectorTrainConfig:
-    data: str  # vlm.jsonl, images in images/ beside it
-    out: str  # run folder
-    model: str = "yolov9e.pt"  # the original started from YOLOv9e weights; a .yaml starts from random weights
-    stages: tuple[Stage, ...] = DEFAULT_STAGES
-    augs: AugPreset = AugPreset.V2  # the note's later set; strong noise helped most on the noisy test
-    batch: int = 16  # images a step per run (split over devices); nbs=64 keeps the effective batch at 64
-    nbs: int = 64  # nominal batch: gradients accumulate to nbs images a step (the original's 64)
+    data: str = option(metavar="VLM_JSONL", help="vlm.jsonl with images/ beside it (not needed with --resume)")
+    out: str = option(metavar="DIR", help="run folder: data, stages, detector.pt, metrics.json")
+    # the original started from YOLOv9e weights; a .yaml starts from random weights
+    model: str = option("yolov9e.pt", help="start weights (.pt) or a model .yaml for random weights")
+    stages: tuple[Stage, ...] = option(DEFAULT_STAGES, show=format_stages,
+                                       help="IMGSZ:EPOCHS list, each stage from the previous one's best")
+    # the note's later set; strong noise helped most on the noisy test
+    augs: AugPreset = option(AugPreset.V2, help="albumentations preset")
+    # split over devices; nbs=64 keeps the effective batch at 64
+    batch: int = option(16, help="images a step over all devices (nbs accumulates)")
+    # the original's 64
+    nbs: int = option(64, help="nominal batch: images per optimizer step via accumulation")
     # ultralytics' warmup (at least 100 steps); 0 turns it off, for fine-tuning weights that are already trained
-    warmup_epochs: float = 3.0
-    val_fraction: float = 0.2  # the original's split: the last 20% of lines
-    device: str | None = None  # None: the first GPU, else the CPU; "0,1" trains on both with DDP
-    workers: int = 8  # dataloader processes per device (ultralytics uses none on CPU)
-    precision: Precision = Precision.AUTO  # bf16 on a GPU that has it, else fp32 (see _amp_setting)
-    resume: bool = False
+    warmup_epochs: float = option(3.0, help="LR warmup epochs (ultralytics warms at least 100 steps; 0 for none, "
+                                            "when --model is already trained)")
+    val_fraction: float = option(0.2, help="last fraction of lines used for val")  # the original's split
+    # "0,1" trains on both with DDP
+    device: str | None = option(None, help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
+    workers: int = option(8, help="dataloader workers per device (ultralytics uses none on CPU)")
+    precision: Precision = option(Precision.AUTO, help="training precision; auto = bf16 on a GPU that has it, "
+                                                       "else fp32")
+    resume: bool = option(False, help="continue the interrupted run in --out")
 
     # what a resumed run must keep; device, workers, batch and precision may change
     RUN_FIELDS = ("data", "model", "stages", "augs", "val_fraction")
@@ -418,70 +428,34 @@ def _write_json(path: Path, data: dict) -> None:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = DetectorTrainConfig(data="", out="")
-    parser.add_argument("--data", metavar="VLM_JSONL", help="vlm.jsonl with images/ beside it (not needed with --resume)")
-    parser.add_argument("--out", metavar="DIR", required=True, help="run folder: data, stages, detector.pt, metrics.json")
-    parser.add_argument("--model", help=f"start weights (.pt) or a model .yaml for random weights (default {d.model})")
-    parser.add_argument(
-        "--stages", help=f"IMGSZ:EPOCHS list, each stage from the previous one's best (default {format_stages(d.stages)})"
-    )
-    parser.add_argument("--imgsz", type=int, help="one stage at this size (instead of --stages; default 1280)")
-    parser.add_argument("--epochs", type=int, help="one stage of this many epochs (instead of --stages; default 55)")
-    parser.add_argument("--augs", choices=[p.value for p in AugPreset], help=f"albumentations preset (default {d.augs.value})")
-    parser.add_argument("--batch", type=int, help=f"images a step over all devices (default {d.batch}; nbs=64 accumulates)")
-    parser.add_argument("--nbs", type=int,
-                        help=f"nominal batch: images per optimizer step via accumulation (default {d.nbs})")
-    parser.add_argument("--warmup-epochs", type=float,
-                        help=f"LR warmup (default {d.warmup_epochs:g}; ultralytics warms at least 100 steps; "
-                             "0 for none, when --model is already trained)")
-    parser.add_argument("--val-fraction", type=float, help=f"last fraction of lines used for val (default {d.val_fraction})")
-    parser.add_argument("--device", help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
-    parser.add_argument("--workers", type=int, help=f"dataloader workers per device (default {d.workers})")
-    parser.add_argument(
-        "--precision",
-        choices=[p.value for p in Precision],
-        help="training precision; auto = bf16 on a GPU that has it, else fp32 (default auto)",
-    )
-    parser.add_argument("--resume", action="store_true", help="continue the interrupted run in --out")
+    add_options(parser, DetectorTrainConfig)
+    first = DEFAULT_STAGES[0]
+    parser.add_argument("--imgsz", type=int,
+                        help=f"one stage at this size (instead of --stages; default {first.imgsz})")
+    parser.add_argument("--epochs", type=int,
+                        help=f"one stage of this many epochs (instead of --stages; default {first.epochs})")
 
 
 def config_from_args(args: argparse.Namespace) -> DetectorTrainConfig:
-    """Flags -> config. With --resume, what the flags leave out comes from the run's metrics.json."""
-    if args.stages and (args.imgsz or args.epochs):
+    """Flags over --config FILE.toml over defaults. With --resume, what both leave out comes from
+    the run's metrics.json."""
+    given = options_from_args(args, DetectorTrainConfig)
+    if "stages" in given and (args.imgsz or args.epochs):
         raise ValueError("stages: give either --stages or --imgsz/--epochs, got both")
-    stages = None
-    if args.stages:
-        stages = parse_stages(args.stages)
-    elif args.imgsz or args.epochs:
-        stages = (Stage(args.imgsz or DEFAULT_STAGES[0].imgsz, args.epochs or DEFAULT_STAGES[0].epochs),)
-    given = {
-        "data": args.data,
-        "model": args.model,
-        "stages": stages,
-        "augs": args.augs,
-        "val_fraction": args.val_fraction,
-        "batch": args.batch,
-        "nbs": args.nbs,
-        "warmup_epochs": args.warmup_epochs,
-        "device": args.device,
-        "workers": args.workers,
-        "precision": args.precision,
-    }
-    if args.resume:
-        stored = _read_state(Path(args.out).resolve() / "metrics.json")["config"]
-        for name, value in stored.items():
-            if name in given and given[name] is None:
-                given[name] = parse_stages(value) if name == "stages" else value
-    elif not args.data:
+    if args.imgsz or args.epochs:
+        given["stages"] = (Stage(args.imgsz or DEFAULT_STAGES[0].imgsz, args.epochs or DEFAULT_STAGES[0].epochs),)
+    if given.get("resume"):
+        if "out" not in given:
+            raise ValueError("out: expected --out DIR, the run to resume")
+        stored = _read_state(Path(given["out"]).resolve() / "metrics.json")["config"]
+        names = {f.name for f in dataclasses.fields(DetectorTrainConfig)}
+        given = {**{k: v for k, v in stored.items() if k in names}, **given}
+    elif "data" not in given:
         raise ValueError("data: expected --data VLM_JSONL (only --resume may leave it out)")
-    values = {k: v for k, v in given.items() if v is not None}
-    return DetectorTrainConfig(out=args.out, resume=args.resume, **values)
+    return cli_config(args, DetectorTrainConfig, given)
 
 
 def main(args: argparse.Namespace) -> int:
-    if not logging.getLogger().handlers:
-        logging.basicConfig(level=logging.INFO, format="%(message)s")
-    logging.getLogger("findbox").setLevel(logging.INFO)
     cfg = config_from_args(args)
     state = train_detector(cfg)
     last = state["stages"][-1]

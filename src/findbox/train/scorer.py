@@ -26,7 +26,6 @@ import enum
 import json
 import logging
 import os
-import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -34,7 +33,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findbox.config import Precision, _check_range, _enum
+from findbox.cli import add_options, config_from_args
+from findbox.config import Precision, _check_range, _enum, option
 from findbox.train.augs import AugPreset
 
 LOG = logging.getLogger("findbox.train.scorer")
@@ -58,26 +58,47 @@ TOWER_PREFIXES = {
 }
 
 
+def parse_betas(text: str) -> tuple[float, float]:
+    try:
+        values = tuple(float(v) for v in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}") from None
+    if len(values) != 2:
+        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}")
+    return values  # type: ignore[return-value]
+
+
 @dataclass
 class TrainScorerConfig:
-    init: str  # save_pretrained folder of the model to start from
-    crops: str  # folder made by `findbox crops`
-    out: str  # folder to write the trained model and logs to
-    epochs: int = 5  # the original: 5 is enough, 10 overfits
-    lr: float = 2e-5  # the original's; SigLIP is pretrained, small steps
-    warmup: float = 0.1  # fraction of all steps with a linear ramp, then cosine to 0
-    weight_decay: float = 1e-4  # the original's; on weight matrices only (not norms, biases, scale)
-    betas: tuple[float, float] = (0.9, 0.99)  # the original's
-    batch: int = 960  # global contrastive batch: each crop is scored against all batch captions
-    micro_batch: int = 12  # rows per forward/backward per device: bounds memory, not the batch
-    augs: AugPreset = AugPreset.V2  # its pixel-level part; strong noise suits the noisy test
-    freeze: Freeze = Freeze.NONE
-    precision: Precision = Precision.AUTO  # auto: bf16 on GPU (the original's), fp32 on CPU
-    device: str = "auto"  # auto, cpu, cuda, cuda:N; under `accelerate launch` the launcher decides
-    seed: int = 0
-    workers: int = 4  # loader processes per device: PNG decoding, resizing and noise are CPU work
-    prompt: str | None = None  # None: the model family's default, the same one the server uses
-    progress: bool = True
+    init: str = option(help="save_pretrained SigLIP folder to fine-tune")  # the model to start from
+    crops: str = option(help="folder made by `findbox crops`")
+    out: str = option(help="output folder: the trained model (save_pretrained) and logs")
+    epochs: int = option(5, help="epochs (10 overfit in the original)")  # the original: 5 is enough, 10 overfits
+    lr: float = option(2e-5, help="peak AdamW learning rate")  # the original's; SigLIP is pretrained, small steps
+    # a linear ramp, then cosine to 0
+    warmup: float = option(0.1, help="warmup fraction of all steps")
+    # the original's; on weight matrices only (not norms, biases, scale)
+    weight_decay: float = option(1e-4, help="AdamW weight decay of the weight matrices")
+    betas: tuple[float, float] = option((0.9, 0.99), parse=parse_betas, show=lambda b: ",".join(f"{v:g}" for v in b),
+                                        help="AdamW betas")  # the original's
+    # each crop is scored against all batch captions
+    batch: int = option(960, help="global contrastive batch over all devices: the loss's negatives")
+    # bounds memory, not the batch
+    micro_batch: int = option(12, help="crops per forward/backward on one device; memory only")
+    # its pixel-level part; strong noise suits the noisy test
+    augs: AugPreset = option(AugPreset.V2, help="augmentation preset, its pixel-level transforms")
+    freeze: Freeze = option(Freeze.NONE, help="tower to keep fixed")
+    # bf16 on GPU (the original's), fp32 on CPU
+    precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in PRECISIONS),
+                                  help="auto: bf16 on GPU, fp32 on CPU")
+    # under `accelerate launch` the launcher decides
+    device: str = option("auto", help="auto, cpu, cuda or cuda:N")
+    seed: int = option(0, help="seed of the batches, augmentations and initialisation")
+    # PNG decoding, resizing and noise are CPU work
+    workers: int = option(4, help="data loader processes per device")
+    # None: the model family's default, the same one the server uses
+    prompt: str | None = option(None, help="prompt template with {} (default: the model family's, as the server)")
+    progress: bool = option(True, help="no progress bar")
 
     def __post_init__(self) -> None:
         self.augs = _enum("augs", AugPreset, self.augs)
@@ -95,6 +116,7 @@ class TrainScorerConfig:
         _check_range("workers", self.workers, 0, 256)
         if self.lr <= 0:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
+        self.betas = tuple(self.betas)  # a TOML file gives a list
         if len(self.betas) != 2 or not all(0.0 <= b < 1.0 for b in self.betas):
             raise ValueError(f"betas: expected two numbers in [0, 1), got {self.betas}")
         if self.batch > self.micro_batch and self.batch % self.micro_batch:
@@ -104,16 +126,6 @@ class TrainScorerConfig:
             )
         if self.prompt is not None and "{}" not in self.prompt:
             raise ValueError(f"prompt: expected a template with {{}} for the caption, got {self.prompt!r}")
-
-
-def parse_betas(text: str) -> tuple[float, float]:
-    try:
-        values = tuple(float(v) for v in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}") from None
-    if len(values) != 2:
-        raise argparse.ArgumentTypeError(f"expected two numbers like 0.9,0.99, got {text!r}")
-    return values  # type: ignore[return-value]
 
 
 # --- setup: data, model, optimizer (every input check happens here, before any step) -----------
@@ -426,45 +438,12 @@ def train(config: TrainScorerConfig) -> dict:
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    d = TrainScorerConfig("", "", "")
-    parser.add_argument("--init", required=True, help="save_pretrained SigLIP folder to fine-tune")
-    parser.add_argument("--crops", required=True, help="folder made by `findbox crops`")
-    parser.add_argument("--out", required=True, help="output folder: the trained model (save_pretrained) and logs")
-    parser.add_argument("--epochs", type=int, default=d.epochs, help=f"default {d.epochs} (10 overfit in the original)")
-    parser.add_argument("--lr", type=float, default=d.lr, help=f"peak AdamW learning rate (default {d.lr:g})")
-    parser.add_argument("--warmup", type=float, default=d.warmup, help=f"warmup fraction of all steps (default {d.warmup:g})")
-    parser.add_argument("--weight-decay", type=float, default=d.weight_decay, help=f"default {d.weight_decay:g}")
-    parser.add_argument("--betas", type=parse_betas, default=d.betas, help="AdamW betas (default 0.9,0.99)")
-    parser.add_argument("--batch", type=int, default=d.batch,
-                        help=f"global contrastive batch over all devices: the loss's negatives (default {d.batch})")
-    parser.add_argument("--micro-batch", type=int, default=d.micro_batch,
-                        help=f"crops per forward/backward on one device; memory only (default {d.micro_batch})")
-    parser.add_argument("--augs", default=d.augs.value, choices=[a.value for a in AugPreset],
-                        help="augmentation preset, its pixel-level transforms (default v2)")
-    parser.add_argument("--freeze", default=d.freeze.value, choices=[f.value for f in Freeze],
-                        help="tower to keep fixed (default none)")
-    parser.add_argument("--precision", default=d.precision.value, choices=[p.value for p in PRECISIONS],
-                        help="auto (default): bf16 on GPU, fp32 on CPU")
-    parser.add_argument("--device", default=d.device, help="auto, cpu, cuda or cuda:N (default auto)")
-    parser.add_argument("--seed", type=int, default=d.seed)
-    parser.add_argument("--workers", type=int, default=d.workers, help=f"data loader processes (default {d.workers})")
-    parser.add_argument("--prompt", help="prompt template with {} (default: the model family's, as the server)")
-    parser.add_argument("--no-progress", action="store_true", help="no progress bar")
+    add_options(parser, TrainScorerConfig)
 
 
 def main(args: argparse.Namespace) -> int:
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    try:
-        config = TrainScorerConfig(
-            init=args.init, crops=args.crops, out=args.out, epochs=args.epochs, lr=args.lr, warmup=args.warmup,
-            weight_decay=args.weight_decay, betas=tuple(args.betas), batch=args.batch, micro_batch=args.micro_batch,
-            augs=args.augs, freeze=args.freeze, precision=args.precision, device=args.device, seed=args.seed,
-            workers=args.workers, prompt=args.prompt, progress=not args.no_progress,
-        )
-        run = setup(config)
-    except (ValueError, TypeError) as exc:
-        print(f"findbox train scorer: {exc}", file=sys.stderr)
-        return 2
+    config = config_from_args(args, TrainScorerConfig)
+    run = setup(config)
     metrics = fit(run)
     if run.accelerator.is_main_process:
         summary = {k: metrics[k] for k in ("val_accuracy", "val_chance", "steps", "seconds") if k in metrics}

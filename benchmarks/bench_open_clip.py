@@ -30,7 +30,9 @@ from pathlib import Path
 import numpy as np
 import torch
 
-import findbox  # noqa: F401  (offline environment first)
+from findbox.env import ensure_offline
+
+ensure_offline()  # before open_clip and transformers are imported
 from findbox.testing.builders import SIGLIP_PRESETS, train_sentencepiece
 from findbox.score import load_scorer
 from findbox.score.open_clip import siglip_state_dict_to_open_clip

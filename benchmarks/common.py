@@ -17,10 +17,11 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-import findbox  # noqa: F401  (offline environment first)
 import numpy as np
 
-from findbox.env import cache_dir
+from findbox.env import cache_dir, ensure_offline
+
+ensure_offline()  # the benchmarks import ultralytics and transformers directly
 
 RESULTS = Path(__file__).parent / "results"
 

@@ -74,7 +74,6 @@ def free_port() -> int:
 
 def start_tiny_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.Popen, str, Path]:
     """Tiny random-weight models in the real formats, served on a free loopback port."""
-    import findbox  # noqa: F401  (offline environment first)
     from findbox.testing.builders import build_siglip, build_yolo
 
     detector = build_yolo(workdir / "detector.pt", "yolov8n.yaml")

@@ -17,8 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-import findbox  # noqa: F401  (sets the offline environment first)
-from findbox.testing.builders import build_compact_upscaler, build_siglip, build_yolo
+from findbox.env import ensure_offline
+
+# The tests import ultralytics, transformers and albumentations directly: set the offline
+# environment before any of them (importing findbox alone no longer does).
+ensure_offline()
+
+from findbox.testing.builders import build_compact_upscaler, build_siglip, build_yolo  # noqa: E402
 
 CAPTIONS = [
     "grey missile",

@@ -166,6 +166,8 @@ class Candidates:
         Coordinates go to WBF normalised by image_wh (it expects [0, 1]); zero-area boxes are dropped
         (WBF warns on and skips them).
         """
+        from findbox.env import require
+        require("ensemble_boxes", "zoo")
         from ensemble_boxes import weighted_boxes_fusion
 
         for i, member in enumerate(members):

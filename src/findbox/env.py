@@ -1,7 +1,11 @@
 """Offline environment: nothing in findbox may touch the network at run time.
 
-Must run before transformers, huggingface_hub, ultralytics or albumentations are
-imported, because they read these variables at import time.
+`ensure_offline()` must run before transformers, huggingface_hub, ultralytics or
+albumentations are imported, because they read these variables at import time.
+Importing findbox does not call it (an import must not change the caller's
+environment, create folders or copy files); the entry points do: `findbox.cli.main`,
+`findbox.factory.load_pipeline`, and each function that imports one of those
+libraries (the detector, the scorers, the trainers, the test-model builders).
 """
 
 from __future__ import annotations
@@ -9,6 +13,20 @@ from __future__ import annotations
 import os
 import shutil
 from pathlib import Path
+
+# Variables read at import time by the model libraries; a value the user already set wins.
+OFFLINE_DEFAULTS: dict[str, str] = {
+    "HF_HUB_OFFLINE": "1",  # a hub name would otherwise retry for ~46 s before failing
+    "TRANSFORMERS_OFFLINE": "1",
+    "HF_HUB_DISABLE_TELEMETRY": "1",
+    "YOLO_OFFLINE": "1",
+    "YOLO_AUTOINSTALL": "False",  # never pip-install missing packages at run time
+    "YOLO_VERBOSE": "False",
+    "NO_ALBUMENTATIONS_UPDATE": "1",  # albumentations checks PyPI for updates on import
+    "ULTRALYTICS_SYNC": "False",
+}
+
+_done = False
 
 
 def cache_dir() -> Path:
@@ -19,29 +37,25 @@ def cache_dir() -> Path:
     return Path(root)
 
 
-def setup_offline_env() -> None:
-    """Set the variables that keep the model libraries off the network. Idempotent.
+def ensure_offline() -> None:
+    """Set the variables that keep the model libraries off the network. Idempotent, cheap.
 
-    A variable the user already set is left alone, so a user who wants the hub can
-    still opt in explicitly.
+    Also points ultralytics at a settings folder under `cache_dir()` (it would
+    otherwise write to ~/.config) and puts a font there so that it never downloads
+    one. A variable the user already set is left alone, so a user who wants the hub
+    can still opt in explicitly.
     """
-    defaults = {
-        "HF_HUB_OFFLINE": "1",  # a hub name would otherwise retry for ~46 s before failing
-        "TRANSFORMERS_OFFLINE": "1",
-        "HF_HUB_DISABLE_TELEMETRY": "1",
-        "YOLO_OFFLINE": "1",
-        "YOLO_AUTOINSTALL": "False",  # never pip-install missing packages at run time
-        "YOLO_VERBOSE": "False",
-        "NO_ALBUMENTATIONS_UPDATE": "1",  # albumentations checks PyPI for updates on import
-        "ULTRALYTICS_SYNC": "False",
-    }
-    for key, value in defaults.items():
+    global _done
+    if _done:
+        return
+    for key, value in OFFLINE_DEFAULTS.items():
         os.environ.setdefault(key, value)
     if "YOLO_CONFIG_DIR" not in os.environ:
         config_dir = cache_dir() / "ultralytics"
         config_dir.mkdir(parents=True, exist_ok=True)
         os.environ["YOLO_CONFIG_DIR"] = str(config_dir)
     _install_fonts(Path(os.environ["YOLO_CONFIG_DIR"]) / "Ultralytics")
+    _done = True
 
 
 def _install_fonts(font_dir: Path) -> None:
@@ -54,13 +68,29 @@ def _install_fonts(font_dir: Path) -> None:
         return
     try:
         import matplotlib
-
-        source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     except ImportError:  # plots only; inference never needs the font
         return
+    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
     if not source.exists():
         return
     font_dir.mkdir(parents=True, exist_ok=True)
     for target in targets:
         if not target.exists():
             shutil.copyfile(source, target)
+
+
+def require(module: str, extra: str) -> None:
+    """Get ready to import an optional dependency: the offline environment, then a check.
+
+    `module` is the import name (e.g. "albumentations"), `extra` the findbox extra
+    that installs it (e.g. "train"). Raises ImportError naming the pip command when
+    the package is missing, instead of a bare ModuleNotFoundError deep in a run.
+    """
+    import importlib.util
+
+    ensure_offline()  # most optional libraries read the offline variables at import
+    if importlib.util.find_spec(module) is None:
+        raise ImportError(
+            f"expected the optional package {module!r} to be installed, got none: "
+            f"pip install 'findbox[{extra}]'"
+        )

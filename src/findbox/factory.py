@@ -7,6 +7,7 @@ from pathlib import Path
 from findbox.config import PipelineConfig
 
 from findbox.bundle import bundled_paths, with_bundle_defaults
+from findbox.env import ensure_offline
 
 
 def resolve_model_paths(config: PipelineConfig) -> dict[str, Path | list[Path] | None]:
@@ -44,6 +45,7 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     >>> pipe = load_pipeline(detector="det.pt", scorer="siglip/", no_upscaler=True)
     >>> pipe.ground_one(image_rgb, "grey missile").ltwh
     """
+    ensure_offline()  # before the detector and scorer import ultralytics and transformers
     import torch
 
     from findbox.cache import ImageCache

@@ -7,7 +7,6 @@ import math
 import numpy as np
 import pytest
 
-import findbox  # noqa: F401  (offline environment first)
 from findbox.train.augs import AugPreset, _flip_any, build_augs, describe_augs
 
 

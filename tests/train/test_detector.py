@@ -9,7 +9,6 @@ import socket
 import numpy as np
 import pytest
 
-import findbox  # noqa: F401  (offline environment first)
 from findbox.cli import main as findbox_main
 from findbox.config import Precision
 from findbox.train import detector

@@ -10,7 +10,6 @@ import numpy as np
 import pytest
 from PIL import Image, ImageDraw
 
-import findbox  # noqa: F401  (offline environment first)
 from findbox.data.vlm import read_vlm_jsonl
 from findbox.train.yolo_data import convert_vlm_to_yolo, ltwh_to_yolo, read_image_wh, yolo_label_text
 

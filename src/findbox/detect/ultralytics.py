@@ -39,6 +39,8 @@ class Detector:
         path = Path(path)
         if not path.is_file():
             raise ValueError(f"detector: expected an ultralytics .pt file, got {str(path)!r} (not a file)")
+        from findbox.env import ensure_offline
+        ensure_offline()  # ultralytics reads the offline variables at import
         from ultralytics import YOLO
 
         try:

@@ -45,6 +45,8 @@ def write_metrics(path: Path, metrics: dict) -> None:
 
 
 def _plt():
+    from findbox.env import require
+    require("matplotlib", "eval")
     import matplotlib
 
     matplotlib.use("Agg")

@@ -79,6 +79,8 @@ def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
     with_mask = "attention_mask" in tokens
     paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
     text_inputs = ["input_ids", "attention_mask"] if with_mask else ["input_ids"]
+    from findbox.env import require
+    require("onnx", "onnx")  # torch.onnx.export writes through it
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
         torch.onnx.export(
@@ -118,6 +120,8 @@ class OnnxScorer(base.Scorer):
         text_cache_size: int = 4096,
         threads: int | None = None,
     ):
+        from findbox.env import require
+        require("onnxruntime", "onnx")
         import onnxruntime as ort
 
         super().__init__(preprocess, prompt, torch.device("cpu"), torch.float32, max_batch, text_cache_size)

@@ -32,6 +32,8 @@ def _preprocess_cfg(arch: str) -> dict:
     With `pretrained=None` open_clip falls back to OpenAI's mean and std, which is
     wrong for e.g. SigLIP (0.5, 0.5, 0.5); the tag registry holds the right values offline.
     """
+    from findbox.env import require
+    require("open_clip", "zoo")
     import open_clip
 
     tags = open_clip.list_pretrained_tags_by_model(arch)
@@ -75,6 +77,8 @@ class OpenClipScorer(base.Scorer):
         architectures whose tokenizer open_clip takes from the hub.
         mean / std: override the normalisation read from open_clip's registry of released weights.
         """
+        from findbox.env import require
+        require("open_clip", "zoo")
         import open_clip
 
         if str(arch).endswith(".json"):

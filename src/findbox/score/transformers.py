@@ -119,6 +119,8 @@ class TransformersScorer(base.Scorer):
         path = Path(path)
         if not (path / "config.json").is_file():
             raise ValueError(f"scorer: expected a save_pretrained folder with config.json, got {str(path)!r}")
+        from findbox.env import ensure_offline
+        ensure_offline()  # transformers reads the offline variables at import
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
         try:

@@ -71,6 +71,8 @@ def train_sentencepiece(sentences: list[str], out_dir: Path, vocab_size: int = 2
 def build_siglip(out_dir: str | Path, captions: list[str], preset: str = "tiny", vocab_size: int = 256,
                  text_length: int = 64, seed: int = 0) -> Path:
     """Random-weight SigLIP with a tokenizer learned from `captions`, saved with save_pretrained."""
+    from findbox.env import ensure_offline
+    ensure_offline()  # transformers reads the offline variables at import
     from transformers import SiglipConfig, SiglipImageProcessor, SiglipModel, SiglipProcessor, SiglipTokenizer
 
     if preset not in SIGLIP_PRESETS:
@@ -106,6 +108,8 @@ def build_siglip(out_dir: str | Path, captions: list[str], preset: str = "tiny",
 
 def build_yolo(out_path: str | Path, model_yaml: str = "yolov8n.yaml", num_classes: int = 1, seed: int = 0) -> Path:
     """Random-weight ultralytics detector saved as a .pt checkpoint that `YOLO(path)` loads."""
+    from findbox.env import ensure_offline
+    ensure_offline()  # ultralytics reads the offline variables at import
     from ultralytics import YOLO
 
     torch.manual_seed(seed)
@@ -175,6 +179,8 @@ def write_clip_bpe(out_dir: Path) -> tuple[Path, Path]:
 
 def build_clip(out_dir: str | Path, preset: str = "tiny", projection_dim: int = 16, seed: int = 0) -> Path:
     """Random-weight transformers CLIPModel with OpenAI's CLIP tokenizer, saved with save_pretrained."""
+    from findbox.env import ensure_offline
+    ensure_offline()  # transformers reads the offline variables at import
     from transformers import CLIPConfig, CLIPImageProcessor, CLIPModel, CLIPProcessor, CLIPTokenizer
 
     if preset not in SIGLIP_PRESETS:
@@ -210,6 +216,8 @@ def build_open_clip(out_dir: str | Path, arch: str = "tiny-clip", captions: list
     """
     import json
 
+    from findbox.env import require
+    require("open_clip", "zoo")
     import open_clip
 
     out_dir = Path(out_dir)

@@ -56,6 +56,8 @@ def _uint8_var_to_std(variance: float) -> float:
 
 def _flip_any(p: float):
     """albumentations 1.x `A.Flip`: horizontal, vertical or both, one of three uniformly."""
+    from findbox.env import require
+    require("albumentations", "train")
     import albumentations as A
 
     return A.OneOf(
@@ -81,6 +83,8 @@ def build_augs(name: str | AugPreset) -> list:
     if preset is AugPreset.NONE:
         return []
 
+    from findbox.env import require
+    require("albumentations", "train")
     import albumentations as A
 
     if preset is AugPreset.V1:

@@ -120,6 +120,8 @@ def convert_checkpoint(src: str | Path, out: str | Path, config_from: str | Path
     else from `src` when it is a folder with config.json, else from the file's folder.
     Returns a summary; raises ValueError naming missing or unexpected keys.
     """
+    from findbox.env import ensure_offline
+    ensure_offline()  # transformers reads the offline variables at import
     from transformers import AutoConfig, AutoModel
 
     src, out = Path(src), Path(out)

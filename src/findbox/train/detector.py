@@ -224,6 +224,8 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
 
 def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
     """Train one stage (or finish it from its last.pt on --resume); returns its validation metrics."""
+    from findbox.env import ensure_offline
+    ensure_offline()  # ultralytics reads the offline variables at import
     from ultralytics import YOLO
 
     last = stage_dir / "weights" / "last.pt"
@@ -366,6 +368,8 @@ def _amp_check_skipped(active: bool):
     if not active:
         yield
         return
+    from findbox.env import ensure_offline
+    ensure_offline()  # ultralytics reads the offline variables at import
     import ultralytics.engine.trainer as trainer_module
 
     original = trainer_module.check_amp
@@ -380,13 +384,16 @@ def _check_multi_gpu(device: str | None) -> None:
     if len(_cuda_devices(device)) > 1 and importlib.util.find_spec("cloudpickle") is None:
         raise ValueError(
             f"device {device}: multi-GPU training goes through ultralytics' DDP launcher, which needs the "
-            "cloudpickle package (>=3.1.1); it is not installed, and findbox never installs packages at run time"
+            "cloudpickle package (>=3.1.1); it is not installed, and findbox never installs packages at run time: "
+            "pip install 'findbox[train]'"
         )
 
 
 def _show_ultralytics_progress() -> None:
     """findbox keeps ultralytics quiet by default (YOLO_VERBOSE=False); training shows its progress bars."""
     os.environ["YOLO_VERBOSE"] = "True"  # read at import by DDP worker processes
+    from findbox.env import ensure_offline
+    ensure_offline()  # ultralytics reads the offline variables at import
     import ultralytics.utils as uu
 
     uu.VERBOSE = True

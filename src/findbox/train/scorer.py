@@ -153,6 +153,8 @@ class Run:
 
 def setup(config: TrainScorerConfig) -> Run:
     """Load and check everything. Raises ValueError (naming the field) on bad input."""
+    from findbox.env import require
+    require("accelerate", "train")
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
@@ -406,6 +408,8 @@ def save(run: Run, out: Path) -> None:
 
 def _save_processor(init: str, out: Path, scorer) -> None:
     """The init folder's tokenizer and image processor, so the server preprocesses as training did."""
+    from findbox.env import ensure_offline
+    ensure_offline()  # transformers reads the offline variables at import
     from transformers import AutoImageProcessor, AutoProcessor
 
     try:

@@ -104,6 +104,8 @@ def pixel_level(transforms: list) -> tuple[list, list[str]]:
     Crops keep the geometry the server will show the scorer; flips, rotations and warps
     belong to the detector, whose boxes move with the pixels.
     """
+    from findbox.env import require
+    require("albumentations", "train")
     import albumentations as A
 
     def keep(t) -> bool:
@@ -126,6 +128,8 @@ class CropDataset(torch.utils.data.Dataset):
         self.preprocess = preprocess
         self.augment = None
         if transforms:
+            from findbox.env import require
+            require("albumentations", "train")
             import albumentations as A
 
             self.augment = A.Compose(transforms)

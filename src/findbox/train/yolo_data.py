@@ -90,6 +90,8 @@ def read_image_wh(path: str | Path) -> tuple[int, int]:
 
 
 def _ultralytics_image_formats() -> set[str]:
+    from findbox.env import ensure_offline
+    ensure_offline()  # ultralytics reads the offline variables at import
     from ultralytics.data.utils import IMG_FORMATS
 
     return set(IMG_FORMATS)

@@ -130,7 +130,7 @@ class Pipeline:
             # exact boxes cut from the original image, upscaled when the pipeline has an upscaler
             with self._stage("crop_upscale", timings):
                 crops = [crop for i, cands in zip(chunk, found)
-                         for crop in prepare_crops(images_rgb[i], cands.xyxy, self.upscaler)]
+                         for crop in prepare_crops(images_rgb[i], cands.xyxy, self.upscaler, self.scorer.preprocess.size_hw)]
             # every crop of the chunk through the image tower (in the scorer's max_batch chunks)
             with self._stage("embed_images", timings):
                 flat = self.scorer.embed_images(crops)
@@ -225,7 +225,7 @@ class Pipeline:
         image = np.full((64, 64, 3), 127, np.uint8)
         self.ground([image], [(0, "warm up")])
         crop_xyxy = np.array([[16, 16, 48, 48]], np.float32)
-        self.scorer.embed_images(prepare_crops(image, crop_xyxy, self.upscaler))
+        self.scorer.embed_images(prepare_crops(image, crop_xyxy, self.upscaler, self.scorer.preprocess.size_hw))
 
     def stats(self) -> dict:
         """Work since construction, as plain numbers (what /metrics exports).

@@ -255,6 +255,8 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
 
     if run.ranking is None:
         raise ValueError("run: comparing scorers needs an in-process run (a server does not return candidates)")
+    # one crop set serves every scorer: cap sides at the largest scorer input, so none sees less than it would served
+    scorer_hw = max((tuple(s.preprocess.size_hw) for s in scorers.values()), default=None)
     by_image: dict[str, list[InstanceResult]] = {}
     for r in run.results:
         by_image.setdefault(r.sample.image, []).append(r)
@@ -273,7 +275,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
         # one image's requests all see the same proposals; cut them once for every scorer
         kept = above(answered[0].candidates, conf)
         image = load_image_file(Path(images_dir) / image_name)
-        crops = prepare_crops(image, kept.xyxy, upscaler)
+        crops = prepare_crops(image, kept.xyxy, upscaler, scorer_hw)
         n_crops += len(crops)
         captions = list(dict.fromkeys(r.sample.caption for r in answered))
         covered = [_covered(r.sample.truth_ltwh, kept.xyxy) for r in answered]

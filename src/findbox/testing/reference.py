@@ -12,7 +12,7 @@ import numpy as np
 import torch
 
 from findbox.boxes import Candidates
-from findbox.crops import cut_crops
+from findbox.crops import cap_crop, cut_crops
 from findbox.pipeline import Grounding
 
 ORIGINAL_CROP_BATCH = 4
@@ -29,7 +29,7 @@ def reference_ground(pipeline, image_rgb: np.ndarray, caption: str, candidates: 
         candidates = detector.detect([image_rgb])[0]
     crops = cut_crops(image_rgb, candidates.xyxy)
     if upscaler is not None:
-        crops = [upscaler.upscale([c])[0] for c in crops]
+        crops = [upscaler.upscale([cap_crop(c, scorer.preprocess.size_hw)])[0] for c in crops]
     image_emb = []
     for start in range(0, len(crops), ORIGINAL_CROP_BATCH):
         pixels = scorer.preprocess(crops[start : start + ORIGINAL_CROP_BATCH]).to(scorer.device, scorer.dtype)

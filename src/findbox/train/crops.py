@@ -26,7 +26,7 @@ from pathlib import Path
 import numpy as np
 
 from findbox.cli import add_options, config_from_args
-from findbox.config import Precision, _enum, option
+from findbox.config import Precision, _check_range, _enum, option
 from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, read_vlm_jsonl, split_index
 
 LOG = logging.getLogger("findbox.crops")
@@ -136,9 +136,12 @@ def make_crops(
     upscaler=None,
     val_fraction: float = VAL_FRACTION,
     progress: bool = True,
+    scorer_hw: tuple[int, int] | None = None,
 ) -> CropsReport:
     """Cut (and upscale, when `upscaler` is a `findbox.upscaler.Upscaler`) every box of the jsonl.
 
+    scorer_hw: the scorer's input (height, width): with an upscaler, crop sides are capped at it before
+        upscaling, exactly as the server does (`prepare_crops`); None = uncapped.
     Writes OUT/crops/, OUT/manifest.jsonl and OUT/crops.json (a previous OUT/crops/ is replaced).
     Raises ValueError for a malformed jsonl and when no crop could be made.
     """
@@ -196,7 +199,7 @@ def make_crops(
             kept = np.flatnonzero(keep)
             if len(kept) == 0:
                 continue
-            crops = prepare_crops(image, xyxy[kept], upscaler)
+            crops = prepare_crops(image, xyxy[kept], upscaler, scorer_hw)
             for k, crop in zip(kept, crops):
                 name = f"crops/{split}/{rec.line:06d}_{k:02d}.png"
                 _write_png(out_dir / name, crop)
@@ -222,6 +225,7 @@ def make_crops(
         "split_rule": SPLIT_RULE,
         "upscaler": upscaler.info if upscaler is not None else None,
         "scale": scale,
+        "scorer_hw": list(scorer_hw) if scorer_hw is not None else None,
         "images": report.images,
         "crops": report.crops,
         "skipped_images": report.skipped_images,
@@ -237,8 +241,8 @@ def make_crops(
 
 
 def _check_orientation(path: Path) -> None:
-    """Raise ValueError for an EXIF-rotated image: the server decodes pixels unrotated, and
-    which frame the boxes were drawn in is unknown (the detector's conversion skips them too)."""
+    """Raise ValueError for an EXIF-rotated image: the server decodes it upright, but whether its
+    boxes were drawn in the upright or the stored frame is unknown (the detector's conversion skips them too)."""
     from findbox.images import _pil_open
 
     with _pil_open(path) as im:
@@ -266,6 +270,9 @@ class CropsConfig:
     upscaler: str | None = option(None, help="Real-ESRGAN .pth: upscale crops as the server will (default: none)")
     val_fraction: float = option(VAL_FRACTION, help="last fraction of the jsonl's lines that are val "
                                                     "(the original's split)")
+    # the server caps crop sides at the scorer input before upscaling; training crops must match
+    scorer_size: int | None = option(None, help="the scorer's input side in pixels (e.g. 384): with --upscaler, "
+                                                "crop sides are capped at it before upscaling, as the server does")
     device: str = option("auto", help="upscaler device: auto, cpu, cuda or cuda:N")
     # fp16 on GPU as the server, fp32 on CPU
     precision: Precision = option(Precision.AUTO, choices=("auto", "fp32", "fp16", "bf16"), help="upscaler precision")
@@ -273,6 +280,8 @@ class CropsConfig:
 
     def __post_init__(self) -> None:
         self.precision = _enum("precision", Precision, self.precision)
+        if self.scorer_size is not None:
+            _check_range("scorer_size", self.scorer_size, 1, 8192)
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -288,6 +297,8 @@ def main(args: argparse.Namespace) -> int:
     if config.upscaler:
         device = resolve_device(config.device)
         upscaler = Upscaler.from_file(config.upscaler, device, resolve_dtype(config.precision, device))
-    report = make_crops(config.data, config.out, upscaler, config.val_fraction, progress=config.progress)
+    scorer_hw = (config.scorer_size, config.scorer_size) if config.scorer_size else None
+    report = make_crops(config.data, config.out, upscaler, config.val_fraction, progress=config.progress,
+                        scorer_hw=scorer_hw)
     print(f"findbox crops: {report.summary()} -> {Path(config.out) / MANIFEST}")
     return 0

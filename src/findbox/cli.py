@@ -67,7 +67,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from findbox.env import ensure_offline
+    from findbox.env import MissingExtra, ensure_offline
 
     ensure_offline()  # before any command module imports a model library
     argv = list(sys.argv[1:] if argv is None else argv)
@@ -77,8 +77,8 @@ def main(argv: list[str] | None = None) -> int:
     setup_logging(args.log_level)
     try:
         return int(module.main(args) or 0)
-    except (CommandError, ValueError, TypeError, OSError) as exc:
-        # bad input: the message names the field or file; a traceback would only hide it
+    except (CommandError, MissingExtra, ValueError, TypeError, OSError) as exc:
+        # bad input or a missing extra: the message names the field or file; a traceback would only hide it
         if os.environ.get("FINDBOX_TRACEBACK"):
             raise
         print_error(command, exc)

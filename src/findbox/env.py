@@ -79,6 +79,10 @@ def _install_fonts(font_dir: Path) -> None:
             shutil.copyfile(source, target)
 
 
+class MissingExtra(ImportError):
+    """An optional package is not installed; the message names the extra that brings it."""
+
+
 def require(module: str, extra: str) -> None:
     """Get ready to import an optional dependency: the offline environment, then a check.
 
@@ -90,7 +94,7 @@ def require(module: str, extra: str) -> None:
 
     ensure_offline()  # most optional libraries read the offline variables at import
     if importlib.util.find_spec(module) is None:
-        raise ImportError(
+        raise MissingExtra(
             f"expected the optional package {module!r} to be installed, got none: "
             f"pip install 'findbox[{extra}]'"
         )

@@ -9,7 +9,7 @@ resolution); augmentation set V1 or V2 (`findbox.train.augs`).
 
 Outputs in --out DIR:
     yolo_data/         the data set in YOLO form: links to the images, one label file each
-    split.json         train and val image names (`findbox.train.yolo_data.read_split`)
+    split.json         train and val image names (`findbox.data.vlm.read_split`)
     stage1/, stage2/   ultralytics run folders: weights/{best,last}.pt, results.csv, plots
     detector.pt        best weights of the last stage; `ultralytics.YOLO(path)` loads it
     metrics.json       the run's settings, the data counts, and per stage mAP50, mAP50-95,
@@ -37,7 +37,8 @@ from findbox.cli import add_options, options_from_args
 from findbox.cli import config_from_args as cli_config
 from findbox.config import Precision, option
 from findbox.train.augs import AugPreset, build_augs, describe_augs
-from findbox.train.yolo_data import convert_vlm_to_yolo, read_split, write_split
+from findbox.data.vlm import VAL_FRACTION, read_split, write_split
+from findbox.train.yolo_data import convert_vlm_to_yolo
 
 LOG = logging.getLogger(__name__)
 
@@ -103,7 +104,7 @@ class DetectorTrainConfig:
     # ultralytics' warmup (at least 100 steps); 0 turns it off, for fine-tuning weights that are already trained
     warmup_epochs: float = option(3.0, help="LR warmup epochs (ultralytics warms at least 100 steps; 0 for none, "
                                             "when --model is already trained)")
-    val_fraction: float = option(0.2, help="last fraction of lines used for val")  # the original's split
+    val_fraction: float = option(VAL_FRACTION, help="last fraction of lines used for val")  # the original's split
     # "0,1" trains on both with DDP
     device: str | None = option(None, help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
     workers: int = option(8, help="dataloader workers per device (ultralytics uses none on CPU)")

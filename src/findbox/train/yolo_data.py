@@ -27,7 +27,6 @@ import numpy as np
 
 from findbox.boxes import clip_xyxy, ltwh_to_xyxy
 from findbox.data.vlm import MIN_SIDE_PX, VAL_FRACTION, Split, VlmRecord, read_vlm_jsonl, split_index
-from findbox.data.vlm import read_split, write_split  # noqa: F401  (re-exported: detector training's split.json I/O)
 
 LOG = logging.getLogger(__name__)
 

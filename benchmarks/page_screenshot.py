@@ -1,6 +1,9 @@
-"""Screenshot of the page at `/` after a request on its sample scene (docs/page.png).
+"""Screenshot of the page at `/` after a request on its sample scene, against any running server.
 
-    .venv/bin/python benchmarks/page_screenshot.py --url http://127.0.0.1:5004 --out docs/page.png
+    .venv/bin/python benchmarks/page_screenshot.py --url http://127.0.0.1:5004 --out /tmp/page.png
+
+docs/page.png itself comes from `make docs-pictures` (benchmarks/docs_pictures.py), which
+starts the server with the bundled demo models and uses this module's browser settings.
 
 Drives Debian's /usr/bin/chromium headless through Playwright (no downloaded browser),
 loopback servers only: clicks "Use a sample scene", keeps the two suggested captions,

@@ -50,6 +50,14 @@ bench: setup
 bench-gpu: setup
 	$(PY) benchmarks/bench_gpu.py $(BENCH_ARGS)
 
+# The CUDA path the first time a GPU is at hand: the tests marked gpu (fp16/bf16 serving, a bf16
+# training step, the bench smoke; on a CPU they skip and say why), then the GPU benchmark
+# (benchmarks/results/gpu.json). Write the figures up in docs/BENCHMARKS.md.
+.PHONY: test-gpu
+test-gpu: setup
+	$(PY) -m pytest -q -m gpu tests/gpu
+	$(MAKE) --no-print-directory bench-gpu
+
 clean:
 	rm -rf $(VENV) build *.egg-info src/*.egg-info
 

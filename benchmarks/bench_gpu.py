@@ -41,6 +41,8 @@ def main() -> None:
     if cuda and not torch.cuda.is_available():
         sys.exit("bench_gpu: CUDA is not available on this machine; run `make bench-gpu` on a host with an NVIDIA GPU "
                  "(the CPU benchmark is `make bench`)")
+    if cuda and torch.device(args.device).index is not None:
+        torch.cuda.set_device(torch.device(args.device))  # the peak-memory figures read the current device
 
     def sync() -> None:
         if cuda:
@@ -62,7 +64,7 @@ def main() -> None:
     started = time.perf_counter()
     t = time.perf_counter()
     models = bench_models(args.scorer_preset, args.detector_yaml)
-    result = {"machine": machine(), "gpu": torch.cuda.get_device_name(0) if cuda else None,
+    result = {"machine": machine(), "gpu": torch.cuda.get_device_name(torch.device(args.device)) if cuda else None,
               "command": " ".join(sys.argv),
               "build_models_s": time.perf_counter() - t, "scorer": f"siglip-{args.scorer_preset} sizes",
               "detector": args.detector_yaml, "imgsz": args.imgsz}

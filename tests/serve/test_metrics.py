@@ -67,6 +67,7 @@ def test_counters_histograms_caches_and_model_info(live_server):
     models = {dict(k[1])["stage"]: dict(k[1]) for k, v in after.items() if k[0] == "findbox_model_info" and v == 1}
     assert set(models) == {"detector", "scorer"}  # the live server runs without an upscaler
     assert models["detector"]["kind"] == "ultralytics" and models["scorer"]["family"] == "siglip"
+    assert models["detector"]["device"] == models["scorer"]["device"] == "cpu"  # tests/gpu checks "cuda" the same way
     assert value(after, "process_resident_memory_bytes") > 0
 
 

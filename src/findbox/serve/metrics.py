@@ -104,6 +104,10 @@ class PipelineCollector(Collector):
                 details = dict(getattr(part, "info", {}) or {})
             except Exception as exc:  # an info property that fails must not break the scrape; say so in the label
                 details = {"info_error": type(exc).__name__}
+            # where and in what precision the stage runs: a scrape shows a GPU server really on its GPU
+            for attr in ("device", "dtype", "half"):
+                if getattr(part, attr, None) is not None:
+                    details.setdefault(attr, str(getattr(part, attr)))
             labels = {_label_name(k): str(v)[:200] for k, v in details.items() if _label_name(k) != "stage"}
             info.add_metric([stage], labels)
         yield info

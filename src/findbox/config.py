@@ -122,7 +122,8 @@ class PipelineConfig:
     detection: DetectorConfig = field(default_factory=DetectorConfig)
     fallback: Fallback = option(Fallback.IMAGE, help="box when nothing is detected: the whole image or zeros")
     # None = the scorer family's default ("This is a photo of {}.")
-    prompt: str | None = option(None, help="prompt template with {} for the caption (default: the scorer family's)")
+    prompt: str | None = option(None, help="prompt template with exactly one {} for the caption, {{ and }} for "
+                                           "literal braces (default: the scorer family's)")
     # the original ranked by the scorer alone
     score_fusion: ScoreFusion = option(ScoreFusion.SCORER,
                                        help="rank boxes by the scorer logit alone or by logit + w * log(det_conf)")
@@ -143,6 +144,10 @@ class PipelineConfig:
         self.precision = _enum("precision", Precision, self.precision)
         self.fallback = _enum("fallback", Fallback, self.fallback)
         self.score_fusion = _enum("score_fusion", ScoreFusion, self.score_fusion)
+        if self.prompt is not None:  # a template without {} would ignore every caption: refuse it at startup
+            from findbox.score.preprocess import check_prompt  # imports torch: only when a prompt is given
+
+            check_prompt(self.prompt)
         _check_range("fusion_weight", self.fusion_weight, 0.0, 1000.0)
         self.detector = _detector_paths(self.detector)
         if isinstance(self.detection, dict):

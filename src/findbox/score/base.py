@@ -15,7 +15,7 @@ from collections import OrderedDict
 import numpy as np
 import torch
 
-from findbox.score.preprocess import CropPreprocess
+from findbox.score.preprocess import CropPreprocess, check_prompt
 
 
 class Scorer(abc.ABC):
@@ -36,7 +36,7 @@ class Scorer(abc.ABC):
         text_cache_size: int = 4096,
     ):
         self.preprocess = preprocess
-        self.prompt = prompt
+        self.prompt = check_prompt(prompt)  # a spec file's or a training config's prompt too
         self.device = device
         self.dtype = dtype
         self.max_batch = max_batch

@@ -6,8 +6,9 @@ normalisation (`CropPreprocess`) and the same prompt (`format_prompt`).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 import math
+import string
+from dataclasses import dataclass
 
 import numpy as np
 import torch
@@ -84,5 +85,38 @@ class CropPreprocess:
 
 
 def format_prompt(template: str, caption: str) -> str:
-    """The text the scorer reads for a caption. Shared by inference and training."""
+    """The text the scorer reads for a caption. Shared by inference and training.
+
+    `template` is one that `check_prompt` accepts (every place a prompt is set checks it).
+    """
     return template.format(caption.strip())
+
+
+def check_prompt(template: str) -> str:
+    """`template` unchanged when it holds exactly one `{}` (the caption) and no other format field.
+
+    `{{` and `}}` are literal braces. Checked where a prompt is set, so that a template
+    without `{}` (every caption ignored) or with `{x}` (every request failing) stops the
+    command at startup instead. Raises ValueError naming `prompt`.
+    """
+    expected = "prompt: expected a template with exactly one {} for the caption"
+    if not isinstance(template, str):
+        raise TypeError(f"{expected}, got {type(template).__name__}")
+    try:
+        fields = [(name, spec, conversion) for _, name, spec, conversion in string.Formatter().parse(template)
+                  if name is not None]
+    except ValueError as exc:  # an unmatched brace
+        raise ValueError(f"{expected} (write {{{{ and }}}} for literal braces), got {template!r}: {exc}") from None
+    if not fields:
+        raise ValueError(f"{expected}, got {template!r} (no {{}} for the caption)")
+    others = [_field_text(*f) for f in fields if f != ("", "", None)]
+    if others:
+        raise ValueError(f"{expected} and no other format field, got {template!r} (has {', '.join(others)})")
+    if len(fields) > 1:
+        raise ValueError(f"{expected}, got {template!r} ({len(fields)} placeholders)")
+    return template
+
+
+def _field_text(name: str, spec: str, conversion: str | None) -> str:
+    """A parsed format field written back as in the template, e.g. "{x}", "{!r}", "{:>10}"."""
+    return "{" + name + (f"!{conversion}" if conversion else "") + (f":{spec}" if spec else "") + "}"

@@ -13,7 +13,7 @@ from tests.conftest import CAPTIONS, make_image
 
 
 def work(n: int, dim: int = 8) -> ImageWork:
-    return ImageWork(Candidates(np.zeros((n, 4)), np.ones(n)), torch.zeros(n, dim))
+    return ImageWork(Candidates(np.zeros((n, 4)), np.ones(n)), torch.zeros(n, dim), (20, 10))
 
 
 def test_key_follows_pixels_not_identity():
@@ -106,3 +106,26 @@ def test_editing_a_result_in_place_does_not_change_the_cache():
     got.embeddings[:] = 7
     again = cache.get(b"a")
     assert (again.candidates.xyxy == 0).all() and (again.embeddings == 0).all()
+
+
+def test_encoded_image_hit_skips_decoding(tiny_pipeline, monkeypatch):
+    import io
+
+    from PIL import Image
+
+    from findbox.images import EncodedImage
+
+    buf = io.BytesIO()
+    Image.fromarray(make_image(70, 160, 90)).save(buf, format="PNG")
+    cached = Pipeline(tiny_pipeline.detector, tiny_pipeline.scorer, None, image_cache=ImageCache(4))
+    first = cached.ground_one(EncodedImage.probe(buf.getvalue()), CAPTIONS[0])
+
+    def no_decode(self):
+        raise AssertionError("a cache hit must not decode")
+
+    monkeypatch.setattr(EncodedImage, "decode", no_decode)
+    # the same bytes in a later request: keyed by the bytes, found before any decoding
+    again = cached.ground_one(EncodedImage.probe(buf.getvalue()), CAPTIONS[0])
+    assert cached.counters.image_cache_hits == 1 and cached.counters.images_detected == 1
+    assert again.image_wh == first.image_wh == (160, 90)
+    np.testing.assert_array_equal(again.xyxy, first.xyxy)

@@ -114,3 +114,112 @@ def test_warmup_is_one_counted_request(tiny_pipeline):
     pipeline.warmup()
     c = pipeline.counters
     assert (c.requests, c.queries, c.images_detected) == (1, 1, 1)
+
+
+# --- bounded work per request: lazy decoding chunk by chunk, and a deadline (issue 15 items 1, 3)
+
+def png_bytes(image_rgb: np.ndarray) -> bytes:
+    import io
+
+    from PIL import Image
+
+    buf = io.BytesIO()
+    Image.fromarray(image_rgb).save(buf, format="PNG")  # lossless: decodes to the same array
+    return buf.getvalue()
+
+
+class Logged:
+    """Wraps a detector, logging each call; `after` runs after each call (e.g. to let a deadline pass)."""
+
+    def __init__(self, detector, log: list, after=None):
+        self.detector, self.log, self.after = detector, log, after
+
+    def detect(self, images_rgb):
+        self.log.append(("detect", len(images_rgb)))
+        found = self.detector.detect(images_rgb)
+        if self.after is not None:
+            self.after()
+        return found
+
+
+def test_encoded_images_are_decoded_chunk_by_chunk_with_the_same_answers(tiny_pipeline, monkeypatch):
+    from findbox.images import EncodedImage
+    from findbox.pipeline import PROPOSE_CHUNK
+
+    log: list = []
+    real_decode = EncodedImage.decode
+
+    def logged_decode(self):
+        log.append(("decode", 1))
+        return real_decode(self)
+
+    monkeypatch.setattr(EncodedImage, "decode", logged_decode)
+    n = PROPOSE_CHUNK + 2
+    arrays = [make_image(200 + i) for i in range(n)]
+    encoded = [EncodedImage.probe(png_bytes(a)) for a in arrays]
+    queries = [(i, CAPTIONS[i % 4]) for i in range(n)]
+    pipeline = Pipeline(Logged(tiny_pipeline.detector, log), tiny_pipeline.scorer, tiny_pipeline.upscaler)
+    got = pipeline.ground(encoded, queries)
+    # each chunk's images are decoded just before its detector call, never the whole request first
+    assert log == [("decode", 1)] * PROPOSE_CHUNK + [("detect", PROPOSE_CHUNK)] + [("decode", 1)] * 2 + [("detect", 2)]
+    want = tiny_pipeline.ground(arrays, queries)
+    for g, w in zip(got, want):
+        np.testing.assert_array_equal(g.candidates.xyxy, w.candidates.xyxy)
+        np.testing.assert_allclose(g.candidates.match_score, w.candidates.match_score, rtol=1e-4, atol=1e-4)
+        assert g.image_wh == w.image_wh == (200, 120)
+
+
+@pytest.mark.parametrize("pixels, want", [
+    ([10] * 10, [list(range(8)), [8, 9]]),                       # PROPOSE_CHUNK images at most
+    ([15_000_000, 15_000_000, 1], [[0], [1, 2]]),                 # and PROPOSE_CHUNK_PIXELS at most
+    ([40_000_000, 1, 40_000_000], [[0], [1], [2]]),               # an image past the bound goes alone
+    ([], []),
+])
+def test_chunks_bound_images_and_pixels(pixels, want):
+    from findbox.pipeline import _chunks
+
+    assert list(_chunks(list(range(len(pixels))), pixels)) == want
+
+
+def test_image_that_does_not_decode_is_named_by_the_callers_index(tiny_pipeline):
+    from findbox.images import EncodedImage
+    from findbox.pipeline import ImageDecodeError
+
+    data = png_bytes(make_image(60))
+    truncated = EncodedImage.probe(data[: len(data) // 2])  # the header reads; the pixels do not
+    good = EncodedImage.probe(data)
+    with pytest.raises(ImageDecodeError) as info:
+        tiny_pipeline.ground([good, good, truncated], [(0, CAPTIONS[0]), (2, CAPTIONS[1])])
+    assert info.value.index == 2 and isinstance(info.value.error, ValueError)
+
+
+def test_deadline_in_the_past_does_no_work(tiny_pipeline):
+    import time
+
+    from findbox.pipeline import DeadlineExceeded
+
+    pipeline = Pipeline(tiny_pipeline.detector, tiny_pipeline.scorer, None)
+    with pytest.raises(DeadlineExceeded):
+        pipeline.ground([make_image(61)], [(0, CAPTIONS[0])], deadline=time.monotonic() - 1)
+    assert pipeline.counters.images_detected == 0 and pipeline.counters.requests == 0
+
+
+def test_deadline_passing_mid_request_drops_the_rest_within_one_chunk(tiny_pipeline):
+    import time
+
+    from findbox.pipeline import PROPOSE_CHUNK, DeadlineExceeded
+
+    deadline = time.monotonic() + 3600.0
+
+    def let_the_deadline_pass():
+        time.sleep(max(0.0, deadline - time.monotonic()) + 0.01)
+
+    log: list = []
+    pipeline = Pipeline(Logged(tiny_pipeline.detector, log, let_the_deadline_pass), tiny_pipeline.scorer, None)
+    images = [make_image(300 + i) for i in range(4 * PROPOSE_CHUNK)]
+    deadline = time.monotonic() + 0.2  # read by let_the_deadline_pass when the first chunk is detected
+    with pytest.raises(DeadlineExceeded):
+        pipeline.ground(images, [(i, CAPTIONS[0]) for i in range(len(images))], deadline=deadline)
+    # the first chunk was detected; its crops and every later chunk were dropped
+    assert log == [("detect", PROPOSE_CHUNK)]
+    assert pipeline.counters.crops_embedded == 0 and pipeline.counters.requests == 0

@@ -169,6 +169,12 @@ class ServerConfig:
     max_instances: int = option(256, help="most instances per request; more gets 413")  # clients send 1, 4 or 64
     # ~30x a 1520x870 frame; stops decompression bombs
     max_image_pixels: int = option(40_000_000, help="largest image (w*h); larger gets 413")
+    # decoded pixels of a request's distinct images together, read from their headers: 64 distinct
+    # 1520x870 frames (85 MP) with 50% headroom, or 3 images at max_image_pixels. Images are decoded
+    # chunk by chunk, so this bounds the work (decode, crops) more than the memory: the largest
+    # request it admits fits request_timeout_s on a CPU (docs/OPERATIONS.md, "Memory per request")
+    max_request_pixels: int = option(128_000_000, help="most decoded pixels (w*h summed over a request's "
+                                     "distinct images); more gets 413")
     warmup: bool = option(True, help="report ready without a warm-up request")  # one request before /health says ready
     # far above a 64-instance GPU batch
     request_timeout_s: float = option(120.0, help="answer 504 to a request not answered in this many seconds")
@@ -177,6 +183,7 @@ class ServerConfig:
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
         _check_range("max_instances", self.max_instances, 1, 1_000_000)
+        _check_range("max_request_pixels", self.max_request_pixels, 1, 10**12)
         _check_range("request_timeout_s", self.request_timeout_s, 0.001, 86400)
         _check_range("batch_window_ms", self.batch_window_ms, 0, 10_000)
 

@@ -4,9 +4,11 @@ from __future__ import annotations
 
 import base64
 import binascii
+import hashlib
 import io
 import sys
 import warnings
+from dataclasses import dataclass, field
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -35,6 +37,62 @@ def decode_b64(text: str) -> bytes:
         return base64.b64decode(text, validate=True)
     except (binascii.Error, ValueError) as exc:
         raise ValueError(f"invalid base64: {exc}") from None
+
+
+def probe_image(data: bytes, max_pixels: int = 40_000_000) -> tuple[int, int]:
+    """(W, H) of an image file as stored, read from its header: no pixel is decoded.
+
+    Raises ImageTooLarge past `max_pixels`, ValueError for bytes that are no image. An EXIF
+    rotation (orientations 5-8) swaps W and H on decode but keeps W*H, so W*H is what the
+    decoded image will hold.
+    """
+    if not data:
+        raise ValueError("empty image data")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with _pil_open(io.BytesIO(data)) as image:
+                w, h = image.size
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a decodable image: {exc}") from None
+    except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
+        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+    if w * h > max_pixels:
+        raise ImageTooLarge(f"image has {w}x{h} = {w * h} pixels, above the cap of {max_pixels}")
+    if w < 1 or h < 1:
+        raise ValueError(f"image has no pixels ({w}x{h})")
+    return w, h
+
+
+@dataclass(frozen=True)
+class EncodedImage:
+    """An image file not decoded yet: what a request holds until the model worker needs the pixels.
+
+    data: the file's bytes. stored_wh: (W, H) from its header (before any EXIF rotation), so
+    `pixels` is what decoding will allocate. key: 16-byte BLAKE2b of `data`, the image cache's key,
+    so a cache hit never decodes. Build with `EncodedImage.probe`.
+    """
+
+    data: bytes = field(repr=False)
+    stored_wh: tuple[int, int]
+    max_pixels: int
+    key: bytes
+
+    @classmethod
+    def probe(cls, data: bytes, max_pixels: int = 40_000_000) -> EncodedImage:
+        """Reads the header only; raises as `probe_image` does."""
+        stored_wh = probe_image(data, max_pixels)
+        return cls(data, stored_wh, max_pixels, hashlib.blake2b(data, digest_size=16).digest())
+
+    @property
+    def pixels(self) -> int:
+        return self.stored_wh[0] * self.stored_wh[1]
+
+    def decode(self) -> np.ndarray:
+        """(H, W, 3) uint8 RGB, upright (`decode_image`); ValueError when the pixels do not decode."""
+        return decode_image(self.data, self.max_pixels)
 
 
 def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:

@@ -5,8 +5,12 @@ the caption half. Work is shared across a request: each distinct image is detect
 once (one batched detector call), its crops are upscaled and embedded once, and each
 distinct caption is embedded once (and cached across requests by the scorer). With
 an `ImageCache`, an image seen in an earlier request skips the image half entirely.
-Images go through in chunks of PROPOSE_CHUNK, so memory stays bounded however many
-instances a request carries.
+
+Images go through in chunks (PROPOSE_CHUNK images, PROPOSE_CHUNK_PIXELS pixels), and an
+`EncodedImage` is decoded only when its chunk comes up and released once the chunk is
+embedded, so memory stays bounded by a chunk however many images a request carries.
+A `deadline` is checked between chunks and stages: past it the rest is dropped
+(DeadlineExceeded), so a request nobody waits for any more frees the models within a chunk.
 """
 
 from __future__ import annotations
@@ -24,6 +28,7 @@ from findbox.cache import ImageCache, ImageWork, image_key
 from findbox.config import Fallback, ScoreFusion
 from findbox.crops import prepare_crops
 from findbox.detect.ultralytics import Detector
+from findbox.images import EncodedImage
 from findbox.ranking import Ranking
 from findbox.score.base import Scorer
 from findbox.upscaler import Upscaler
@@ -73,6 +78,28 @@ WORK_COUNTERS = ("requests", "queries", "images_detected", "crops_embedded", "ca
 # distinct images detected and embedded together: bounds the detector batch and the
 # crops held at once (crops then go to the scorer in chunks of its max_batch)
 PROPOSE_CHUNK = 8
+# and the decoded pixels held at once: 8 frames of 1920x1080 (16.6 MP) fit, phone photos go
+# 2 at a time; ~72 MB as RGB. One image larger than this (up to max_image_pixels) is a chunk alone.
+PROPOSE_CHUNK_PIXELS = 24_000_000
+
+# what `ground` and `propose` take per image: decoded (H, W, 3) uint8 RGB, or a file not decoded yet
+ImageInput = np.ndarray | EncodedImage
+
+
+class DeadlineExceeded(TimeoutError):
+    """The caller's deadline passed before the answer was ready; the rest of the work was dropped."""
+
+
+class ImageDecodeError(ValueError):
+    """images[index] passed its header probe but its pixels did not decode (found when its chunk came up).
+
+    error: the decoder's ValueError (an `ImageTooLarge` when the decoder found it over the cap).
+    """
+
+    def __init__(self, index: int, error: ValueError):
+        super().__init__(f"images[{index}]: {error}")
+        self.index = index
+        self.error = error
 
 # the image half's stages, reported (as 0 s) even when the image cache did all their work
 IMAGE_STAGES = ("detect", "crop_upscale", "embed_images")
@@ -110,77 +137,105 @@ class Pipeline:
         timings[name] = timings.get(name, 0.0) + seconds
         self.counters.stage_seconds[name] = self.counters.stage_seconds.get(name, 0.0) + seconds
 
-    def propose(self, images_rgb: list[np.ndarray], timings: dict[str, float] | None = None
-                ) -> tuple[list[Candidates], list[torch.Tensor]]:
-        """The image half: detect, crop, upscale and embed (or take all of it from the image cache).
+    def propose(self, images: list[ImageInput], timings: dict[str, float] | None = None,
+                deadline: float | None = None) -> list[ImageWork]:
+        """The image half: decode, detect, crop, upscale and embed (or take all of it from the image cache).
 
-        images_rgb: distinct (H, W, 3) uint8 RGB images.
-        Returns per image its Candidates (xyxy in its pixels) and a (N_i, D) crop-embedding matrix.
+        images: distinct images, (H, W, 3) uint8 RGB arrays or EncodedImages (decoded chunk by chunk).
+        deadline: time.monotonic() seconds; checked before each chunk and between its detector and
+            scorer stages (DeadlineExceeded past it).
+        Returns per image its Candidates (xyxy in its pixels), a (N_i, D) crop-embedding matrix and its (W, H).
+        Raises ImageDecodeError naming the image whose pixels do not decode.
         """
         timings = {} if timings is None else timings
         for stage in IMAGE_STAGES:
             timings.setdefault(stage, 0.0)
-        candidates, embeddings, keys, todo = self._from_cache(images_rgb, timings)
-        for start in range(0, len(todo), PROPOSE_CHUNK):
-            chunk = todo[start : start + PROPOSE_CHUNK]
+        works, keys, todo = self._from_cache(images, timings)
+        for chunk in _chunks(todo, [_pixels(image) for image in images]):
+            _check_deadline(deadline, "detecting")
+            decoded = self._decode(images, chunk, timings)
             # one batched detector call over the chunk's images
             with self._stage("detect", timings):
-                found = self.detector.detect([images_rgb[i] for i in chunk])
+                found = self.detector.detect(decoded)
             self.counters.images_detected += len(chunk)
+            _check_deadline(deadline, "scoring")
             # exact boxes cut from the original image, upscaled when the pipeline has an upscaler
             with self._stage("crop_upscale", timings):
-                crops = [crop for i, cands in zip(chunk, found)
-                         for crop in prepare_crops(images_rgb[i], cands.xyxy, self.upscaler, self.scorer.preprocess.size_hw)]
+                crops = [crop for image, cands in zip(decoded, found)
+                         for crop in prepare_crops(image, cands.xyxy, self.upscaler, self.scorer.preprocess.size_hw)]
             # every crop of the chunk through the image tower (in the scorer's max_batch chunks)
             with self._stage("embed_images", timings):
                 flat = self.scorer.embed_images(crops)
             self.counters.crops_embedded += len(crops)
-            for i, cands, emb in zip(chunk, found, torch.split(flat, [len(c) for c in found])):
-                candidates[i], embeddings[i] = cands, emb
+            for i, image, cands, emb in zip(chunk, decoded, found, torch.split(flat, [len(c) for c in found])):
+                works[i] = ImageWork(cands, emb, (image.shape[1], image.shape[0]))
                 if self.image_cache is not None:
-                    self.image_cache.put(keys[i], ImageWork(cands, emb))  # the cache stores its own copy
-        return candidates, embeddings
+                    self.image_cache.put(keys[i], works[i])  # the cache stores its own copy
+            # the pixels are not needed past here: free them before the next chunk is decoded
+            del decoded, crops, image
+        return works
 
-    def _from_cache(self, images_rgb: list[np.ndarray], timings: dict[str, float]):
-        """(candidates, embeddings, keys, todo): per image its cached work or None, its cache key
-        (None without a cache), and the indices still to propose."""
-        n = len(images_rgb)
-        candidates: list[Candidates | None] = [None] * n
-        embeddings: list[torch.Tensor | None] = [None] * n
+    def _decode(self, images: list[ImageInput], chunk: list[int], timings: dict[str, float]) -> list[np.ndarray]:
+        """The chunk's images as (H, W, 3) uint8 RGB arrays, decoding EncodedImages."""
+        if all(isinstance(images[i], np.ndarray) for i in chunk):
+            return [images[i] for i in chunk]
+        decoded = []
+        with self._stage("decode", timings):
+            for i in chunk:
+                image = images[i]
+                if isinstance(image, EncodedImage):
+                    try:
+                        image = image.decode()
+                    except ValueError as exc:
+                        raise ImageDecodeError(i, exc) from exc
+                decoded.append(image)
+        return decoded
+
+    def _from_cache(self, images: list[ImageInput], timings: dict[str, float]):
+        """(works, keys, todo): per image its cached work or None, its cache key (None without a
+        cache), and the indices still to propose."""
+        n = len(images)
+        works: list[ImageWork | None] = [None] * n
         keys: list[bytes | None] = [None] * n
         if self.image_cache is None:
-            return candidates, embeddings, keys, list(range(n))
+            return works, keys, list(range(n))
         todo = []
         with self._stage("image_cache", timings):
-            for i, image in enumerate(images_rgb):
+            for i, image in enumerate(images):
                 keys[i] = image_key(image)
-                work = self.image_cache.get(keys[i])
-                if work is None:
+                works[i] = self.image_cache.get(keys[i])
+                if works[i] is None:
                     todo.append(i)
-                else:
-                    candidates[i], embeddings[i] = work.candidates, work.embeddings
             self.counters.image_cache_hits += n - len(todo)
             self.counters.image_cache_misses += len(todo)
-        return candidates, embeddings, keys, todo
+        return works, keys, todo
 
     def ground(
         self,
-        images_rgb: list[np.ndarray],
+        images: list[ImageInput],
         queries: list[tuple[int, str]],
         timings: dict[str, float] | None = None,
+        deadline: float | None = None,
     ) -> list[Grounding]:
         """Answer queries about a set of distinct images.
 
-        images_rgb: distinct (H, W, 3) uint8 RGB images.
+        images: distinct images, (H, W, 3) uint8 RGB arrays or EncodedImages (decoded lazily, chunk by chunk).
         queries: (image index, caption) pairs; answers come back in the same order.
         timings: if given, filled with seconds per stage for this call.
+        deadline: time.monotonic() seconds; past it the rest of the work is dropped and
+            DeadlineExceeded raised (checked between chunks and stages).
+        Raises ImageDecodeError with the index into `images` of an image that does not decode.
         """
         timings = {} if timings is None else timings
-        _check_queries(queries, len(images_rgb))
+        _check_queries(queries, len(images))
         used = sorted({index for index, _ in queries})
         position = {index: k for k, index in enumerate(used)}
         # the image half, once per distinct image asked about
-        candidates, embeddings = self.propose([images_rgb[i] for i in used], timings)
+        try:
+            works = self.propose([images[i] for i in used], timings, deadline)
+        except ImageDecodeError as exc:  # name the image as the caller numbered it
+            raise ImageDecodeError(used[exc.index], exc.error) from exc.error
+        _check_deadline(deadline, "embedding captions")
         # each distinct caption through the text tower once (the scorer caches them across requests)
         captions = list(dict.fromkeys(c for _, c in queries))
         with self._stage("embed_texts", timings):
@@ -188,15 +243,14 @@ class Pipeline:
         column = {c: k for k, c in enumerate(captions)}
         with self._stage("choose", timings):
             # one matrix product per image covers every caption asked of it
-            logits = [self.scorer.score(emb, text_emb) for emb in embeddings]
+            logits = [self.scorer.score(work.embeddings, text_emb) for work in works]
             results = []
             for index, caption in queries:
                 k = position[index]
-                image_wh = (images_rgb[index].shape[1], images_rgb[index].shape[0])
-                cands = candidates[k].with_match_score(logits[k][:, column[caption]])
-                xyxy, chosen = self.ranking.pick(cands, caption, image_wh)
+                cands = works[k].candidates.with_match_score(logits[k][:, column[caption]])
+                xyxy, chosen = self.ranking.pick(cands, caption, works[k].image_wh)
                 self.counters.fallbacks += int(chosen < 0)
-                results.append(Grounding(xyxy, cands, chosen, image_wh))
+                results.append(Grounding(xyxy, cands, chosen, works[k].image_wh))
         self.counters.requests += 1
         self.counters.queries += len(queries)
         return results
@@ -245,6 +299,31 @@ class Pipeline:
                 "text": {"hits": self.scorer.text_cache_hits, "misses": self.scorer.text_cache_misses},
             },
         }
+
+
+def _pixels(image: ImageInput) -> int:
+    """Pixels the image holds decoded (an EncodedImage's from its header)."""
+    return image.pixels if isinstance(image, EncodedImage) else image.shape[0] * image.shape[1]
+
+
+def _chunks(todo: list[int], pixels: list[int]) -> Iterator[list[int]]:
+    """`todo` in order, cut into chunks of at most PROPOSE_CHUNK images and PROPOSE_CHUNK_PIXELS
+    pixels (a larger image alone). The detector groups by shape, so the cut never changes a box."""
+    chunk: list[int] = []
+    held = 0
+    for i in todo:
+        if chunk and (len(chunk) == PROPOSE_CHUNK or held + pixels[i] > PROPOSE_CHUNK_PIXELS):
+            yield chunk
+            chunk, held = [], 0
+        chunk.append(i)
+        held += pixels[i]
+    if chunk:
+        yield chunk
+
+
+def _check_deadline(deadline: float | None, before: str) -> None:
+    if deadline is not None and time.monotonic() >= deadline:
+        raise DeadlineExceeded(f"request: deadline passed before {before}; the rest of the work was dropped")
 
 
 def _check_queries(queries: list[tuple[int, str]], n_images: int) -> None:

@@ -30,12 +30,12 @@ class SlowPipeline:
     def stats(self) -> dict:
         return {"counters": {}, "stage_seconds": {}, "caches": {}}
 
-    def ground(self, images, queries, timings=None):
+    def ground(self, images, queries, timings=None, deadline=None):
         self.calls += 1
         time.sleep(self.seconds)
         box = np.array([1, 2, 11, 22], np.float32)
         cands = Candidates(box[None], np.array([0.9], np.float32), np.array([1.5], np.float32))
-        return [Grounding(box, cands, 0, (images[i].shape[1], images[i].shape[0])) for i, _ in queries]
+        return [Grounding(box, cands, 0, images[i].stored_wh) for i, _ in queries]
 
 
 def body(n: int = 1) -> dict:
@@ -79,11 +79,11 @@ class BrokenPipeline(SlowPipeline):
     def stats(self) -> dict:
         return {"counters": {}, "stage_seconds": {}, "caches": {}}
 
-    def ground(self, images, queries, timings=None):
+    def ground(self, images, queries, timings=None, deadline=None):
         self.calls += 1
         if self.calls == 1:
             raise RuntimeError("CUDA out of memory (pretend)")
-        return super().ground(images, queries, timings)
+        return super().ground(images, queries, timings, deadline)
 
 
 def test_model_error_is_a_json_500_and_the_service_goes_on():

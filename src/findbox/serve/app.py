@@ -24,6 +24,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 
 from findbox.config import PipelineConfig, ScoreFusion, ServeConfig
+from findbox.images import ImageTooLarge
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
 from findbox.serve.observe import RequestObserver, RequestRecord
@@ -36,9 +37,10 @@ from findbox.serve.protocol import (
     IdentifyResponse,
     InstanceError,
     decode_instances,
+    first_instance,
     round_box,
 )
-from findbox.serve.runner import ModelRunner
+from findbox.serve.runner import ImageDecodeError, ModelRunner
 
 log = logging.getLogger("findbox.serve")
 
@@ -121,7 +123,7 @@ PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; s
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
 ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, what in [
     (400, "malformed request; names the instance index and field"),
-    (413, "body, instance count or image over its cap"),
+    (413, "body, instance count, image or the request's decoded pixels over its cap"),
     (422, "well-formed but invalid request"),
     (503, "models loading or failed to load"),
     (504, "not answered within --request-timeout-s"),
@@ -235,16 +237,24 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
 
     def run(body: IdentifyRequest, record: RequestRecord, deadline: float):
-        """Decode and ground, in a worker thread. Returns (results, seconds per stage)."""
+        """Read the image headers and ground, in a worker thread (the pixels are decoded in the
+        model worker, chunk by chunk). Returns (results, seconds per stage)."""
         start = time.perf_counter()
-        images, queries = decode_instances(body.instances, config.server.max_instances, config.server.max_image_pixels)
+        server = config.server
+        images, queries = decode_instances(body.instances, server.max_instances, server.max_image_pixels,
+                                           server.max_request_pixels)
         record.instances, record.images = len(queries), len(images)
         timings = {"decode": time.perf_counter() - start}
         if not queries:
             return [], timings
-        job = state.runner.ground(images, queries, deadline)
+        try:
+            job = state.runner.ground(images, queries, deadline)
+        except ImageDecodeError as exc:  # a bad image found when its chunk came up: name its instance
+            status = 413 if isinstance(exc.error, ImageTooLarge) else 400
+            raise InstanceError(first_instance(queries, exc.index), "b64", str(exc.error), status) from None
         record.batch_requests = job.batch_requests
-        timings.update(job.timings)
+        for stage, seconds in job.timings.items():  # "decode": the headers here plus the pixels in the worker
+            timings[stage] = timings.get(stage, 0.0) + seconds
         timings["total"] = time.perf_counter() - start
         return job.results, timings
 

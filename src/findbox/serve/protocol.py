@@ -8,10 +8,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, StrictStr
 
-from findbox.images import ImageTooLarge, decode_b64, decode_image
+from findbox.images import EncodedImage, ImageTooLarge, decode_b64
 
 
 class Instance(BaseModel):
@@ -80,26 +79,42 @@ class InstanceError(Exception):
 
 
 def decode_instances(
-    instances: list[Instance], max_instances: int, max_image_pixels: int
-) -> tuple[list[np.ndarray], list[tuple[int, str]]]:
-    """Distinct images (each base64 string decoded once) and (image index, caption) queries."""
+    instances: list[Instance], max_instances: int, max_image_pixels: int, max_request_pixels: int | None = None
+) -> tuple[list[EncodedImage], list[tuple[int, str]]]:
+    """Distinct images (each base64 string read once) and (image index, caption) queries.
+
+    Only the image headers are read here: the pixels are decoded by the pipeline, chunk by
+    chunk, in the model worker. max_request_pixels: the decoded pixels of all distinct images
+    together (None: no bound), checked from the headers so a request over it is refused (413)
+    before any pixel is decoded.
+    """
     if len(instances) > max_instances:
         raise InstanceError(None, "instances", f"{len(instances)} instances, above the cap of {max_instances}", 413)
-    images: list[np.ndarray] = []
+    images: list[EncodedImage] = []
     index_of: dict[str, int] = {}
     queries = []
+    pixels = 0
     for i, inst in enumerate(instances):
         if inst.b64 not in index_of:
             try:
-                image = decode_image(decode_b64(inst.b64), max_image_pixels)
+                image = EncodedImage.probe(decode_b64(inst.b64), max_image_pixels)
             except ImageTooLarge as exc:
                 raise InstanceError(i, "b64", str(exc), 413) from None
             except ValueError as exc:
                 raise InstanceError(i, "b64", str(exc), 400) from None
+            pixels += image.pixels
+            if max_request_pixels is not None and pixels > max_request_pixels:
+                raise InstanceError(i, "b64", f"the request's distinct images hold {pixels} pixels up to here, above "
+                                    f"the request budget of {max_request_pixels} (--max-request-pixels)", 413)
             index_of[inst.b64] = len(images)
             images.append(image)
         queries.append((index_of[inst.b64], inst.caption))
     return images, queries
+
+
+def first_instance(queries: list[tuple[int, str]], image_index: int) -> int:
+    """The instance that brought image `image_index` (queries are one per instance, in order)."""
+    return next(q for q, (index, _) in enumerate(queries) if index == image_index)
 
 
 def round_box(values) -> list[float]:

@@ -7,7 +7,9 @@ them all in one `Pipeline.ground` call (one batched detector call, crop and
 caption embedding shared), then hands each job its own answers back in order.
 
 A job whose deadline passes while it waits is dropped before it reaches the
-models, so a backlog of timed-out requests costs nothing.
+models, so a backlog of timed-out requests costs nothing; one whose deadline passes
+while the models work on it is dropped at the next chunk (`Pipeline.ground(deadline=)`),
+so the worker is free again within one chunk's time.
 """
 
 from __future__ import annotations
@@ -19,18 +21,16 @@ import threading
 import time
 from dataclasses import dataclass, field
 
-import numpy as np
+from findbox.pipeline import DeadlineExceeded, ImageDecodeError, ImageInput
 
 log = logging.getLogger("findbox.serve")
 
-
-class DeadlineExceeded(TimeoutError):
-    """The request's --request-timeout-s passed before its answer was ready."""
+__all__ = ["DeadlineExceeded", "ImageDecodeError", "Job", "ModelRunner"]  # the errors re-exported for serve
 
 
 @dataclass
 class Job:
-    images: list[np.ndarray]
+    images: list[ImageInput]
     queries: list[tuple[int, str]]
     deadline: float  # time.monotonic() seconds
     submitted: float = field(default_factory=time.monotonic)
@@ -58,8 +58,9 @@ class ModelRunner:
         self._thread = threading.Thread(target=self._loop, name="findbox-models", daemon=True)
         self._thread.start()
 
-    def ground(self, images: list[np.ndarray], queries: list[tuple[int, str]], deadline: float = math.inf) -> Job:
-        """Answers for one request, as a finished Job; raises DeadlineExceeded or the model's error.
+    def ground(self, images: list[ImageInput], queries: list[tuple[int, str]], deadline: float = math.inf) -> Job:
+        """Answers for one request, as a finished Job; raises DeadlineExceeded, ImageDecodeError
+        (its index into `images`) or the model's error.
 
         deadline: time.monotonic() seconds after which the answer is no longer wanted.
         """
@@ -114,7 +115,26 @@ class ModelRunner:
                 self._run(live)
 
     def _run(self, jobs: list[Job]) -> None:
-        """One pipeline.ground over every job's images; each job gets its own answers back."""
+        """One pipeline.ground over every job's images; each job gets its own answers back.
+
+        A job with an image that does not decode gets that error and the others run again
+        without it (work already done for them is in the image cache, when there is one).
+        """
+        while jobs:
+            try:
+                self._run_once(jobs)
+                return
+            except ImageDecodeError as exc:
+                offset = 0
+                for job in jobs:
+                    if exc.index < offset + len(job.images):
+                        break
+                    offset += len(job.images)
+                job.error = ImageDecodeError(exc.index - offset, exc.error)  # numbered as the job numbers it
+                job.done.set()
+                jobs = [other for other in jobs if other is not job]
+
+    def _run_once(self, jobs: list[Job]) -> None:
         images, queries, spans = [], [], []
         for job in jobs:
             offset = len(images)
@@ -123,8 +143,19 @@ class ModelRunner:
             queries.extend((offset + i, caption) for i, caption in job.queries)
         started = time.monotonic()
         timings: dict[str, float] = {}
+        # the work is wanted until the last requester's deadline
+        deadline = max(job.deadline for job in jobs)
         try:
-            results = self.pipeline.ground(images, queries, timings)
+            results = self.pipeline.ground(images, queries, timings,
+                                           deadline=None if math.isinf(deadline) else deadline)
+        except ImageDecodeError:
+            raise
+        except DeadlineExceeded as exc:  # every requester has had its 504 already
+            log.warning("dropped the rest of a model call for %d request(s): %s", len(jobs), exc)
+            for job in jobs:
+                job.error = exc
+                job.done.set()
+            return
         except Exception as exc:  # handed to every requester, who answers 500 with it
             log.exception("model call failed for %d request(s)", len(jobs))
             for job in jobs:

@@ -1,4 +1,5 @@
-"""`findbox crops`: cut every ground-truth box of a vlm.jsonl into a crop for scorer training.
+"""`findbox crops`: cut every ground-truth box of a vlm.jsonl into a crop for scorer training,
+and, with `--proposals DETECTOR.pt`, the detector's own boxes on the train images, labelled by IoU.
 
 Crops go through `findbox.crops.prepare_crops`, the function the server runs on detector
 boxes (exact box rounded outwards, optional Real-ESRGAN), so the scorer trains on what it
@@ -7,6 +8,7 @@ of the jsonl's lines are val), by source image, so no image feeds both sides.
 
 Output:
     OUT/crops/{train,val}/LLLLLL_KK.png   line LLLLLL of the jsonl, annotation KK, lossless
+    OUT/crops/train/LLLLLL_pKK.png        proposal KK of that line's image (with --proposals)
     OUT/manifest.jsonl                    one row a crop, see `CropRow`
     OUT/crops.json                        what made the crops: source, upscaler, scale, counts, skips
 
@@ -20,19 +22,20 @@ import argparse
 import json
 import logging
 import shutil
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import numpy as np
 
 from findbox.cli import add_options, config_from_args
-from findbox.config import Precision, _check_range, _enum, option
+from findbox.config import DetectorConfig, Precision, _check_range, _enum, option
 from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, read_vlm_jsonl, split_index
 
 LOG = logging.getLogger("findbox.crops")
 
 MANIFEST = "manifest.jsonl"
 SPLITS = ("train", "val")
+KINDS = ("truth", "proposal")
 MAX_LOGGED_WARNINGS = 20  # the rest are counted in the summary and listed in crops.json
 
 
@@ -41,21 +44,26 @@ class CropRow:
     """One crop of the manifest.
 
     crop: PNG path relative to the crops folder (POSIX separators).
-    caption: the annotation's caption, as written in the jsonl.
+    caption: the annotation's caption, as written in the jsonl; for a proposal, the caption of
+        the box it hits (IoU rounds to 1, the task's rule), None when it hits none.
     image: the source image, relative to images/ beside the jsonl.
     line: 1-based line of the source image in the jsonl.
-    box_ltwh: the ground-truth box in source-image pixels, as annotated.
+    box_ltwh: the cut box in source-image pixels: the annotation, or the detector's proposal.
     crop_wh: the PNG's (width, height): the clipped box rounded outwards, times the upscaler's scale.
     split: "train" or "val".
+    kind: "truth" (an annotation) or "proposal" (a detector box).
+    iou: a proposal's best IoU with the image's annotations; None for truth.
     """
 
     crop: str
-    caption: str
+    caption: str | None
     image: str
     line: int
     box_ltwh: tuple[float, float, float, float]
     crop_wh: tuple[int, int]
     split: str
+    kind: str = "truth"
+    iou: float | None = None
 
 
 # --- reading and writing the manifest -----------------------------------------------------------
@@ -94,13 +102,19 @@ def _parse_row(text: str, where: str) -> CropRow:
         raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
-    for key, kind in (("crop", str), ("caption", str), ("image", str), ("split", str)):
+    for key, kind in (("crop", str), ("image", str), ("split", str)):
         if not isinstance(obj.get(key), kind):
             raise ValueError(f"{where}: {key}: expected a string, got {obj.get(key)!r}")
     if obj["split"] not in SPLITS:
         raise ValueError(f"{where}: split: expected one of {', '.join(SPLITS)}, got {obj['split']!r}")
-    if not obj["caption"].strip():
-        raise ValueError(f"{where}: caption: expected a non-empty caption, got {obj['caption']!r}")
+    row_kind = obj.get("kind", "truth")
+    if row_kind not in KINDS:
+        raise ValueError(f"{where}: kind: expected one of {', '.join(KINDS)}, got {row_kind!r}")
+    # only a proposal may name no object; an annotation always has its caption
+    caption = obj.get("caption")
+    if not (caption is None and row_kind == "proposal") and not (isinstance(caption, str) and caption.strip()):
+        raise ValueError(f"{where}: caption: expected a non-empty caption, got {caption!r}")
+    iou = obj.get("iou")
     return CropRow(
         crop=obj["crop"],
         caption=obj["caption"],
@@ -109,7 +123,32 @@ def _parse_row(text: str, where: str) -> CropRow:
         box_ltwh=tuple(float(v) for v in obj.get("box_ltwh", (0, 0, 0, 0))),  # type: ignore[arg-type]
         crop_wh=tuple(int(v) for v in obj.get("crop_wh", (0, 0))),  # type: ignore[arg-type]
         split=obj["split"],
+        kind=row_kind,
+        iou=None if iou is None else float(iou),
     )
+
+
+# --- proposals: the detector's boxes, labelled by the task's rule -------------------------------
+
+
+def label_proposals(proposal_xyxy: np.ndarray, truth_xyxy: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Which annotation each proposal hits: (P, 4) and (T, 4) xyxy in one image's pixels ->
+    (truth index (P,) int64, -1 for none; best IoU (P,) float64).
+
+    A hit is the task's `round(iou) == 1` (`findbox.eval.metric.is_hit`: half to even, so
+    exactly 0.5 is a miss): a partial or loose box of the named object is a negative, as it
+    would be scored wrong. Each proposal is labelled with its best-IoU annotation.
+    """
+    from findbox.boxes import box_iou
+    from findbox.eval.metric import is_hit
+
+    iou = box_iou(proposal_xyxy, truth_xyxy)
+    if iou.shape[1] == 0:
+        return np.full(len(iou), -1, dtype=np.int64), np.zeros(len(iou))
+    best = iou.argmax(axis=1)
+    best_iou = iou[np.arange(len(iou)), best]
+    hit = np.asarray([is_hit(float(v)) for v in best_iou], dtype=bool)
+    return np.where(hit, best, -1).astype(np.int64), best_iou
 
 
 # --- cutting ------------------------------------------------------------------------------------
@@ -137,11 +176,15 @@ def make_crops(
     val_fraction: float = VAL_FRACTION,
     progress: bool = True,
     scorer_hw: tuple[int, int] | None = None,
+    detector=None,
 ) -> CropsReport:
     """Cut (and upscale, when `upscaler` is a `findbox.upscaler.Upscaler`) every box of the jsonl.
 
     scorer_hw: the scorer's input (height, width): with an upscaler, crop sides are capped at it before
         upscaling, exactly as the server does (`prepare_crops`); None = uncapped.
+    detector: a `findbox.detect.ultralytics.Detector`: its proposals on each train image are cut too
+        (same `prepare_crops`), labelled by `label_proposals`. Train only: the validation figure
+        stays the decision among ground-truth crops.
     Writes OUT/crops/, OUT/manifest.jsonl and OUT/crops.json (a previous OUT/crops/ is replaced).
     Raises ValueError for a malformed jsonl and when no crop could be made.
     """
@@ -164,6 +207,7 @@ def make_crops(
     for split in SPLITS:
         (out_dir / "crops" / split).mkdir(parents=True, exist_ok=True)
     report = CropsReport({s: 0 for s in SPLITS}, {s: 0 for s in SPLITS}, [], [])
+    proposals = {"crops": 0, "positive": 0}
     warned = 0
 
     def warn(message: str) -> None:
@@ -214,6 +258,11 @@ def make_crops(
                 )
                 manifest.write(json.dumps(asdict(row)) + "\n")
                 report.crops[split] += 1
+            if detector is not None and split == "train":
+                for row in _proposal_rows(detector, image, xyxy, rec, upscaler, scorer_hw, out_dir, split):
+                    manifest.write(json.dumps(asdict(row)) + "\n")
+                    proposals["crops"] += 1
+                    proposals["positive"] += row.caption is not None
             report.images[split] += 1
     manifest_tmp.replace(out_dir / MANIFEST)  # a manifest exists only once every crop it names does
     if warned > MAX_LOGGED_WARNINGS:
@@ -226,6 +275,9 @@ def make_crops(
         "upscaler": upscaler.info if upscaler is not None else None,
         "scale": scale,
         "scorer_hw": list(scorer_hw) if scorer_hw is not None else None,
+        "proposals": ({"detector": detector.info, "settings": asdict(detector.config), **proposals,
+                       "rule": "positive for a caption when round(IoU) == 1 with its box (half-even: 0.5 misses)"}
+                      if detector is not None else None),
         "images": report.images,
         "crops": report.crops,
         "skipped_images": report.skipped_images,
@@ -238,6 +290,34 @@ def make_crops(
             f"images skipped); expected images in {images_dir}"
         )
     return report
+
+
+def _proposal_rows(detector, image: np.ndarray, truth_xyxy: np.ndarray, rec, upscaler, scorer_hw,
+                   out_dir: Path, split: str) -> list[CropRow]:
+    """Cut and write the detector's proposals of one image; their manifest rows."""
+    from findbox.boxes import xyxy_to_ltwh
+    from findbox.crops import prepare_crops
+
+    found = detector.detect([image])[0]
+    if len(found.xyxy) == 0:
+        return []
+    hit, best_iou = label_proposals(found.xyxy, truth_xyxy)
+    rows = []
+    for k, crop in enumerate(prepare_crops(image, found.xyxy, upscaler, scorer_hw)):
+        name = f"crops/{split}/{rec.line:06d}_p{k:02d}.png"
+        _write_png(out_dir / name, crop)
+        rows.append(CropRow(
+            crop=name,
+            caption=rec.annotations[hit[k]].caption if hit[k] >= 0 else None,
+            image=rec.image,
+            line=rec.line,
+            box_ltwh=tuple(round(float(v), 2) for v in xyxy_to_ltwh(found.xyxy[k : k + 1])[0]),
+            crop_wh=(int(crop.shape[1]), int(crop.shape[0])),
+            split=split,
+            kind="proposal",
+            iou=round(float(best_iou[k]), 4),
+        ))
+    return rows
 
 
 def _check_orientation(path: Path) -> None:
@@ -273,7 +353,12 @@ class CropsConfig:
     # the server caps crop sides at the scorer input before upscaling; training crops must match
     scorer_size: int | None = option(None, help="the scorer's input side in pixels (e.g. 384): with --upscaler, "
                                                 "crop sides are capped at it before upscaling, as the server does")
-    device: str = option("auto", help="upscaler device: auto, cpu, cuda or cuda:N")
+    # what the server will score: the scorer learns that a partial or loose box is not the object
+    proposals: str | None = option(None, metavar="DETECTOR.pt",
+                                   help="also cut this detector's boxes on the train images, positive for a caption "
+                                        "only when round(IoU) == 1 with its box (default: none)")
+    detection: DetectorConfig = field(default_factory=DetectorConfig)  # the proposals' settings, as the server's
+    device: str = option("auto", help="upscaler and detector device: auto, cpu, cuda or cuda:N")
     # fp16 on GPU as the server, fp32 on CPU
     precision: Precision = option(Precision.AUTO, choices=("auto", "fp32", "fp16", "bf16"), help="upscaler precision")
     progress: bool = option(True, help="no progress bar")
@@ -293,12 +378,17 @@ def main(args: argparse.Namespace) -> int:
     from findbox.upscaler import Upscaler
 
     config = config_from_args(args, CropsConfig)
-    upscaler = None
-    if config.upscaler:
+    upscaler = detector = None
+    if config.upscaler or config.proposals:
         device = resolve_device(config.device)
+    if config.upscaler:
         upscaler = Upscaler.from_file(config.upscaler, device, resolve_dtype(config.precision, device))
+    if config.proposals:
+        from findbox.detect.ultralytics import Detector
+
+        detector = Detector.from_file(config.proposals, config.detection, device)
     scorer_hw = (config.scorer_size, config.scorer_size) if config.scorer_size else None
     report = make_crops(config.data, config.out, upscaler, config.val_fraction, progress=config.progress,
-                        scorer_hw=scorer_hw)
+                        scorer_hw=scorer_hw, detector=detector)
     print(f"findbox crops: {report.summary()} -> {Path(config.out) / MANIFEST}")
     return 0

@@ -106,6 +106,7 @@ def gradcache_backward(
     micro_batches: Sequence[dict[str, torch.Tensor]],
     caption_ids: torch.Tensor,
     collective: Collective = Collective(),
+    loss_fn: Callable[..., torch.Tensor] = sigmoid_loss,
 ) -> StepResult:
     """Accumulate into the parameters' .grad the gradient of the sigmoid loss over the global batch.
 
@@ -115,6 +116,8 @@ def gradcache_backward(
         same tensors both times (augment before, not inside).
     caption_ids: (N,) ids of the GLOBAL batch, rank 0's rows first; equal ids are positives.
     Every rank must hold the same number of rows.
+    loss_fn: (image_emb, text_emb, logit_scale, logit_bias, caption_ids) -> scalar on the gathered
+        batch, e.g. `functools.partial(loss.scorer_loss, image_ids=..., listwise_weight=...)`.
     """
     if len(micro_batches) == 0:
         raise ValueError("micro_batches: expected at least one micro-batch, got none")
@@ -141,7 +144,7 @@ def gradcache_backward(
     scale_leaf = scale.detach().float().requires_grad_()
     bias_leaf = bias.detach().float().requires_grad_() if bias is not None else None
     with torch.enable_grad():
-        loss = sigmoid_loss(img_leaf, txt_leaf, scale_leaf, bias_leaf, caption_ids.to(img_leaf.device))
+        loss = loss_fn(img_leaf, txt_leaf, scale_leaf, bias_leaf, caption_ids.to(img_leaf.device))
         loss.backward()
     rows = slice(collective.rank * n_local, (collective.rank + 1) * n_local)
     # DDP averages parameter gradients over ranks; each rank holds only its rows' share of the

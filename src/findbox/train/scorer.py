@@ -23,6 +23,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import enum
+import functools
 import json
 import logging
 import os
@@ -41,6 +42,11 @@ LOG = logging.getLogger("findbox.train.scorer")
 
 
 # --- config -------------------------------------------------------------------------------------
+
+
+class BatchBy(str, enum.Enum):
+    CROP = "crop"  # a seeded permutation of crops: negatives mostly from other images
+    IMAGE = "image"  # whole images: each caption also meets the other objects of its own scene
 
 
 class Freeze(str, enum.Enum):
@@ -87,6 +93,10 @@ class TrainScorerConfig:
     micro_batch: int = option(12, help="crops per forward/backward on one device; memory only")
     # its pixel-level part; strong noise suits the noisy test
     augs: AugPreset = option(AugPreset.V2, help="augmentation preset, its pixel-level transforms")
+    # crop until the ablation (docs/TRAIN_SCORER.md) shows image batches help
+    batch_by: BatchBy = option(BatchBy.CROP, help="build batches from shuffled crops or from whole images")
+    # 0: the sigmoid loss alone, the original's
+    listwise_weight: float = option(0.0, help="weight of the per-image softmax over its crops for each caption")
     freeze: Freeze = option(Freeze.NONE, help="tower to keep fixed")
     # bf16 on GPU (the original's), fp32 on CPU
     precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in PRECISIONS),
@@ -103,6 +113,7 @@ class TrainScorerConfig:
     def __post_init__(self) -> None:
         self.augs = _enum("augs", AugPreset, self.augs)
         self.freeze = _enum("freeze", Freeze, self.freeze)
+        self.batch_by = _enum("batch_by", BatchBy, self.batch_by)
         self.precision = _enum("precision", Precision, self.precision)
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision: expected one of {', '.join(p.value for p in PRECISIONS)}, "
@@ -114,6 +125,7 @@ class TrainScorerConfig:
         _check_range("batch", self.batch, 1, 10_000_000)
         _check_range("micro_batch", self.micro_batch, 1, 10_000_000)
         _check_range("workers", self.workers, 0, 256)
+        _check_range("listwise_weight", self.listwise_weight, 0.0, 1000.0)
         if self.lr <= 0:
             raise ValueError(f"lr: expected a positive learning rate, got {self.lr}")
         self.betas = tuple(self.betas)  # a TOML file gives a list
@@ -143,7 +155,7 @@ class Run:
     tokens: dict[str, torch.Tensor]  # (C, L) tokenized captions, row = caption id
     train_set: object  # scorer_data.CropSet
     val_set: object
-    sampler: object  # scorer_data.RankBatches
+    sampler: object  # scorer_data.RankBatches or RankImageBatches
     loader: torch.utils.data.DataLoader
     batch: int
     micro_batch: int
@@ -162,8 +174,8 @@ def setup(config: TrainScorerConfig) -> Run:
     from findbox.score.transformers import TransformersScorer
     from findbox.train.augs import build_augs, describe_augs
     from findbox.train.gradcache import ScorerTowers
-    from findbox.train.scorer_data import (CropDataset, RankBatches, check_caption_lengths, collate,
-                                           load_crop_sets, pixel_level)
+    from findbox.train.scorer_data import (CropDataset, RankBatches, RankImageBatches, check_caption_lengths,
+                                           collate, load_crop_sets, pixel_level)
 
     # data
     captions, train_set, val_set = load_crop_sets(config.crops)
@@ -214,7 +226,10 @@ def setup(config: TrainScorerConfig) -> Run:
     if accelerator.is_main_process:
         LOG.info("augs %s (pixel-level part; dropped %s):\n%s", config.augs.value, dropped or "none",
                  describe_augs(transforms))
-    sampler = RankBatches(len(train_set), batch, accelerator.process_index, world, config.seed)
+    if config.batch_by == BatchBy.IMAGE:
+        sampler = RankImageBatches(train_set.image_groups(), batch, accelerator.process_index, world, config.seed)
+    else:
+        sampler = RankBatches(len(train_set), batch, accelerator.process_index, world, config.seed)
     cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     workers = min(config.workers, cpus)  # more loader processes than cores only adds contention
     loader = torch.utils.data.DataLoader(
@@ -232,7 +247,7 @@ def setup(config: TrainScorerConfig) -> Run:
     ]
     optimizer = torch.optim.AdamW(groups, lr=config.lr, betas=tuple(config.betas))
     towers, optimizer = accelerator.prepare(towers, optimizer)
-    total_steps = config.epochs * len(sampler)
+    total_steps = sampler.steps(config.epochs)
     # stepped once per optimizer step by hand: accelerate's prepared scheduler steps once per process
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup * total_steps), total_steps)
     return Run(config, accelerator, scorer, towers, optimizer, scheduler, captions, tokens, train_set, val_set,
@@ -261,20 +276,27 @@ class MicroBatches:
             raise IndexError(k)
         rows = slice(k * self.size, (k + 1) * self.size)
         device = self.run.accelerator.device
-        inputs = {name: t[self.caption_ids[rows]].to(device) for name, t in self.run.tokens.items()}
+        # a crop without caption (-1) needs some text row; the loss ignores its column
+        text_rows = self.caption_ids[rows].clamp(min=0)
+        inputs = {name: t[text_rows].to(device) for name, t in self.run.tokens.items()}
         inputs["pixel_values"] = self.run.scorer.preprocess.normalize(self.pixels[rows].numpy()).to(device)
         return inputs
 
 
-def train_step(run: Run, pixels: torch.Tensor, global_ids: np.ndarray):
-    """One optimizer step on one global batch; this rank holds `pixels` ((n, H, W, 3) uint8) of it."""
+def train_step(run: Run, pixels: torch.Tensor, global_ids: np.ndarray, image_ids: np.ndarray | None = None):
+    """One optimizer step on one global batch; this rank holds `pixels` ((n, H, W, 3) uint8) of it.
+
+    global_ids, image_ids: (N,) caption and source-image ids of the global batch."""
     from findbox.train.gradcache import Collective, gradcache_backward
+    from findbox.train.loss import scorer_loss
 
     rank, per_rank = run.accelerator.process_index, len(pixels)
     local_ids = torch.from_numpy(global_ids[rank * per_rank : (rank + 1) * per_rank])
+    loss_fn = functools.partial(scorer_loss, listwise_weight=run.config.listwise_weight,
+                                image_ids=None if image_ids is None else torch.from_numpy(image_ids))
     result = gradcache_backward(
         run.towers, MicroBatches(pixels, local_ids, run), torch.from_numpy(global_ids),
-        Collective.from_accelerator(run.accelerator, run.towers),
+        Collective.from_accelerator(run.accelerator, run.towers), loss_fn=loss_fn,
     )
     run.optimizer.step()
     run.scheduler.step()
@@ -341,6 +363,7 @@ def fit(run: Run) -> dict:
             LOG.info("epoch 0 (before training): val accuracy %.4f (chance %.4f)", acc.accuracy, acc.chance)
     bar = tqdm(total=run.total_steps, desc="train scorer", unit="step", disable=not (main_process and config.progress))
     step, started = 0, time.monotonic()
+    image_ids = run.train_set.image_ids
     for epoch in range(1, config.epochs + 1):
         run.sampler.set_epoch(epoch)
         global_batches = run.sampler.global_batches()
@@ -348,7 +371,7 @@ def fit(run: Run) -> dict:
         for global_batch, (pixels, _) in zip(global_batches, run.loader):
             ids = run.train_set.caption_ids[global_batch]
             lr = run.scheduler.get_last_lr()[0]
-            result = train_step(run, pixels, ids)
+            result = train_step(run, pixels, ids, image_ids[global_batch])
             loss = result.loss
             step += 1
             losses.append(loss)

@@ -25,7 +25,9 @@ class CropSet:
     """The crops of one split.
 
     rows: manifest rows, in manifest order; row_numbers: their 1-based manifest lines.
-    caption_ids: (N,) int64 index into the shared caption list (equal caption = equal id).
+    caption_ids: (N,) int64 index into the shared caption list (equal caption = equal id);
+        -1 (`loss.NO_CAPTION`) for a proposal crop that no caption names.
+    image_ids: (N,) int64, equal for crops of one source image (the order of `image_groups`).
     """
 
     root: Path
@@ -43,25 +45,38 @@ class CropSet:
             groups[row.image].append(i)
         return [np.asarray(g) for g in groups.values()]
 
+    @property
+    def image_ids(self) -> np.ndarray:
+        ids = np.empty(len(self.rows), dtype=np.int64)
+        for k, rows in enumerate(self.image_groups()):
+            ids[rows] = k
+        return ids
+
 
 def load_crop_sets(crops_dir: str | Path) -> tuple[list[str], CropSet, CropSet]:
     """(captions, train, val) of a `findbox crops` folder.
 
     captions: the distinct captions of both splits, sorted; ids index this list.
+    Proposal crops (`findbox crops --proposals`) train only: the validation figure stays the
+    decision among ground-truth crops, comparable across crop folders.
     Raises ValueError for an empty folder, missing files (see `read_manifest`) and no train crop.
     """
+    from findbox.train.loss import NO_CAPTION
+
     root = Path(crops_dir)
     rows = read_manifest(root)
-    captions = sorted({r.caption for r in rows})
+    captions = sorted({r.caption for r in rows if r.caption is not None})
     index = {c: i for i, c in enumerate(captions)}
     sets = {}
     for split in ("train", "val"):
-        numbered = [(n, r) for n, r in enumerate(rows, start=1) if r.split == split]
+        numbered = [(n, r) for n, r in enumerate(rows, start=1)
+                    if r.split == split and (split == "train" or r.kind == "truth")]
         sets[split] = CropSet(
             root=root,
             rows=tuple(r for _, r in numbered),
             row_numbers=tuple(n for n, _ in numbered),
-            caption_ids=np.asarray([index[r.caption] for _, r in numbered], dtype=np.int64),
+            caption_ids=np.asarray([NO_CAPTION if r.caption is None else index[r.caption] for _, r in numbered],
+                                   dtype=np.int64),
         )
     if not len(sets["train"]):
         raise ValueError(f"crops: {root} has no train crop; expected rows with split 'train' in its manifest")
@@ -79,6 +94,8 @@ def check_caption_lengths(crop_sets: list[CropSet], scorer) -> None:
     too_long = []
     for crop_set in crop_sets:
         for number, row in zip(crop_set.row_numbers, crop_set.rows):
+            if row.caption is None:
+                continue
             if row.caption not in lengths:
                 ids = scorer.tokenizer(format_prompt(scorer.prompt, row.caption))["input_ids"]
                 lengths[row.caption] = len(ids)
@@ -189,15 +206,80 @@ class RankBatches(torch.utils.data.Sampler):
     def global_batches(self) -> list[np.ndarray]:
         return epoch_batches(self.n, self.batch, self.epoch, self.seed)
 
+    def steps(self, epochs: int) -> int:
+        """Optimizer steps of epochs 1..epochs (the trainer's schedule length)."""
+        return epochs * len(self)
+
     def __len__(self) -> int:
         return -(-self.n // self.batch)
 
     def __iter__(self):
-        per_rank = self.batch // self.world_size
-        for step, global_batch in enumerate(self.global_batches()):
+        offset = 0  # a global position per sample of the epoch, the key of its augmentation
+        for global_batch in self.global_batches():
+            per_rank = len(global_batch) // self.world_size
             start = self.rank * per_rank
-            positions = range(step * self.batch + start, step * self.batch + start + per_rank)
-            yield [(int(i), _sample_seed(self.seed, self.epoch, p)) for i, p in zip(global_batch[start : start + per_rank], positions)]
+            rows = global_batch[start : start + per_rank]
+            yield [(int(i), _sample_seed(self.seed, self.epoch, offset + start + k)) for k, i in enumerate(rows)]
+            offset += len(global_batch)
+
+
+def image_epoch_batches(groups: list[np.ndarray], batch: int, epoch: int, seed: int,
+                        multiple_of: int = 1) -> list[np.ndarray]:
+    """The global batches of one epoch, built from whole source images.
+
+    groups: row indices of each image (`CropSet.image_groups`). Images are visited in a seeded
+    permutation and packed in order while the batch holds at most `batch` crops; an image with
+    more crops than `batch` is a batch of its own. The last batch is topped up with whole
+    images from the start of the permutation while they fit, so every image is seen once an
+    epoch and the last batch does not shrink. A batch is then padded to a multiple of
+    `multiple_of` (the processes, which gather equal shares) by repeating its first rows: a
+    repeat has its own caption, so it is a positive of its copy and no false negative.
+    Identical on every rank; the number of batches may differ between epochs.
+    """
+    if batch < 1:
+        raise ValueError(f"batch: expected at least 1, got {batch}")
+    if not groups:
+        raise ValueError("groups: expected at least one image, got none")
+    order = np.random.default_rng([seed, epoch]).permutation(len(groups))
+    batches: list[list[np.ndarray]] = [[]]
+    size = 0
+    for g in order:
+        if size and size + len(groups[g]) > batch:
+            batches.append([])
+            size = 0
+        batches[-1].append(groups[g])
+        size += len(groups[g])
+    if len(batches) > 1:
+        for g in order:
+            if size + len(groups[g]) > batch:
+                break
+            batches[-1].append(groups[g])
+            size += len(groups[g])
+    out = []
+    for parts in batches:
+        rows = np.concatenate(parts)
+        short = -len(rows) % multiple_of
+        out.append(np.concatenate([rows, np.resize(rows, short)]) if short else rows)
+    return out
+
+
+class RankImageBatches(RankBatches):
+    """`RankBatches` of whole images (`image_epoch_batches`): each caption meets the other objects
+    of its own scene as negatives, plus those of the batch's other images."""
+
+    def __init__(self, groups: list[np.ndarray], batch: int, rank: int = 0, world_size: int = 1, seed: int = 0):
+        super().__init__(sum(len(g) for g in groups), batch, rank, world_size, seed)
+        self.groups = groups
+
+    def global_batches(self) -> list[np.ndarray]:
+        return image_epoch_batches(self.groups, self.batch, self.epoch, self.seed, self.world_size)
+
+    def steps(self, epochs: int) -> int:
+        return sum(len(image_epoch_batches(self.groups, self.batch, e, self.seed, self.world_size))
+                   for e in range(1, epochs + 1))
+
+    def __len__(self) -> int:
+        return len(self.global_batches())
 
 
 def _sample_seed(seed: int, epoch: int, position: int) -> int:

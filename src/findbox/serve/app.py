@@ -3,12 +3,17 @@
 Models load in a background thread so /health can answer 503 while loading.
 One worker thread owns the models (`runner.ModelRunner`: they are not
 re-entrant); request parsing and image decoding run concurrently in the thread
-pool. Every request is bounded by --request-timeout-s (504 past it), observed
-by `observe.RequestObserver` (metrics, one JSON log line).
+pool. /health and /metrics answer on the event loop, so requests waiting for the
+models (each holding a pool thread) never delay them; a request body is parsed in
+a worker thread, so a large one never stalls the event loop. Every request is
+bounded by --request-timeout-s (504 past it), observed by
+`observe.RequestObserver` (metrics, one JSON log line).
 """
 
 from __future__ import annotations
 
+import email.message
+import json
 import logging
 import math
 import threading
@@ -22,6 +27,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
+from pydantic import ValidationError
 
 from findbox.config import PipelineConfig, ScoreFusion, ServeConfig
 from findbox.images import ImageTooLarge
@@ -100,6 +106,38 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
+def _is_json(content_type: str | None) -> bool:
+    """FastAPI's rule: a body is JSON for application/json and application/*+json only."""
+    if not content_type:
+        return False
+    message = email.message.Message()
+    message["content-type"] = content_type
+    subtype = message.get_content_subtype()
+    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+
+
+def parse_request(body: bytes, content_type: str | None) -> IdentifyRequest:
+    """A raw body -> IdentifyRequest, parsed and validated as FastAPI would, with the same errors.
+
+    Runs in a worker thread: a body near --max-body-bytes takes seconds to parse. Raises
+    RequestValidationError (answered by `_validation_error`), its locations under "body".
+    """
+    if not body:
+        raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
+    data: object = body  # not declared JSON: validated as bytes, which no model accepts
+    if _is_json(content_type):
+        try:
+            data = json.loads(body)
+        except json.JSONDecodeError as exc:
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
+                                           "input": {}, "ctx": {"error": exc.msg}}]) from None
+        except (ValueError, RecursionError) as exc:  # not UTF-8/16/32 text, or nested past the recursion limit
+            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
+                                           "input": {}, "ctx": {"error": str(exc)[:200]}}]) from None
+    try:
+        return IdentifyRequest.model_validate(data, from_attributes=True)
+    except ValidationError as exc:
+        raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
 
 
 def _validation_error(exc: RequestValidationError) -> JSONResponse:
@@ -121,13 +159,27 @@ STATIC_DIR = Path(__file__).parent / "static"
 # the page loads nothing from elsewhere: the browser refuses any other origin
 PAGE_CSP = ("default-src 'self'; img-src 'self' data: blob:; style-src 'self'; script-src 'self'; "
             "connect-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+# the body of both POST endpoints, documented as FastAPI would; `read_body` parses it
+BODY_SCHEMA = {"requestBody": {"required": True, "content": {
+    "application/json": {"schema": {"$ref": "#/components/schemas/IdentifyRequest"}}}}}
 ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, what in [
     (400, "malformed request; names the instance index and field"),
     (413, "body, instance count, image or the request's decoded pixels over its cap"),
     (422, "well-formed but invalid request"),
-    (503, "models loading or failed to load"),
+    (503, "models loading, failed to load, or the model worker stopped"),
     (504, "not answered within --request-timeout-s"),
 ]}
+
+
+def body_schemas() -> dict:
+    """IdentifyRequest and the models in it, exactly as FastAPI documents a body (from a route that takes one)."""
+    documented = FastAPI()
+
+    @documented.post("/")
+    def take(body: IdentifyRequest) -> None: ...
+
+    schemas = documented.openapi()["components"]["schemas"]
+    return {name: schemas[name] for name in ("IdentifyRequest", "Instance")}
 
 
 def describe_models(config: PipelineConfig) -> str:
@@ -195,6 +247,8 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         lifespan=lifespan,
     )
     app.state.findbox = state
+    # parsing gets its own threads: never queued behind requests that hold pool threads waiting for the models
+    parse_limiter = anyio.CapacityLimiter(4)
     app.state.config = config
     app.state.metrics = metrics
     app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
@@ -218,6 +272,10 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         if state.pipeline is None or state.runner is None:
             message = f"models failed to load: {state.error}" if state.error else "models are loading"
             return JSONResponse(status_code=503, content={"message": message})
+        if not state.runner.alive:  # nothing would answer: refuse at once, and let a health check restart us
+            log.error("the model worker thread has stopped")
+            return JSONResponse(status_code=503, content={"message": "the model worker thread has stopped; "
+                                                                     "restart the server"})
         return None
 
     @app.get("/", include_in_schema=False)
@@ -226,15 +284,24 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
                                                                 "Cache-Control": "no-cache"})
 
-    @app.get("/health", responses={503: {"description": "models loading or failed"}})
-    def health():
-        """200 `{"message": "health ok"}` once the models are loaded and warm, 503 before."""
+    # async on purpose: a sync handler would wait for a pool thread, which requests waiting for the
+    # models hold (40 by default), and a busy server would fail its health check
+    @app.get("/health", responses={503: {"description": "models loading, failed to load, or the model worker stopped"}})
+    async def health():
+        """200 `{"message": "health ok"}` once the models are loaded and warm and the model worker runs, 503 else."""
         return unavailable() or {"message": "health ok"}
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
-    def prometheus_metrics():
+    async def prometheus_metrics():
         """Prometheus text format: requests, errors, latency per stage, cache hits, model info."""
+        # reads counters only (about a millisecond): cheap enough for the event loop
         return Response(metrics.exposition(), media_type=METRICS_CONTENT_TYPE)
+
+    async def read_body(request: Request) -> IdentifyRequest:
+        """The request's IdentifyRequest, parsed in a worker thread (`parse_request`)."""
+        raw = await request.body()
+        return await anyio.to_thread.run_sync(parse_request, raw, request.headers.get("content-type"),
+                                              limiter=parse_limiter)
 
     def run(body: IdentifyRequest, record: RequestRecord, deadline: float):
         """Read the image headers and ground, in a worker thread (the pixels are decoded in the
@@ -276,17 +343,19 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         metrics.observe_stages(timings)
         return results, timings, None
 
-    @app.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES)
-    async def identify(body: IdentifyRequest, request: Request):
+    @app.post("/identify", response_model=IdentifyResponse, responses=ERROR_RESPONSES, openapi_extra=BODY_SCHEMA)
+    async def identify(request: Request):
         """One `[left, top, width, height]` per instance, in request order."""
+        body = await read_body(request)
         results, _, error = await answer(body, request)
         if error is not None:
             return error
         return {"predictions": [round_box(g.ltwh) for g in results]}
 
-    @app.post("/v1/ground", response_model=GroundResponse, responses=ERROR_RESPONSES)
-    async def ground(body: IdentifyRequest, request: Request):
+    @app.post("/v1/ground", response_model=GroundResponse, responses=ERROR_RESPONSES, openapi_extra=BODY_SCHEMA)
+    async def ground(request: Request):
         """Every candidate box with its detector confidence and scorer score, per instance."""
+        body = await read_body(request)
         results, timings, error = await answer(body, request)
         if error is not None:
             return error
@@ -300,4 +369,13 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
                                     image_wh=list(g.image_wh), candidates=cands))
         return GroundResponse(results=out, timings_ms={k: round(v * 1000, 3) for k, v in timings.items()})
 
+    default_openapi = app.openapi
+
+    def openapi() -> dict:
+        """FastAPI's schema plus IdentifyRequest, the body the POST endpoints parse themselves."""
+        if app.openapi_schema is None:
+            default_openapi()["components"]["schemas"].update(body_schemas())
+        return app.openapi_schema
+
+    app.openapi = openapi
     return app

@@ -73,6 +73,11 @@ class ModelRunner:
             raise job.error
         return job
 
+    @property
+    def alive(self) -> bool:
+        """Whether the worker thread runs: False after `close()` or an error that ended the thread."""
+        return self._thread.is_alive()
+
     def close(self, timeout: float = 5.0) -> None:
         """Let queued jobs finish, then stop the worker."""
         self._jobs.put(None)

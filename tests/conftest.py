@@ -53,8 +53,10 @@ TINY_DETECTION = {"imgsz": 160, "conf": 0.001, "iou": 0.5, "max_det": 10}
 def tiny_pipeline(tiny_models):
     from findbox.factory import load_pipeline
 
+    # fp32: tests compare its numbers with fp32 references (auto may pick bf16 or int8 on this CPU)
     return load_pipeline(detector=str(tiny_models["detector"]), scorer=str(tiny_models["scorer"]),
-                         upscaler=str(tiny_models["upscaler"]), device="cpu", detection=dict(TINY_DETECTION))
+                         upscaler=str(tiny_models["upscaler"]), device="cpu", precision="fp32",
+                         detection=dict(TINY_DETECTION))
 
 
 def make_image(seed: int, width: int = 200, height: int = 120) -> np.ndarray:

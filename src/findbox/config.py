@@ -48,11 +48,14 @@ class Fallback(str, enum.Enum):
 
 
 class Precision(str, enum.Enum):
-    AUTO = "auto"  # fp16 on CUDA, fp32 on CPU
-    FP32 = "fp32"
+    """Arithmetic of the models. AUTO is chosen per machine by `findbox.device.choose_precision`."""
+
+    AUTO = "auto"  # fp16 on CUDA; CPU: bf16 with avx512_bf16/AMX, else int8 with VNNI, else fp32
+    FP32 = "fp32"  # exact: the reference answers
     FP16 = "fp16"
     BF16 = "bf16"
     BF16_MIXED = "bf16-mixed"  # fp32 weights, scorer matmuls in bf16 (torch.autocast); CPUs with avx512_bf16/AMX
+    INT8 = "int8"  # CPU: scorer linear layers dynamically quantised to int8 (findbox.score.int8); the rest fp32
 
 
 class ScorerBackend(str, enum.Enum):
@@ -118,7 +121,8 @@ class PipelineConfig:
                                   help="Real-ESRGAN .pth (params or params_ema), loaded by spandrel")
     no_upscaler: bool = option(False, help="score crops as cut")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    precision: Precision = option(Precision.AUTO, help="model precision")
+    precision: Precision = option(Precision.AUTO, help="model precision; auto: fp16 on CUDA, on the CPU bf16 "
+                                  "with avx512_bf16/AMX, else int8 with VNNI, else fp32 (fp32: exact answers)")
     detection: DetectorConfig = field(default_factory=DetectorConfig)
     fallback: Fallback = option(Fallback.IMAGE, help="box when nothing is detected: the whole image or zeros")
     # None = the scorer family's default ("This is a photo of {}.")

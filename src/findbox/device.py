@@ -2,9 +2,19 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import torch
 
-from findbox.config import Precision
+from findbox.config import Precision, ScorerBackend
+
+# CPU flags (as /proc/cpuinfo spells them) that mean bf16 matmuls run in hardware
+BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
+# int8 dot products in hardware: what makes dynamic int8 linear layers pay
+VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
+# Measured, not assumed (docs/BENCHMARKS.md, "Precision: int8 and the automatic choice"): on the trained
+# demo bundle int8 keeps accuracy within 0.5 points of fp32. Set False if a bundle ever measures worse.
+INT8_KEEPS_ACCURACY = True
 
 
 def resolve_device(device: str) -> torch.device:
@@ -20,12 +30,58 @@ def resolve_device(device: str) -> torch.device:
     return resolved
 
 
+def cpu_flags() -> set[str]:
+    """This CPU's feature flags, lower case: /proc/cpuinfo's, plus what torch detects (other OSes, OS support)."""
+    flags: set[str] = set()
+    cpuinfo = Path("/proc/cpuinfo")
+    if cpuinfo.is_file():
+        for line in cpuinfo.read_text(errors="replace").splitlines():
+            if line.startswith("flags"):
+                flags.update(line.partition(":")[2].split())
+                break
+    detected = {"avx512_bf16": "_is_avx512_bf16_supported", "amx_bf16": "_is_amx_tile_supported",
+                "avx512_vnni": "_is_vnni_supported"}
+    flags.update(flag for flag, check in detected.items() if bool(getattr(torch.cpu, check, lambda: False)()))
+    return flags
+
+
+def choose_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
+                     backend: ScorerBackend = ScorerBackend.TORCH) -> Precision:
+    """What `Precision.AUTO` means on this machine: the fastest precision that keeps the answers.
+
+    fp16 on CUDA. On the CPU: bf16 where the hardware multiplies bf16 (avx512_bf16 or AMX;
+    elsewhere it is emulated and slower than fp32), else int8 where it has int8 dot products
+    (VNNI) and int8 keeps accuracy, else fp32. The ONNX backend has no bf16 path, so there
+    the choice is int8 or fp32. A pure function of its arguments, so every case is testable.
+    """
+    if device_type == "cuda":
+        return Precision.FP16
+    if device_type != "cpu":
+        return Precision.FP32
+    flags = {f.lower() for f in cpu_flags}
+    if backend == ScorerBackend.TORCH and flags & BF16_FLAGS:
+        return Precision.BF16
+    if INT8_KEEPS_ACCURACY and flags & VNNI_FLAGS:
+        return Precision.INT8
+    return Precision.FP32
+
+
+def resolve_precision(precision: Precision, device: torch.device,
+                      backend: ScorerBackend = ScorerBackend.TORCH) -> Precision:
+    """AUTO -> this machine's choice (`choose_precision`); any other precision as given."""
+    if precision != Precision.AUTO:
+        return precision
+    return choose_precision(device.type, cpu_flags() if device.type == "cpu" else set(), backend)
+
+
 def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:
-    """Weights dtype for the scorer and upscaler: half on GPU by default, fp32 on CPU."""
+    """Weights dtype for the scorer and upscaler. AUTO here is half on GPU, fp32 on CPU (the upscaler of
+    `findbox crops`); the pipeline resolves AUTO first (`resolve_precision`). int8 loads fp32 weights and
+    then quantises the scorer's linear layers (`findbox.score.int8`)."""
     if precision == Precision.AUTO:
         return torch.float16 if device.type == "cuda" else torch.float32
     return {Precision.FP32: torch.float32, Precision.FP16: torch.float16, Precision.BF16: torch.bfloat16,
-            Precision.BF16_MIXED: torch.float32}[precision]
+            Precision.BF16_MIXED: torch.float32, Precision.INT8: torch.float32}[precision]
 
 
 def resolve_autocast(precision: Precision) -> torch.dtype | None:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from pathlib import Path
 
 from findbox.config import PipelineConfig
@@ -49,9 +50,9 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     import torch
 
     from findbox.cache import ImageCache
-    from findbox.config import ScorerBackend, from_dict
+    from findbox.config import Precision, ScorerBackend, from_dict
     from findbox.detect.ultralytics import Detector
-    from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_device, resolve_dtype
+    from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_device, resolve_dtype, resolve_precision
     from findbox.pipeline import Pipeline
     from findbox.score import load_scorer
     from findbox.upscaler import Upscaler
@@ -62,7 +63,14 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
         raise TypeError("load_pipeline: pass either a PipelineConfig or keyword options, not both")
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
-    dtype = resolve_dtype(config.precision, device)
+    precision = resolve_precision(config.precision, device, config.scorer_backend)
+    log = logging.getLogger("findbox")
+    log.info("precision %s%s on %s", precision.value, " (auto)" if config.precision == Precision.AUTO else "",
+             device.type)
+    if precision == Precision.INT8 and device.type != "cpu":
+        raise ValueError(f"precision: int8 runs on the cpu (dynamic int8 kernels), got device {device}; "
+                         "use fp16 or bf16 on a GPU")
+    dtype = resolve_dtype(precision, device)
     if isinstance(paths["detector"], list):
         from findbox.detect.ensemble import EnsembleDetector
 
@@ -73,15 +81,17 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
         str(paths["scorer"]), device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
         text_cache_size=config.text_cache_size,
     )
-    scorer.autocast_dtype = resolve_autocast(config.precision)
+    scorer.autocast_dtype = resolve_autocast(precision)
     bf16 = dtype == torch.bfloat16 or scorer.autocast_dtype == torch.bfloat16
     if bf16 and device.type == "cpu" and not cpu_has_fast_bf16():
-        import logging
+        log.warning("precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is emulated and slower than fp32",
+                    precision.value)
+    if precision == Precision.INT8:
+        from findbox.score.int8 import quantize_int8
 
-        logging.getLogger("findbox").warning(
-            "precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is emulated and slower than fp32",
-            config.precision.value)
-    if config.scorer_backend == ScorerBackend.ONNX:
+        scorer = quantize_int8(scorer, onnx=config.scorer_backend == ScorerBackend.ONNX)
+        log.info("precision int8: scorer towers on %s", scorer.info.get("backend", "torch"))
+    elif config.scorer_backend == ScorerBackend.ONNX:
         from findbox.score.onnx import OnnxScorer
 
         scorer = OnnxScorer.from_scorer(scorer)

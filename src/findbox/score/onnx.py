@@ -100,7 +100,7 @@ def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
 
 
 class OnnxScorer(base.Scorer):
-    """A transformers model's towers on ONNX Runtime. fp32, CPU.
+    """A transformers model's towers on ONNX Runtime, on the CPU: fp32, or int8 linear layers (`int8`).
 
     Holds no PyTorch model: the source scorer's tokenizer, preprocessing, prompt, text
     length, logit scale and bias are copied by `from_scorer`, its weights are dropped.
@@ -119,6 +119,7 @@ class OnnxScorer(base.Scorer):
         max_batch: int = 32,
         text_cache_size: int = 4096,
         threads: int | None = None,
+        int8: bool = False,
     ):
         from findbox.env import require
         require("onnxruntime", "onnx")
@@ -131,6 +132,7 @@ class OnnxScorer(base.Scorer):
         self._family = family
         self._embed_dim = embed_dim
         self._scale_bias = logit_scale_bias
+        self.int8 = int8
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -143,8 +145,12 @@ class OnnxScorer(base.Scorer):
         self._text_inputs = [i.name for i in self._text.get_inputs()]
 
     @classmethod
-    def from_scorer(cls, scorer: TransformersScorer, cache: str | Path | None = None) -> "OnnxScorer":
-        """Export (or reuse a cached export of) `scorer`'s towers and run them on ONNX Runtime."""
+    def from_scorer(cls, scorer: TransformersScorer, cache: str | Path | None = None,
+                    int8: bool = False) -> "OnnxScorer":
+        """Export (or reuse a cached export of) `scorer`'s towers and run them on ONNX Runtime.
+
+        int8: run the towers with dynamically quantised int8 linear layers (`findbox.score.int8`).
+        """
         if type(scorer) is not TransformersScorer:
             raise ValueError(f"scorer backend onnx: expected a transformers scorer, got {type(scorer).__name__}")
         family = scorer.model.config.model_type
@@ -162,12 +168,17 @@ class OnnxScorer(base.Scorer):
         paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
         if not all(p.is_file() for p in paths.values()):
             paths = export_towers(scorer, out_dir)
+        if int8:
+            from findbox.score.int8 import quantize_onnx_towers
+
+            paths = quantize_onnx_towers(paths)
         return cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
-                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size)
+                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size, int8=int8)
 
     @property
     def info(self) -> dict:
-        return {"kind": "transformers", "family": self._family, "prompt": self.prompt, "backend": "onnxruntime"}
+        info = {"kind": "transformers", "family": self._family, "prompt": self.prompt, "backend": "onnxruntime"}
+        return {**info, "precision": "int8"} if self.int8 else info
 
     @property
     def embed_dim(self) -> int:

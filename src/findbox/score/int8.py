@@ -1,0 +1,85 @@
+"""Dynamic int8 scorers (`--precision int8`): the linear layers of both towers in int8, on the CPU.
+
+"Dynamic" quantisation stores each linear layer's weights as int8 (one scale per output
+channel) and quantises its input per batch at run time, so it needs no calibration data.
+Attention products, layer norms, GELU and the embeddings stay fp32. Two implementations:
+
+- `quantize_onnx_towers`: ONNX Runtime's `quantize_dynamic` on the exported towers
+  (`findbox.score.onnx`): the faster here (VNNI kernels, fused graph), the int8 default.
+- `quantize_torch_linears`: torch's `quantize_dynamic` on the model in place: for scorers
+  that have no ONNX export (open_clip, SigLIP 2) or when the onnx extra is not installed.
+
+Agreement with fp32 is measured by benchmarks/bench_precision.py and tested by tests/test_precision.py.
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from pathlib import Path
+
+import torch
+
+from findbox.score.base import Scorer
+
+
+def quantize_torch_linears(scorer: Scorer) -> Scorer:
+    """Replace every `torch.nn.Linear` of `scorer.model` by torch's dynamic int8 linear; returns `scorer`.
+
+    The scorer must hold fp32 weights on the CPU (torch's quantised kernels are CPU-only).
+    """
+    model = getattr(scorer, "model", None)
+    if not isinstance(model, torch.nn.Module):
+        raise ValueError(f"precision int8: expected a scorer with a torch model, got {type(scorer).__name__}")
+    if scorer.device.type != "cpu" or scorer.dtype != torch.float32:
+        raise ValueError(f"precision int8: expected fp32 weights on the cpu, got {scorer.dtype} on {scorer.device}")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.ao.quantization's notice that it moves to torchao
+        scorer.model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    return scorer
+
+
+def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
+    """{"image": fp32.onnx, "text": ...} -> the same towers with int8 linear layers, written beside them once.
+
+    Each output is `<name>.int8.onnx` in the export's folder, so the export cache key covers it.
+    """
+    from findbox.env import require
+
+    require("onnxruntime", "onnx")
+    from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    out = {}
+    for tower, path in paths.items():
+        target = path.with_name(f"{path.stem}.int8.onnx")
+        if not target.is_file():
+            tmp = target.with_name(target.name + ".tmp")
+            # per-channel int8 weights: one scale per output feature keeps small rows exact enough
+            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
+            os.replace(tmp, target)  # atomic: a crash never leaves a half file under the final name
+        out[tower] = target
+    return out
+
+
+def onnx_int8_available(scorer: Scorer) -> bool:
+    """Whether `scorer` can run as int8 ONNX towers: a transformers model ONNX exports, and the onnx extra."""
+    import importlib.util
+
+    from findbox.score.transformers import TransformersScorer
+
+    exportable = type(scorer) is TransformersScorer and scorer.model.config.model_type != "siglip2"
+    return exportable and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+
+
+def quantize_int8(scorer: Scorer, onnx: bool = False) -> Scorer:
+    """`scorer` (fp32, CPU) -> its int8 version: ONNX Runtime towers where they can run, else torch's.
+
+    onnx: the ONNX backend was asked for explicitly, so its int8 towers are required (errors name the extra).
+    ONNX Runtime is preferred even on the torch backend because it is the faster int8 here
+    (docs/BENCHMARKS.md); both keep the source's preprocessing, prompt and logit.
+    """
+    if onnx or onnx_int8_available(scorer):
+        from findbox.score.onnx import OnnxScorer
+
+        return OnnxScorer.from_scorer(scorer, int8=True)
+    return quantize_torch_linears(scorer)

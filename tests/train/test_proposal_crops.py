@@ -60,7 +60,8 @@ def test_make_crops_adds_labelled_proposals_on_train_images_only(tmp_path):
     jsonl = write_dataset(tmp_path / "data")
     # every image is 64x48; in a.png (line 1) "red square" is ltwh [2, 3, 10, 6] -> xyxy [2, 3, 12, 9]
     detector = FakeDetector([[3, 3, 13, 9], [2, 3, 7, 9], [40, 30, 50, 40]])
-    make_crops(jsonl, tmp_path / "out", progress=False, detector=detector)
+    report = make_crops(jsonl, tmp_path / "out", progress=False, detector=detector)
+    assert report.proposals == {"crops": 9, "positive": 1} and "+ 9 proposal crops (1 hit" in report.summary()
     rows = read_manifest(tmp_path / "out")
     proposals = [r for r in rows if r.kind == "proposal"]
     assert {r.split for r in proposals} == {"train"} and detector.calls == 3  # a, b, c; d is val

@@ -160,10 +160,13 @@ class CropsReport:
     crops: dict[str, int]  # crops written, per split
     skipped_images: list[dict]  # {"image", "line", "reason"}
     skipped_boxes: list[dict]  # {"image", "line", "annotation", "reason"}
+    proposals: dict[str, int] = field(default_factory=lambda: {"crops": 0, "positive": 0})
 
     def summary(self) -> str:
+        extra = (f" + {self.proposals['crops']} proposal crops ({self.proposals['positive']} hit a caption's box)"
+                 if self.proposals["crops"] else "")
         return (
-            f"{self.crops['train']} train + {self.crops['val']} val crops from "
+            f"{self.crops['train']} train + {self.crops['val']} val crops{extra} from "
             f"{self.images['train']} + {self.images['val']} images; "
             f"{len(self.skipped_images)} images and {len(self.skipped_boxes)} boxes skipped"
         )
@@ -207,7 +210,7 @@ def make_crops(
     for split in SPLITS:
         (out_dir / "crops" / split).mkdir(parents=True, exist_ok=True)
     report = CropsReport({s: 0 for s in SPLITS}, {s: 0 for s in SPLITS}, [], [])
-    proposals = {"crops": 0, "positive": 0}
+    proposals = report.proposals
     warned = 0
 
     def warn(message: str) -> None:

@@ -339,6 +339,13 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         except TimeoutError:  # anyio's scope, or the runner's DeadlineExceeded (a TimeoutError)
             return None, None, _error(504, f"request: not answered within the request timeout of {timeout:g} s "
                                            f"(--request-timeout-s)", None, "request")
+        except InstanceError:
+            raise
+        except Exception as exc:
+            # a model error (the runner has logged its traceback): answered here rather than re-raised, because
+            # uvicorn closes a keep-alive connection under any exception that leaves the app (the client's next
+            # request on it would fail) and Starlette's last-resort 500 bypasses the observer's X-Request-ID
+            return None, None, _error(500, f"internal error: {type(exc).__name__}: {exc}"[:500], None, None)
         record.timings = timings
         metrics.observe_stages(timings)
         return results, timings, None

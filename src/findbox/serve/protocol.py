@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from pydantic import BaseModel, ConfigDict, Field, StrictStr
+from pydantic import BaseModel, ConfigDict, Field, StrictStr, field_validator
 
 from findbox.images import EncodedImage, ImageTooLarge, decode_b64
 
@@ -19,6 +19,17 @@ class Instance(BaseModel):
     key: int | str | None = Field(None, description="Optional client key, echoed by /v1/ground.")
     caption: StrictStr = Field(..., description="What to find, e.g. 'grey missile'.")
     b64: StrictStr = Field(..., description="The image file (JPEG, PNG, ...) as standard base64.")
+
+    @field_validator("key", "caption")
+    @classmethod
+    def _encodable(cls, value):
+        """JSON may carry a lone surrogate ("\\ud800"), which no tokenizer and no UTF-8 answer can take."""
+        if isinstance(value, str):
+            try:
+                value.encode("utf-8")
+            except UnicodeEncodeError as exc:
+                raise ValueError(f"expected valid Unicode text, got a lone surrogate at character {exc.start}") from None
+        return value
 
 
 # an 8x8 blue PNG: the schema's example is a request that really works (schemathesis sends it)

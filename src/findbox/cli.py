@@ -317,4 +317,8 @@ def _field_comments(cls: type) -> dict[str, str]:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # `python -m findbox.cli` runs this file as __main__, a second copy of the module whose CommandError is
+    # not the one the commands raise: run the imported module's main so that it catches theirs
+    from findbox.cli import main as imported_main
+
+    sys.exit(imported_main())

@@ -126,9 +126,14 @@ def _main(args: argparse.Namespace) -> int:
         if args.compare_scorer:
             metrics["scorers"] = _compare(args, run, conf, pipeline, config, images_dir, progress)
 
-    report.write_metrics(out / "metrics.json", metrics)
-    report.write_predictions(out / "predictions.jsonl", run, scored)
-    html_path = report.write_report(out, metrics, run, scored, images_dir, args.failures)
+    try:
+        report.write_metrics(out / "metrics.json", metrics)
+        report.write_predictions(out / "predictions.jsonl", run, scored)
+        html_path = report.write_report(out, metrics, run, scored, images_dir, args.failures)
+    except OSError as exc:
+        # a full disk names no file ("[Errno 28] No space left on device"): say where, and that the files are partial
+        raise CommandError(f"--out {out}: could not write the results ({exc.strerror or exc}); the files written "
+                           f"there so far are incomplete") from exc
     _print_summary(metrics, out, html_path)
     return 0
 

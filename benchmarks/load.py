@@ -3,16 +3,19 @@
     .venv/bin/python benchmarks/load.py --clients 8 --seconds 30
     .venv/bin/python benchmarks/load.py --clients 8 --seconds 30 --server-args "--batch-window-ms 5"
     .venv/bin/python benchmarks/load.py --url http://127.0.0.1:5004 --pid 1234 --clients 4 --seconds 60
+    .venv/bin/python benchmarks/load.py --demo --clients 64 --seconds 300 --size 1520x870 --health-every 0.5
 
 Without --url it builds tiny random-weight models (findbox.testing.builders) and starts its own
-server on 127.0.0.1, so it runs anywhere; with --url it drives a server you started
-(give --pid to watch that server's memory). Each request is the published client's
+server on 127.0.0.1, so it runs anywhere (--demo: `findbox serve` with its defaults, the bundled
+demo models, instead); with --url it drives a server you started (give --pid to watch that
+server's memory). --health-every S probes /health every S seconds during the run. Each request is the published client's
 shape: one image, `--captions` instances (one per caption). Every request carries a
 new image unless --image-pool N cycles through N images (then the image cache works).
 
 Reports throughput, latency p50/p90/p99, error rate, and the server's resident memory
 (RSS via psutil) after warm-up, at the end and at its peak: growth over a long run
-means a leak. The run is bounded by --seconds and --max-requests.
+means a leak. The run is bounded by --seconds and --max-requests. The load average is
+recorded at the start and the end (the machine may be shared).
 """
 
 from __future__ import annotations
@@ -86,6 +89,59 @@ def start_tiny_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.
     log = workdir / "server.log"
     proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
     return proc, f"http://127.0.0.1:{port}", log
+
+
+def start_demo_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.Popen, str, Path]:
+    """`findbox serve` with its defaults (the bundled demo models) on a free loopback port."""
+    port = free_port()
+    cmd = [sys.executable, "-m", "findbox.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
+           "--log-level", "warning", *extra_args]
+    log = workdir / "server.log"
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    return proc, f"http://127.0.0.1:{port}", log
+
+
+class HealthProbe:
+    """GETs /health every `every` seconds in a thread; keeps (status, seconds) per probe."""
+
+    def __init__(self, url: str, every: float):
+        self.url, self.every = url, every
+        self.probes: list[tuple[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(timeout=60) as http:
+            while not self._stop.wait(self.every):
+                start = time.perf_counter()
+                try:
+                    status = str(http.get(self.url + "/health").status_code)
+                except httpx.HTTPError as exc:
+                    status = type(exc).__name__
+                self.probes.append((status, time.perf_counter() - start))
+
+    def __enter__(self):
+        if self.every > 0:
+            self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join()
+
+    def summary(self) -> dict | None:
+        if not self.probes:
+            return None
+        ms = [t * 1000 for _, t in self.probes]
+        statuses: dict[str, int] = {}
+        for status, _ in self.probes:
+            statuses[status] = statuses.get(status, 0) + 1
+        return {"every_s": self.every, "probes": len(ms), "statuses": statuses,
+                "p50_ms": round(percentile(ms, 50), 1), "p99_ms": round(percentile(ms, 99), 1),
+                "max_ms": round(max(ms), 1)}
 
 
 def wait_ready(url: str, proc: subprocess.Popen | None, timeout: float = 180) -> None:
@@ -219,7 +275,11 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="a running server (loopback only); default: start a tiny one")
     parser.add_argument("--pid", type=int, help="the --url server's pid, to watch its memory")
-    parser.add_argument("--server-args", default="", help="extra `findbox serve` options for the tiny server")
+    parser.add_argument("--server-args", default="", help="extra `findbox serve` options for the started server")
+    parser.add_argument("--demo", action="store_true", help="start `findbox serve` with its defaults (the bundled "
+                        "demo models) instead of tiny random-weight models")
+    parser.add_argument("--health-every", type=float, default=0, metavar="S",
+                        help="probe /health every S seconds during the run (0: off)")
     parser.add_argument("--clients", type=int, default=8)
     parser.add_argument("--seconds", type=float, default=30)
     parser.add_argument("--max-requests", type=int, default=100_000, help="stop after this many requests")
@@ -229,6 +289,7 @@ def main() -> int:
     parser.add_argument("--image-pool", type=int, default=0, help="cycle N images (0: a new image per request)")
     parser.add_argument("--timeout", type=float, default=120, help="client timeout per request, seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
+    parser.add_argument("--out", help="also write the JSON result (with the command) to this file")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 3600:
@@ -240,27 +301,34 @@ def main() -> int:
         url, pid = args.url.rstrip("/"), args.pid
     else:
         tmp = tempfile.TemporaryDirectory(prefix="findbox-load-")
-        proc, url, _ = start_tiny_server(Path(tmp.name), shlex.split(args.server_args))
+        start = start_demo_server if args.demo else start_tiny_server
+        proc, url, _ = start(Path(tmp.name), shlex.split(args.server_args))
         pid = proc.pid
     try:
-        wait_ready(url, proc)
+        wait_ready(url, proc, timeout=300)
         run_load(url, min(args.clients, 2), 60, args.warmup_requests, args.captions, size, args.image_pool,
                  args.timeout)  # warm-up: allocator and caches settle before RSS is read
-        with RssWatch(pid) as rss:
+        load_start = os.getloadavg()
+        with RssWatch(pid) as rss, HealthProbe(url, args.health_every) as health:
             rss_start = rss.rss()
             result = run_load(url, args.clients, args.seconds, args.max_requests, args.captions, size,
                               args.image_pool, args.timeout, first_seed=1_000_000)  # not the warm-up's images
             rss_end = rss.rss()
         peak = max([s for s in rss.samples if s] + [rss_end or 0]) if pid else None
+        middle = rss.samples[len(rss.samples) // 2] if rss.samples else rss_end
         mib = 1024 * 1024
         result.update({
             "clients": args.clients, "captions_per_request": args.captions, "image_size": args.size,
-            "image_pool": args.image_pool, "server_args": args.server_args or None,
-            "rss_mib": None if not pid else {"start": round(rss_start / mib, 1), "end": round(rss_end / mib, 1),
-                                             "peak": round(peak / mib, 1),
+            "image_pool": args.image_pool, "server": "demo bundle" if args.demo else "tiny" if proc else args.url,
+            "server_args": args.server_args or None,
+            "load_average": {"start": [round(v, 2) for v in load_start],
+                             "end": [round(v, 2) for v in os.getloadavg()]},
+            "health": health.summary(),
+            "rss_mib": None if not pid else {"start": round(rss_start / mib, 1), "middle": round(middle / mib, 1),
+                                             "end": round(rss_end / mib, 1), "peak": round(peak / mib, 1),
                                              "growth": round((rss_end - rss_start) / mib, 1),
                                              "timeline": [round(v / mib) for v in rss.samples[9::10]]},
-            "server": scrape(url),
+            "metrics": scrape(url),
         })
     finally:
         if proc is not None:
@@ -271,6 +339,10 @@ def main() -> int:
                 proc.kill()
         if tmp is not None:
             tmp.cleanup()
+    result["command"] = " ".join([".venv/bin/python", *sys.argv])
+    if args.out:
+        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
     if args.json:
         print(json.dumps(result))
         return 0
@@ -281,9 +353,14 @@ def main() -> int:
     print(f"  latency      p50 {lat['p50']} ms, p90 {lat['p90']} ms, p99 {lat['p99']} ms")
     print(f"  errors       {result['error_rate']:.2%}  statuses {result['statuses']}")
     if mem:
-        print(f"  server RSS   {mem['start']} -> {mem['end']} MiB (peak {mem['peak']}, growth {mem['growth']:+} MiB); "
+        print(f"  server RSS   {mem['start']} -> {mem['middle']} -> {mem['end']} MiB (peak {mem['peak']}, growth {mem['growth']:+} MiB); "
               f"every 5 s: {mem['timeline']}")
-    print(f"  server       {result['server']}")
+    if result["health"]:
+        h = result["health"]
+        print(f"  /health      {h['probes']} probes, statuses {h['statuses']}, p50 {h['p50_ms']} ms, "
+              f"p99 {h['p99_ms']} ms, max {h['max_ms']} ms")
+    print(f"  load average {result['load_average']}")
+    print(f"  server       {result['metrics']}")
     print(json.dumps(result))
     return 0 if result["error_rate"] == 0 else 1
 

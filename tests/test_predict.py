@@ -38,7 +38,8 @@ def predict(args: list[str], capsys) -> tuple[int, list[dict], str]:
 
 @pytest.fixture
 def model_args(tiny_models) -> list[str]:
-    return tiny_serve_args(tiny_models)
+    # fp32 like the tiny_pipeline fixture the answers are compared with (auto may pick bf16 or int8 per CPU)
+    return [*tiny_serve_args(tiny_models), "--precision", "fp32"]
 
 
 def test_one_json_line_per_image_and_caption_equal_to_the_pipeline(tmp_path, model_args, tiny_pipeline, capsys,

@@ -130,3 +130,19 @@ def test_sigterm_lets_the_in_flight_request_finish(tiny_models):
         assert "Shutting down" in server.output() and "Application shutdown complete" in server.output()
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("precision, shown", [("fp32", "precision fp32 on cpu"), ("bf16", "precision bf16 on cpu")])
+def test_ready_line_names_the_precision_that_runs(precision, shown):
+    from findbox.config import PipelineConfig
+    from findbox.serve.app import describe_models
+
+    line = describe_models(PipelineConfig(device="cpu", precision=precision))
+    assert line.endswith(shown) and "bundled demo detector.pt" in line
+
+
+def test_ready_line_says_when_the_precision_was_chosen_automatically():
+    from findbox.config import PipelineConfig
+    from findbox.serve.app import describe_models
+
+    assert "(auto) on cpu" in describe_models(PipelineConfig(device="cpu"))

@@ -194,12 +194,19 @@ def describe_models(config: PipelineConfig) -> str:
             return "none"
         return f"bundled demo {Path(path).name}" if Path(path).parent == BUNDLE_DIR else str(path)
 
+    from findbox.device import resolve_device, resolve_precision
+
     paths = resolve_model_paths(config)
     d = config.detection
+    device = resolve_device(config.device)
+    precision = resolve_precision(config.precision, device, config.scorer_backend).value
+    if config.precision.value == "auto":
+        precision += " (auto)"
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
             f"ranking {config.score_fusion.value}"
-            + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else ""))
+            + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else "")
+            + f", precision {precision} on {device}")
 
 
 def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | None = None) -> FastAPI:

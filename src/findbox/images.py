@@ -8,6 +8,8 @@ import hashlib
 import io
 import sys
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -39,6 +41,32 @@ def decode_b64(text: str) -> bytes:
         raise ValueError(f"invalid base64: {exc}") from None
 
 
+@contextmanager
+def _image_errors() -> Iterator[None]:
+    """Inside: PIL decompression-bomb warnings are errors. Out: ImageTooLarge for a bomb,
+    ValueError naming the cause for anything else a decoder raises on bad bytes."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            yield
+    except ImageTooLarge:
+        raise
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageTooLarge(str(exc)) from None
+    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a decodable image: {exc}") from None
+    except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
+        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+
+
+def _check_size(image_wh: tuple[int, int], max_pixels: int) -> None:
+    w, h = image_wh
+    if w * h > max_pixels:
+        raise ImageTooLarge(f"image has {w}x{h} = {w * h} pixels, above the cap of {max_pixels}")
+    if w < 1 or h < 1:
+        raise ValueError(f"image has no pixels ({w}x{h})")
+
+
 def probe_image(data: bytes, max_pixels: int = 40_000_000) -> tuple[int, int]:
     """(W, H) of an image file as stored, read from its header: no pixel is decoded.
 
@@ -48,22 +76,9 @@ def probe_image(data: bytes, max_pixels: int = 40_000_000) -> tuple[int, int]:
     """
     if not data:
         raise ValueError("empty image data")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            with _pil_open(io.BytesIO(data)) as image:
-                w, h = image.size
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"not a decodable image: {exc}") from None
-    except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
-        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
-    if w * h > max_pixels:
-        raise ImageTooLarge(f"image has {w}x{h} = {w * h} pixels, above the cap of {max_pixels}")
-    if w < 1 or h < 1:
-        raise ValueError(f"image has no pixels ({w}x{h})")
-    return w, h
+    with _image_errors(), _pil_open(io.BytesIO(data)) as image:
+        _check_size(image.size, max_pixels)
+        return image.size
 
 
 @dataclass(frozen=True)
@@ -106,25 +121,11 @@ def decode_image(data: bytes, max_pixels: int = 40_000_000) -> np.ndarray:
     """
     if not data:
         raise ValueError("empty image data")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
-            image = _pil_open(io.BytesIO(data))
-            w, h = image.size
-            if w * h > max_pixels:
-                raise ImageTooLarge(f"image has {w}x{h} = {w * h} pixels, above the cap of {max_pixels}")
-            if w < 1 or h < 1:
-                raise ValueError(f"image has no pixels ({w}x{h})")
-            image.load()
-            ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an untagged image
-    except ImageTooLarge:
-        raise
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"not a decodable image: {exc}") from None
-    except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
-        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+    with _image_errors():
+        image = _pil_open(io.BytesIO(data))
+        _check_size(image.size, max_pixels)
+        image.load()
+        ImageOps.exif_transpose(image, in_place=True)  # in place: no copy of an untagged image
     return to_rgb(image)
 
 

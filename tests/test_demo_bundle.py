@@ -4,6 +4,7 @@ import json
 
 import httpx
 import numpy as np
+import pytest
 
 from findbox.bundle import BUNDLE_DIR, bundle_manifest, bundled_paths
 from tests.conftest import ServerProcess
@@ -19,21 +20,28 @@ def test_bundle_is_complete_and_small():
     assert size < 40 * 1024 * 1024
 
 
-def test_bundle_scores_far_above_chance_on_fresh_synthetic_data():
+# The bundle's measured accuracy at low noise is 0.914 (manifest; 1,622 instances) and 0.935 on
+# these scenes. ~330 instances put the standard error near 1.4 points, so a regression to 0.85
+# fails the 0.88 floor about 19 times in 20, while today's bundle clears it by ~4 standard errors.
+# Deterministic: fixed scenes, fixed models.
+ACCURACY_FLOOR = 0.88
+REGRESSION_SCENES = 60
+
+
+@pytest.mark.slow
+def test_bundle_accuracy_on_fresh_synthetic_scenes_catches_a_regression():
     from findbox.eval.metric import iou_ltwh, is_hit
     from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene
 
     pipeline = load_pipeline(device="cpu")
-    hits, chance = [], []
-    for index in range(6):
+    hits = []
+    for index in range(REGRESSION_SCENES):
         image, objects = generate_scene(SynthConfig(noise="low"), index, seed=777_001)  # a seed never trained on
         results = pipeline.ground_captions(image, [o.caption for o in objects])
-        for obj, g in zip(objects, results):
-            hits.append(is_hit(iou_ltwh(g.ltwh, obj.bbox_ltwh)))
-            chance.append(1 / len(objects))
-    accuracy, chance_level = float(np.mean(hits)), float(np.mean(chance))
-    assert accuracy > max(0.5, 2.5 * chance_level), (accuracy, chance_level)
+        hits += [is_hit(iou_ltwh(g.ltwh, o.bbox_ltwh)) for o, g in zip(objects, results)]
+    accuracy = float(np.mean(hits))
+    assert len(hits) >= 300 and accuracy >= ACCURACY_FLOOR, (accuracy, len(hits))
 
 
 def test_findbox_serve_with_no_model_options_serves_the_bundle():

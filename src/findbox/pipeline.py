@@ -101,6 +101,7 @@ class ImageDecodeError(ValueError):
         self.index = index
         self.error = error
 
+
 # the image half's stages, reported (as 0 s) even when the image cache did all their work
 IMAGE_STAGES = ("detect", "crop_upscale", "embed_images")
 

@@ -7,7 +7,8 @@ FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (matmuls and convo
 letterboxed at imgsz 640 (640x384, as ultralytics does for a single image), the image
 tower on one crop, the text tower on one caption. The peak is the best of torch.mm on
 large square matrices in the same precision and thread count. With --results, the
-achieved rate of each workload's findbox run is set against it.
+achieved rate of every contender of workloads a and b is set against it, and each findbox
+contender's time per pipeline stage against that stage's FLOP floor (its work at the peak).
 """
 
 from __future__ import annotations
@@ -41,6 +42,62 @@ def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
         torch.mm(a, b)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
+
+
+# which matmul peak bounds a contender's scorer: int8 has none measured here (ONNX Runtime's int8
+# kernels are not torch.mm), so its rows show the work but no floor
+PEAK_OF_PRECISION = {"fp32": "fp32", "bf16": "bf16", "bf16-mixed": "bf16"}
+# stages with matmul/conv work, and the FLOPs of one unit of their work
+FLOP_STAGES = {"detect": ("images_detected", "detector_per_image"),
+               "embed_images": ("crops_embedded", "image_tower_per_crop"),
+               "embed_texts": ("captions_embedded", "text_tower_per_caption")}
+
+
+def achieved_and_stages(bench: dict, flops: dict[str, int], peaks: dict[str, float]) -> tuple[dict, dict]:
+    """From a bench_pipeline result: each contender's achieved GFLOP/s against its peak, and per findbox
+    contender the seconds of each pipeline stage (per request) against that stage's FLOP floor
+    (its counted work at the matmul peak of its precision; the detector always runs fp32 on the CPU)."""
+    achieved, stages = {}, {}
+    for section in ("a", "b"):
+        contenders = bench["sections"].get(section, {}).get("contenders", {})
+        fp32_work = next((c["work"] for c in contenders.values() if c.get("precision") == "fp32" and "work" in c),
+                         None)
+        requests = bench["sections"].get(section, {}).get("requests", 1)
+        for name, row in contenders.items():
+            work = row.get("work")
+            if work:
+                total_flops = sum(work[unit] * flops[kind] for unit, kind in FLOP_STAGES.values())
+            elif fp32_work and name == "reference":
+                # the original's loop: per instance the detector, every crop, the caption once per 4 crops
+                n = bench["sections"][section]["instances"]
+                crops = fp32_work["crops_embedded"] / max(fp32_work["images_detected"], 1)
+                total_flops = n * (flops["detector_per_image"] + crops * flops["image_tower_per_crop"]
+                                   + -(-crops // 4) * flops["text_tower_per_caption"])
+            else:
+                continue
+            precision = row.get("precision", "fp32")
+            peak = PEAK_OF_PRECISION.get(precision)
+            gflops = total_flops / row["total_s"] / 1e9
+            achieved[f"{section}/{name}"] = {"gflops": gflops, "precision": precision, "peak": peak,
+                                             "of_peak": gflops / peaks[peak] if peak else None}
+            if not work:
+                continue
+            rows = {}
+            for stage, seconds in row["stage_seconds"].items():
+                entry = {"seconds_per_request": seconds / requests}
+                if stage in FLOP_STAGES:
+                    unit, kind = FLOP_STAGES[stage]
+                    stage_peak = "fp32" if stage == "detect" else peak
+                    entry["work_per_request"] = work[unit] / requests
+                    entry["gflop_per_request"] = work[unit] * flops[kind] / requests / 1e9
+                    if stage_peak:
+                        entry["floor_s_per_request"] = entry["gflop_per_request"] / peaks[stage_peak]
+                        entry["peak"] = stage_peak
+                rows[stage] = entry
+            # what the stage timers do not cover: the request object, the response, Python between stages
+            rows["other"] = {"seconds_per_request": (row["total_s"] - sum(row["stage_seconds"].values())) / requests}
+            stages[f"{section}/{name}"] = rows
+    return achieved, stages
 
 
 def main() -> None:
@@ -86,24 +143,11 @@ def main() -> None:
     results = Path(args.results)
     if results.is_file():
         bench = json.loads(results.read_text())
-        achieved = {}
-        for section, key in (("a", "findbox_a"), ("b", "findbox_b")):
-            for name, row in bench["sections"].get(section, {}).get("contenders", {}).items():
-                flops_each = per_instance["reference"] if name == "reference" else per_instance[key]
-                gflops = row["instances_per_s"] * flops_each / 1e9
-                achieved[f"{section}/{name}"] = {"gflops": gflops, "of_fp32_peak": gflops / peaks["fp32"]}
-        for section in ("variants_a", "variants_b"):
-            key = "findbox_a" if section.endswith("a") else "findbox_b"
-            for name, row in bench["sections"].get(section, {}).get("contenders", {}).items():
-                flops_each = per_instance["reference"] if name == "reference" else per_instance[key]
-                gflops = row["instances_per_s"] * flops_each / 1e9
-                peak = peaks["bf16"] if "bf16" in name else peaks["fp32"]
-                achieved[f"{section}/{name}"] = {"gflops": gflops, "of_peak": gflops / peak,
-                                                 "peak": "bf16" if "bf16" in name else "fp32"}
-        out["achieved"] = achieved
+        out["achieved"], out["stages"] = achieved_and_stages(bench, flops, peaks)
         out["results_file"] = str(results)
-        for k, row in achieved.items():
-            print(f"{k:40s} {row['gflops']:7.1f} GFLOP/s  {100 * row.get('of_fp32_peak', row.get('of_peak')):5.1f}% of peak")
+        for k, row in out["achieved"].items():
+            share = "" if row["of_peak"] is None else f"{100 * row['of_peak']:5.1f}% of {row['peak']} peak"
+            print(f"{k:40s} {row['gflops']:7.1f} GFLOP/s  {share}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(out, indent=1))
     print(f"wrote {args.out}")

@@ -23,7 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import BENCH_DETECTION, RESULTS, bench_models, machine, peak_rss_mb  # noqa: E402
 
-CONTENDERS = {"findbox": {}, "findbox --crop-batch 4096": {"crop_batch": 4096}, "reference": {}}
+# findbox at its defaults (precision auto: bf16 on a CPU with avx512_bf16); the reference and
+# `findbox fp32` on the fp32 models, as bench_pipeline compares them
+CONTENDERS = {"findbox": {}, "findbox fp32": {"precision": "fp32"},
+              "findbox --crop-batch 4096": {"crop_batch": 4096}, "reference": {"precision": "fp32"}}
 
 
 def child(contender: str, instances: int) -> None:
@@ -41,8 +44,7 @@ def child(contender: str, instances: int) -> None:
     warm, frames = as_request([(frames[0].b64, "warm up")]), frames[1:]  # a different image: no cache hit later
     request = as_request([(f.b64, c) for f in frames for c in f.captions[:4]][:instances])
     pipe = load_pipeline(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True,
-                         device="cpu", precision="fp32", detection=dict(BENCH_DETECTION),
-                         **CONTENDERS[contender])
+                         device="cpu", detection=dict(BENCH_DETECTION), **CONTENDERS[contender])
     run = reference_fn(Pipeline(pipe.detector, pipe.scorer)) if contender == "reference" else findbox_fn(pipe, {})
     run(warm)
     loaded = psutil.Process().memory_info().rss / 2**20
@@ -122,6 +124,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", default="4,16,64", help="request sizes for findbox")
     parser.add_argument("--uncapped-instances", default="64", help="request sizes for findbox --crop-batch 4096")
+    parser.add_argument("--fp32-instances", default="16", help="request sizes for findbox --precision fp32")
     parser.add_argument("--reference-instances", default="4", help="the reference is slow: fewer sizes")
     parser.add_argument("--out", default=str(RESULTS / "memory.json"))
     parser.add_argument("--cap", action="store_true", help="one request at the instance cap with the largest images")
@@ -143,6 +146,7 @@ def main() -> None:
         return
     bench_models()  # build once, outside the children
     runs = [("findbox", int(n)) for n in args.instances.split(",") if n]
+    runs += [("findbox fp32", int(n)) for n in args.fp32_instances.split(",") if n]
     runs += [("findbox --crop-batch 4096", int(n)) for n in args.uncapped_instances.split(",") if n]
     runs += [("reference", int(n)) for n in args.reference_instances.split(",") if n]
     rows = []

@@ -1,26 +1,31 @@
 """findbox against the original's per-instance loop: same models, same settings, one process, interleaved.
 
-    .venv/bin/python benchmarks/bench_pipeline.py [--requests 3] [--sections a,b,c,captions,max_det,variants]
+    .venv/bin/python benchmarks/bench_pipeline.py [--requests 5] [--sections a,b,c,captions,max_det]
 
 Both sides get the request as the protocol carries it (instances of caption + base64 JPEG)
 and return one box per instance:
 - findbox: `decode_instances` (each distinct image decoded once) + `Pipeline.ground`,
-  with the default options (image cache on) unless a variant says otherwise.
+  with the default options (precision auto, image cache on) unless a contender says otherwise;
+  `findbox fp32` beside it is the exact path (`--precision fp32`).
 - reference: every instance decoded, one detector call over all of the request's images
   (duplicates included), then per instance: crops embedded 4 at a time with the caption
-  re-encoded per crop batch (`findbox.testing.reference.reference_request`), as the original did.
+  re-encoded per crop batch (`findbox.testing.reference.reference_request`), as the original did,
+  on the fp32 models (the original's CPU arithmetic; same weights as findbox's).
 
 Workloads (synthetic 1520x870 frames from findbox.synth, medium noise):
   a          the published client's order: the 4 captions of one image in one request
   b          4 distinct images per request, one caption each
   c          one instance per request, each image sent 4 times (one caption each)
-  captions   time against captions per image (1, 2, 4, 8; one request each)
-  max_det    time against boxes per image (5, 10, 20; one 4-caption request each)
-  variants   faster scorer paths on workloads a and b: bf16-mixed, bf16, onnx, compile
+  captions   time against captions per image (--captions, e.g. 1,2,8; 4 is workload a)
+  max_det    time against boxes per image (--max-dets, e.g. 5,20; 10 is workload a)
+--variants adds findbox contenders to a and b (bf16-mixed, bf16, int8, onnx, compile).
 
-Timings are noisy on a shared machine: contenders alternate order on every request,
-ratios are taken over the same requests, and the load average is recorded with each
-section. Results: benchmarks/results/<--tag>.json; summarise with benchmarks/report.py.
+Timings are noisy on a shared machine: contenders alternate order on every request
+(findbox, reference, findbox, ...), every ratio is the median of per-request ratios over
+the same requests with its min-max, and the load average is recorded with each section.
+Each findbox contender records its time per pipeline stage and the work done (images
+detected, crops and captions embedded) for the FLOP-floor table of bench_flops.py.
+Results: benchmarks/results/<--tag>.json; summarise with benchmarks/report.py.
 """
 
 from __future__ import annotations
@@ -49,8 +54,10 @@ from common import (  # noqa: E402
     timed,
 )
 
-from findbox.images import decode_b64, decode_image  # noqa: E402
+from findbox.config import Precision  # noqa: E402
+from findbox.device import resolve_precision  # noqa: E402
 from findbox.factory import load_pipeline  # noqa: E402
+from findbox.images import decode_b64, decode_image  # noqa: E402
 from findbox.pipeline import Pipeline  # noqa: E402
 from findbox.testing.reference import reference_request  # noqa: E402
 from findbox.serve.protocol import IdentifyRequest, decode_instances  # noqa: E402
@@ -64,13 +71,23 @@ def as_request(pairs: list[tuple[str, str]]) -> IdentifyRequest:
         {"instances": [{"key": i, "caption": c, "b64": b} for i, (b, c) in enumerate(pairs)]})
 
 
-def findbox_fn(pipeline: Pipeline, stage_seconds: dict[str, float]):
+WORK = ("images_detected", "crops_embedded", "captions_embedded")
+
+
+def findbox_fn(pipeline: Pipeline, stage_seconds: dict[str, float], work: dict[str, int] | None = None):
+    """A contender: request -> (N, 4) ltwh boxes; adds each stage's seconds and the work counters into
+    `stage_seconds` and `work` (the caller clears them between sections)."""
     def run(request: IdentifyRequest) -> np.ndarray:
+        before = {k: getattr(pipeline.counters, k) for k in WORK}
+        t = time.perf_counter()
         images, queries = decode_instances(request.instances, 10**6, 40_000_000)
-        timings: dict[str, float] = {}
+        timings: dict[str, float] = {"decode_b64": time.perf_counter() - t}
         results = pipeline.ground(images, queries, timings)
         for k, v in timings.items():
             stage_seconds[k] = stage_seconds.get(k, 0.0) + v
+        if work is not None:
+            for k in WORK:
+                work[k] = work.get(k, 0) + getattr(pipeline.counters, k) - before[k]
         return np.stack([g.ltwh for g in results])
     return run
 
@@ -99,19 +116,26 @@ def compare(contenders: dict, requests: list[IdentifyRequest], sampler: RssSampl
         print(f"  [{section}] request {r + 1}/{len(requests)}: "
               + ", ".join(f"{n} {runs[n]['seconds'][-1]:.2f}s" for n in names), flush=True)
     instances = sum(len(req.instances) for req in requests)
-    base_total = sum(runs[baseline]["seconds"])
+    base_seconds = np.asarray(runs[baseline]["seconds"])
     base_boxes = np.concatenate(runs[baseline]["boxes"])
     out = {"requests": len(requests), "instances": instances, "load_before": load_before,
            "load_after": load_average(), "contenders": {}}
     for name, run in runs.items():
         total = sum(run["seconds"])
         boxes = np.concatenate(run["boxes"])
+        # paired: each request's reference time over this contender's time on the same request
+        ratios = base_seconds / np.asarray(run["seconds"])
         out["contenders"][name] = {
             "total_s": total,
             "instances_per_s": instances / total,
-            "ratio_vs_" + baseline: base_total / total,
+            "ratio_vs_" + baseline: float(np.median(ratios)),
+            "ratio_min": float(ratios.min()),
+            "ratio_max": float(ratios.max()),
+            "ratio_of_totals": float(base_seconds.sum() / total),
             "p50_s": percentile(run["seconds"], 50),
             "p95_s": percentile(run["seconds"], 95),
+            "min_s": min(run["seconds"]),
+            "max_s": max(run["seconds"]),
             "request_seconds": run["seconds"],
             "peak_rss_mb": sampler.peaks.get(f"{section}/{name}"),
             "same_box_as_" + baseline: float(np.mean(np.abs(boxes - base_boxes).max(axis=1) < 1e-2)),
@@ -135,31 +159,53 @@ def workload_c(frames) -> list[IdentifyRequest]:
     return [as_request([(f.b64, c)]) for f in frames for c in f.captions[:REQUEST_CAPTIONS]]
 
 
+VARIANT_OPTIONS = {  # --variants: extra findbox contenders of workloads a and b
+    "bf16-mixed": dict(precision="bf16-mixed"),
+    "bf16": dict(precision="bf16"),
+    "int8": dict(precision="int8"),
+    "onnx": dict(scorer_backend="onnx", precision="fp32"),
+    "compile": dict(compile=True),
+}
+
+
+def ints(text: str) -> list[int]:
+    return [int(x) for x in text.split(",") if x]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--requests", type=int, default=3, help="requests per workload (a, b, variants)")
+    parser.add_argument("--requests", type=int, default=5, help="requests per contender in workloads a and b")
     parser.add_argument("--images-c", type=int, default=2, help="images in workload c (each sent 4 times)")
-    parser.add_argument("--sections", default="a,b,c,captions,max_det,variants")
-    parser.add_argument("--variants", default="bf16-mixed,bf16,onnx,compile")
-    parser.add_argument("--variant-requests", type=int, default=1, help="requests per workload in `variants`")
-    parser.add_argument("--scaling-repeats", type=int, default=2,
-                        help="requests per point of the scaling curves; the tables take the fastest (noise only adds)")
+    parser.add_argument("--sections", default="a,b,c,captions,max_det")
+    parser.add_argument("--variants", default="int8", help="extra findbox contenders in a and b: "
+                        + ",".join(VARIANT_OPTIONS) + " (empty: none)")
+    parser.add_argument("--captions", default="1,2,8", help="points of the captions-per-image curve")
+    parser.add_argument("--max-dets", default="5,20", help="points of the boxes-per-image curve")
+    parser.add_argument("--scaling-repeats", type=int, default=5, help="requests per point of the scaling curves")
     parser.add_argument("--scorer-preset", default="base")
     parser.add_argument("--tag", default="cpu", help="results file name: benchmarks/results/<tag>.json")
     args = parser.parse_args()
     sections = [s for s in args.sections.split(",") if s]
+    variants = [v for v in args.variants.split(",") if v]
+    for v in variants:
+        if v not in VARIANT_OPTIONS:
+            raise SystemExit(f"--variants: expected some of {', '.join(VARIANT_OPTIONS)}, got {v!r}")
     torch.manual_seed(0)
 
     models = bench_models(args.scorer_preset)
     options = dict(detector=str(models["detector"]), scorer=str(models["scorer"]), no_upscaler=True, device="cpu",
-                   precision="fp32", detection=dict(BENCH_DETECTION))
-    findbox_pipe = load_pipeline(**options)  # defaults: image cache on
-    plain = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)  # the same models
+                   detection=dict(BENCH_DETECTION))
+    auto_pipe = load_pipeline(**options)  # the defaults: precision auto, image cache on
+    fp32_pipe = load_pipeline(**options, precision="fp32")
+    auto_precision = resolve_precision(Precision.AUTO, torch.device("cpu")).value
+    # the original's loop on the fp32 models, without findbox's image cache
+    plain = Pipeline(fp32_pipe.detector, fp32_pipe.scorer, None, fp32_pipe.ranking.fallback)
     result = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(),
-              "settings": {"scorer": f"siglip-{args.scorer_preset} sizes, random weights, fp32",
+              "settings": {"scorer": f"siglip-{args.scorer_preset} sizes, random weights",
+                           "auto_precision": auto_precision, "reference_precision": "fp32",
                            "detector": f"{Path(models['detector']).stem}, random weights", **BENCH_DETECTION,
-                           "upscaler": None, "image_wh": [1520, 870], "crop_batch": findbox_pipe.scorer.max_batch},
-              "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": {}}
+                           "upscaler": None, "image_wh": [1520, 870], "crop_batch": auto_pipe.scorer.max_batch},
+              "commit": git_commit(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": {}}
     sampler = RssSampler()
     next_frame = 0
 
@@ -169,73 +215,78 @@ def main() -> None:
         next_frame += n
         return out
 
+    def contender(pipe: Pipeline, precision: str, **extra) -> dict:
+        stages: dict[str, float] = {}
+        work: dict[str, int] = {}
+        return {"run": findbox_fn(pipe, stages, work), "stage_seconds": stages, "work": work,
+                "precision": precision, **extra}
+
     # warm-up: first calls build oneDNN primitives and tokenizer state
     warm = workload_a(frames(1))[0]
-    findbox_fn(findbox_pipe, {})(warm)
+    for pipe in (auto_pipe, fp32_pipe):
+        findbox_fn(pipe, {})(warm)
     reference_fn(plain)(warm)
     result["settings"]["torch_threads_after_warmup"] = torch.get_num_threads()  # ultralytics used to change it
-    base_stages: dict[str, float] = {}
-    contenders = {"reference": {"run": reference_fn(plain)},
-                  "findbox": {"run": findbox_fn(findbox_pipe, base_stages), "stage_seconds": base_stages}}
+    contenders = {f"findbox ({auto_precision}, auto)": contender(auto_pipe, auto_precision),
+                  "reference": {"run": reference_fn(plain)},
+                  "findbox fp32": contender(fp32_pipe, "fp32")}
+    for name in variants:
+        t = time.perf_counter()
+        pipe = load_pipeline(**{**options, **VARIANT_OPTIONS[name]})
+        findbox_fn(pipe, {})(warm)  # export / compile / warm-up happen here, timed apart
+        setup_s = time.perf_counter() - t
+        print(f"  {name}: load + first request {setup_s:.1f}s", flush=True)
+        precision = VARIANT_OPTIONS[name].get("precision", auto_precision)
+        contenders[f"findbox {name}"] = contender(pipe, precision, setup_s=setup_s)
+
+    def clear_counts():
+        for c in contenders.values():
+            for key in ("stage_seconds", "work"):
+                if key in c:
+                    c[key].clear()
 
     if "a" in sections:
         print("workload a: 4 captions of one image per request", flush=True)
+        clear_counts()
         result["sections"]["a"] = compare(contenders, workload_a(frames(args.requests)), sampler, "a")
     if "b" in sections:
         print("workload b: 4 distinct images per request, one caption each", flush=True)
-        base_stages.clear()
+        clear_counts()
         result["sections"]["b"] = compare(contenders, workload_b(frames(REQUEST_CAPTIONS * args.requests)), sampler,
                                           "b")
+    main_two = {k: contenders[k] for k in list(contenders)[:3]}  # auto, reference, fp32
     if "c" in sections:
         print("workload c: one instance per request, each image 4 times", flush=True)
-        base_stages.clear()
-        no_cache = Pipeline(findbox_pipe.detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)
-        c_contenders = {**contenders, "findbox --image-cache 0": {"run": findbox_fn(no_cache, {})}}
+        clear_counts()
+        no_cache = Pipeline(auto_pipe.detector, auto_pipe.scorer, None, auto_pipe.ranking.fallback)
+        c_contenders = {**main_two, "findbox --image-cache 0": {"run": findbox_fn(no_cache, {})}}
         result["sections"]["c"] = compare(c_contenders, workload_c(frames(args.images_c)), sampler, "c")
+    auto_name = next(iter(contenders))
     if "captions" in sections:
         print("scaling: captions per image", flush=True)
         rows = {}
-        for k in (1, 2, 4, 8):
+        for k in ints(args.captions):
             requests = []
             for rep in range(args.scaling_repeats):  # fresh image and captions each time: nothing cached
                 frame = frames(1)[0]
                 pool = [c for f in scenes(2, start=10_000 + 10 * (4 * rep + k)) for c in f.captions]
                 captions = (list(frame.captions) + [c for c in pool if c not in frame.captions])[:k]
                 requests.append(as_request([(frame.b64, c) for c in captions]))
-            rows[k] = compare(contenders, requests, sampler, f"captions{k}")
+            rows[k] = compare({auto_name: contenders[auto_name], "reference": contenders["reference"]}, requests,
+                              sampler, f"captions{k}")
         result["sections"]["captions"] = rows
     if "max_det" in sections:
         print("scaling: boxes per image (max_det)", flush=True)
         rows = {}
-        for max_det in (5, 10, 20):
-            det = findbox_pipe.detector
-            detector = type(det)(det.yolo, dataclasses.replace(det.config, max_det=max_det), det.device)
-            pipe = Pipeline(detector, findbox_pipe.scorer, None, findbox_pipe.ranking.fallback)
-            rows[max_det] = compare({"reference": {"run": reference_fn(pipe)}, "findbox": {"run": findbox_fn(pipe, {})}},
+        for max_det in ints(args.max_dets):
+            def with_max_det(pipe: Pipeline) -> Pipeline:
+                det = pipe.detector
+                detector = type(det)(det.yolo, dataclasses.replace(det.config, max_det=max_det), det.device)
+                return Pipeline(detector, pipe.scorer, None, pipe.ranking.fallback)
+            rows[max_det] = compare({auto_name: {"run": findbox_fn(with_max_det(auto_pipe), {})},
+                                     "reference": {"run": reference_fn(with_max_det(plain))}},
                                     workload_a(frames(args.scaling_repeats)), sampler, f"max_det{max_det}")
         result["sections"]["max_det"] = rows
-    if "variants" in sections:
-        print("faster paths on workloads a and b", flush=True)
-        variant_options = {
-            "bf16-mixed": dict(precision="bf16-mixed"),
-            "bf16": dict(precision="bf16"),
-            "onnx": dict(scorer_backend="onnx"),
-            "compile": dict(compile=True),
-        }
-        chosen = [v for v in args.variants.split(",") if v]
-        v_contenders = dict(contenders)
-        setup = {}
-        for name in chosen:
-            t = time.perf_counter()
-            pipe = load_pipeline(**{**options, **variant_options[name]})
-            findbox_fn(pipe, {})(warm)  # export / compile / warm-up happen here, timed apart
-            setup[name] = time.perf_counter() - t
-            print(f"  {name}: load + first request {setup[name]:.1f}s", flush=True)
-            v_contenders[f"findbox {name}"] = {"run": findbox_fn(pipe, {}), "setup_s": setup[name]}
-        n = args.variant_requests
-        result["sections"]["variants_a"] = compare(v_contenders, workload_a(frames(n)), sampler, "variants_a")
-        result["sections"]["variants_b"] = compare(v_contenders, workload_b(frames(REQUEST_CAPTIONS * n)), sampler,
-                                                   "variants_b")
     sampler.stop()
     result["peak_rss_mb_process"] = peak_rss_mb()
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
@@ -243,6 +294,21 @@ def main() -> None:
     out = RESULTS / f"{args.tag}.json"
     out.write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {out}")
+
+
+def git_commit() -> str | None:
+    """The commit the figures were measured at (with "+dirty" when the tree has local changes)."""
+    import subprocess
+
+    try:
+        root = Path(__file__).parent.parent
+        sha = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=root, capture_output=True, text=True,
+                             timeout=10).stdout.strip()
+        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=root,
+                               capture_output=True, text=True, timeout=10).stdout.strip()
+        return sha + ("+dirty" if dirty else "") if sha else None
+    except (OSError, subprocess.SubprocessError):
+        return None
 
 
 if __name__ == "__main__":

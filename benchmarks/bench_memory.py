@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import BENCH_DETECTION, RESULTS, bench_models, machine, peak_rss_mb  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, machine, peak_rss_mb, write_result  # noqa: E402
 
 # findbox at its defaults (precision auto: bf16 on a CPU with avx512_bf16); the reference and
 # `findbox fp32` on the fp32 models, as bench_pipeline compares them
@@ -114,10 +114,7 @@ def run_cap(args) -> None:
     print(f"256 instances over {row['images']} distinct {row['megapixels']:.1f} MP images "
           f"({row['body_mb']:.1f} MB of base64): {row['outcome']}; peak RSS {row['peak_rss_mb']:.0f} MB "
           f"(+{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} MB in the request), {row['seconds']:.1f} s")
-    out = {"machine": machine(), "row": row, "command": " ".join([".venv/bin/python", *sys.argv])}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"row": row})
 
 
 def main() -> None:

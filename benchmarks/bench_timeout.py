@@ -18,7 +18,6 @@ from __future__ import annotations
 import argparse
 import base64
 import io
-import json
 import os
 import re
 import socket
@@ -29,7 +28,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import BENCH_DETECTION, RESULTS, bench_models, machine  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, write_result  # noqa: E402
 
 
 def frame_b64(seed: int, wh=(1520, 870)) -> str:
@@ -136,10 +135,7 @@ def main() -> None:
     print(f"big request ({args.images} distinct frames, 256 instances): {row['big_status']} after "
           f"{t_big:.2f} s; next request: {row['small_status']} in {t_small:.2f} s; the worker detected "
           f"{detected} images in all (of {args.images} + 1)")
-    out = {"machine": machine(), "row": row, "command": " ".join([".venv/bin/python", *sys.argv])}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"row": row})
 
 
 if __name__ == "__main__":

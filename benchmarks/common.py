@@ -7,10 +7,12 @@ are built once into `findbox.env.cache_dir() / "bench-models"` and reused.
 
 from __future__ import annotations
 
+import json
 import os
 import platform
 import resource
 import subprocess
+import sys
 import threading
 import time
 from contextlib import contextmanager
@@ -142,3 +144,11 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     t = time.perf_counter()
     out = fn(*args, **kwargs)
     return time.perf_counter() - t, out
+
+
+def write_result(path: str | Path, fields: dict) -> None:
+    """`fields` with the machine and the command line that made them, as JSON at `path`."""
+    out = {"machine": machine(), **fields, "command": " ".join([".venv/bin/python", *sys.argv])}
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    Path(path).write_text(json.dumps(out, indent=1))
+    print(f"wrote {path}")

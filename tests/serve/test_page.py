@@ -1,7 +1,7 @@
 """The page at `/`, end to end in headless Chromium (Debian's, driven by Playwright).
 
 `make setup` installs /usr/bin/chromium with apt-get; the test skips only where it is absent.
-docs/page.png comes from benchmarks/page_screenshot.py.
+docs/page.png comes from `make docs-pictures` (benchmarks/docs_pictures.py).
 """
 
 from __future__ import annotations

@@ -65,6 +65,13 @@ class ScorerBackend(str, enum.Enum):
     ONNX = "onnx"  # ONNX Runtime on towers exported once and cached (findbox.score.onnx)
 
 
+class DetectorBackend(str, enum.Enum):
+    """What runs the detector (one ultralytics checkpoint or each member of an ensemble)."""
+
+    TORCH = "torch"
+    ONNX = "onnx"  # ultralytics' ONNX export (dynamic shapes), run by ONNX Runtime on the CPU; exported once, cached
+
+
 class ScoreFusion(str, enum.Enum):
     """How a candidate's rank combines the scorer logit with the detector confidence."""
 
@@ -141,6 +148,10 @@ class PipelineConfig:
     # onnx: same boxes, 1.0-1.1x on 2 CPU cores (BENCHMARKS.md)
     scorer_backend: ScorerBackend = option(
         ScorerBackend.TORCH, help="run the scorer towers on torch or ONNX Runtime (CPU, fp32; exported once, cached)")
+    # onnx: same boxes, 1.6x on 2 CPU cores at imgsz 1280 (BENCHMARKS.md, detector export); torch stays the default
+    # until it is checked on a busy machine
+    detector_backend: DetectorBackend = option(
+        DetectorBackend.TORCH, help="run the detector on torch or ONNX Runtime (CPU only; exported once, cached)")
     # no gain measured on CPU, GPU not yet measured
     compile: bool = option(False, help="torch.compile the scorer's image tower")
 
@@ -158,6 +169,7 @@ class PipelineConfig:
             self.detection = from_dict(DetectorConfig, self.detection, "detection")
         _check_range("crop_batch", self.crop_batch, 1, 4096)
         self.scorer_backend = _enum("scorer_backend", ScorerBackend, self.scorer_backend)
+        self.detector_backend = _enum("detector_backend", DetectorBackend, self.detector_backend)
         _check_range("image_cache", self.image_cache, 0, 10_000_000)
         _check_range("image_cache_mb", self.image_cache_mb, 0, 1_000_000)
 

@@ -74,9 +74,11 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     if isinstance(paths["detector"], list):
         from findbox.detect.ensemble import EnsembleDetector
 
-        detector = EnsembleDetector.from_files(paths["detector"], config.detection, device, half=dtype == torch.float16)
+        detector = EnsembleDetector.from_files(paths["detector"], config.detection, device, half=dtype == torch.float16,
+                                               backend=config.detector_backend)
     else:
-        detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16)
+        detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16,
+                                      backend=config.detector_backend)
     scorer = load_scorer(
         str(paths["scorer"]), device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
         text_cache_size=config.text_cache_size,

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from findbox.boxes import WBF_IOU, Candidates
-from findbox.config import DetectorConfig
+from findbox.config import DetectorBackend, DetectorConfig
 from findbox.detect.ultralytics import Detector
 
 MEMBER_CONF_FRACTION = 0.1
@@ -49,10 +49,11 @@ class EnsembleDetector:
 
     @classmethod
     def from_files(cls, paths: list[str | Path], config: DetectorConfig | None = None,
-                   device: torch.device | str = "cpu", half: bool = False, **kwargs) -> "EnsembleDetector":
+                   device: torch.device | str = "cpu", half: bool = False,
+                   backend: DetectorBackend = DetectorBackend.TORCH, **kwargs) -> "EnsembleDetector":
         config = config or DetectorConfig()
         member_config = dataclasses.replace(config, conf=config.conf * MEMBER_CONF_FRACTION)
-        return cls([Detector.from_file(p, member_config, device, half) for p in paths], config, **kwargs)
+        return cls([Detector.from_file(p, member_config, device, half, backend) for p in paths], config, **kwargs)
 
     @property
     def info(self) -> dict:

@@ -9,7 +9,7 @@ import numpy as np
 import torch
 
 from findbox.boxes import Candidates
-from findbox.config import DetectorConfig
+from findbox.config import DetectorBackend, DetectorConfig
 from findbox.detect.sliced import merge_tiles, tile_windows
 
 # images (or tiles) per predict call: bounds detector memory whatever the request size
@@ -34,11 +34,17 @@ class Detector:
 
     @classmethod
     def from_file(
-        cls, path: str | Path, config: DetectorConfig | None = None, device: torch.device | str = "cpu", half: bool = False
+        cls, path: str | Path, config: DetectorConfig | None = None, device: torch.device | str = "cpu",
+        half: bool = False, backend: DetectorBackend = DetectorBackend.TORCH,
     ) -> "Detector":
+        """An ultralytics .pt, run by torch or (backend onnx, CPU only) by ONNX Runtime on its export."""
         path = Path(path)
+        device = torch.device(device)
+        backend = DetectorBackend(backend)
         if not path.is_file():
             raise ValueError(f"detector: expected an ultralytics .pt file, got {str(path)!r} (not a file)")
+        if backend == DetectorBackend.ONNX and device.type != "cpu":
+            raise ValueError(f"detector_backend: onnx runs on the cpu, got device {device}; use torch on a GPU")
         from findbox.env import ensure_offline
         ensure_offline()  # ultralytics reads the offline variables at import
         from ultralytics import YOLO
@@ -47,12 +53,18 @@ class Detector:
             yolo = YOLO(str(path), task="detect")
         except Exception as exc:  # ultralytics raises many types for a bad file
             raise ValueError(f"detector: could not load {str(path)!r} as an ultralytics checkpoint: {exc}") from exc
-        return cls(yolo, config or DetectorConfig(), torch.device(device), half)
+        if backend == DetectorBackend.ONNX:
+            if getattr(yolo, "task", "detect") != "detect":  # checked here too: the export would hide the task
+                raise ValueError(f"detector: expected an ultralytics detection model, got task {yolo.task!r}")
+            yolo = YOLO(str(onnx_export(path)), task="detect")
+        return cls(yolo, config or DetectorConfig(), device, half)
 
     @property
     def info(self) -> dict:
         names = getattr(self.yolo, "names", {}) or {}
-        return {"kind": "ultralytics", "classes": len(names), "ckpt": str(getattr(self.yolo, "ckpt_path", ""))}
+        onnx = str(getattr(self.yolo, "model", "")).endswith(".onnx")
+        return {"kind": "ultralytics", "backend": "onnx" if onnx else "torch", "classes": len(names),
+                "ckpt": str(getattr(self.yolo, "ckpt_path", "") or getattr(self.yolo, "model", ""))}
 
     def detect(self, images_rgb: list[np.ndarray]) -> list[Candidates]:
         """Proposals for each image, in batched predict calls.
@@ -122,3 +134,38 @@ class Detector:
             merge_tiles(found[k], [next(tile_found) for _ in wins], wins, c.iou, c.max_det)
             for k, wins in enumerate(windows)
         ]
+
+
+def onnx_export(pt_path: Path) -> Path:
+    """The ultralytics ONNX export of a .pt (dynamic batch and image size), made once and cached.
+
+    Cached under findbox's cache folder by a hash of the .pt's bytes, so a retrained file
+    gets a new export. Dynamic shapes matter: a static square export letterboxes a 1520x870
+    frame to 1280x1280 and changes boxes (docs/BENCHMARKS.md). No simplifier: onnxslim
+    is an optional download ultralytics would otherwise ask for.
+    """
+    import hashlib
+    import shutil
+    import tempfile
+
+    from findbox.env import cache_dir, require
+
+    require("onnxruntime", "onnx")
+    require("onnx", "onnx")
+    from ultralytics import YOLO
+
+    digest = hashlib.blake2b(pt_path.read_bytes(), digest_size=12).hexdigest()
+    target = cache_dir() / "onnx" / f"detector_{digest}.onnx"
+    if target.is_file():
+        return target
+    target.parent.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
+        copy = Path(tmp) / "detector.pt"  # ultralytics writes the export beside the .pt it was given
+        shutil.copyfile(pt_path, copy)
+        try:
+            exported = YOLO(str(copy), task="detect").export(format="onnx", dynamic=True, simplify=False,
+                                                             device="cpu", verbose=False)
+        except Exception as exc:  # ultralytics raises many types; name the file and the cause
+            raise ValueError(f"detector: ONNX export of {str(pt_path)!r} failed: {exc}") from exc
+        Path(exported).replace(target)  # atomic: a concurrent loader sees the whole file or none
+    return target

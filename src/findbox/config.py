@@ -276,10 +276,7 @@ def nest_keys(cls: type, data: dict[str, Any], where: str = "config") -> dict[st
     for key, value in data.items():
         path = _key_path(cls, key)
         if path is None:
-            names = sorted(_all_keys(cls))
-            close = difflib.get_close_matches(key, names, n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(names)}")
+            raise _unknown_key(where, key, _all_keys(cls))
         target = out
         for step in path[:-1]:
             target = target.setdefault(step, {})
@@ -319,15 +316,21 @@ def _all_keys(cls: type) -> set[str]:
     return keys
 
 
+def _unknown_key(where: str, key: str, known: set[str]) -> ValueError:
+    """The error for a config key no field has, with the closest known key as a suggestion."""
+    names = sorted(known)
+    close = difflib.get_close_matches(key, names, n=1)
+    hint = f" (did you mean {close[0]!r}?)" if close else ""
+    return ValueError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(names)}")
+
+
 def from_dict(cls: type[T], data: dict[str, Any], where: str = "config") -> T:
     """Build a config dataclass from a dict (a dict for a nested config too); unknown keys
     raise with a suggestion."""
     names = {f.name for f in dataclasses.fields(cls)}  # type: ignore[arg-type]
     for key in data:
         if key not in names:
-            close = difflib.get_close_matches(key, sorted(names), n=1)
-            hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"{where}: unknown key {key!r}{hint}; known keys: {', '.join(sorted(names))}")
+            raise _unknown_key(where, key, names)
     values = dict(data)
     for key, value in data.items():
         sub = nested_config(cls, key)

@@ -91,5 +91,4 @@ def resolve_autocast(precision: Precision) -> torch.dtype | None:
 
 def cpu_has_fast_bf16() -> bool:
     """Whether this CPU multiplies bf16 in hardware (avx512_bf16 or AMX); elsewhere bf16 is emulated (slow)."""
-    checks = ("_is_avx512_bf16_supported", "_is_amx_tile_supported")
-    return any(bool(getattr(torch.cpu, name, lambda: False)()) for name in checks)
+    return bool(cpu_flags() & BF16_FLAGS)

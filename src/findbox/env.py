@@ -58,20 +58,32 @@ def ensure_offline() -> None:
     _done = True
 
 
+def dejavu_ttf() -> Path | None:
+    """matplotlib's DejaVuSans.ttf when matplotlib is installed (found without importing it), else None.
+
+    The one TTF findbox can count on without a download: ultralytics' stand-in for Arial and
+    `findbox predict --save`'s labels.
+    """
+    import importlib.util
+
+    spec = importlib.util.find_spec("matplotlib")
+    for folder in (spec.submodule_search_locations or []) if spec else []:
+        ttf = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
+        if ttf.is_file():
+            return ttf
+    return None
+
+
 def _install_fonts(font_dir: Path) -> None:
     """ultralytics asks for Arial.ttf (plots, training) and downloads it if missing.
 
-    Any TTF will do; matplotlib ships DejaVuSans, so copy that under both names.
+    Any TTF will do: copy DejaVuSans under both names.
     """
     targets = [font_dir / "Arial.ttf", font_dir / "Arial.Unicode.ttf"]
     if all(t.exists() for t in targets):
         return
-    try:
-        import matplotlib
-    except ImportError:  # plots only; inference never needs the font
-        return
-    source = Path(matplotlib.get_data_path()) / "fonts" / "ttf" / "DejaVuSans.ttf"
-    if not source.exists():
+    source = dejavu_ttf()
+    if source is None:  # plots only; inference never needs the font
         return
     font_dir.mkdir(parents=True, exist_ok=True)
     for target in targets:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import glob
-import importlib.util
 import json
 import math
 import sys
@@ -110,15 +109,13 @@ def grounding_record(image: str, caption: str, grounding) -> dict:
 
 
 def _font(size: int):
-    """matplotlib's DejaVuSans when installed (found without importing matplotlib), else PIL's own font."""
+    """DejaVuSans (`findbox.env.dejavu_ttf`) when installed, else PIL's own font."""
     from PIL import ImageFont
 
-    spec = importlib.util.find_spec("matplotlib")
-    for folder in (spec.submodule_search_locations or []) if spec else []:
-        ttf = Path(folder) / "mpl-data" / "fonts" / "ttf" / "DejaVuSans.ttf"
-        if ttf.is_file():
-            return ImageFont.truetype(str(ttf), size)
-    return ImageFont.load_default()
+    from findbox.env import dejavu_ttf
+
+    ttf = dejavu_ttf()
+    return ImageFont.truetype(str(ttf), size) if ttf is not None else ImageFont.load_default()
 
 
 def draw_groundings(image_rgb: np.ndarray, captions: Sequence[str], groundings: Sequence):

@@ -4,7 +4,12 @@ import json
 
 import pytest
 
-from findbox.eval.data import SplitName, read_jsonl, requests_of, samples_of, select_split
+from findbox.data.vlm import read_vlm_jsonl
+from findbox.eval.data import SplitName, requests_of, samples_of, select_split
+
+
+def read_jsonl(path):
+    return read_vlm_jsonl(path, captions_required=True)  # as findbox eval reads it
 
 
 def write_jsonl(path, n_images, captions_per_image=2):

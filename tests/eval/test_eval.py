@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 
 from findbox.eval import analysis
-from findbox.eval.data import read_jsonl as read_vlm, samples_of
+from findbox.data.vlm import read_vlm_jsonl
+from findbox.eval.data import samples_of
 from findbox.eval.metric import is_hit, iou_ltwh
 from tests.conftest import ServerProcess
 from tests.eval.conftest import N_IMAGES, TRUTH_RANKS, model_args, predictions_equal, read_jsonl
@@ -79,7 +80,7 @@ def test_sweep_matches_real_reruns(eval_models, eval_data):
     from findbox.factory import load_pipeline
     from tests.conftest import TINY_DETECTION
 
-    samples = samples_of(read_vlm(eval_data))
+    samples = samples_of(read_vlm_jsonl(eval_data, captions_required=True))
     images = eval_data.parent / "images"
     low = TINY_DETECTION["conf"]
 

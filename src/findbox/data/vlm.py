@@ -99,14 +99,20 @@ def read_vlm_jsonl(path: str | Path, captions_required: bool = False) -> list[Vl
     return records
 
 
-def parse_vlm_line(text: str, line_no: int, where: str, captions_required: bool = False) -> VlmRecord:
-    """One non-blank jsonl line -> VlmRecord; `where` prefixes every error ("path:line")."""
+def json_object(text: str, where: str) -> dict:
+    """One jsonl line -> its JSON object; ValueError prefixed by `where` ("path:line") otherwise."""
     try:
         obj = json.loads(text)
     except json.JSONDecodeError as exc:
         raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg} at column {exc.colno})") from None
     if not isinstance(obj, dict):
         raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    return obj
+
+
+def parse_vlm_line(text: str, line_no: int, where: str, captions_required: bool = False) -> VlmRecord:
+    """One non-blank jsonl line -> VlmRecord; `where` prefixes every error ("path:line")."""
+    obj = json_object(text, where)
     image = obj.get("image")
     if not isinstance(image, str) or not image.strip():
         raise ValueError(f'{where}: expected "image" to be a file name, got {image!r}')

@@ -67,7 +67,8 @@ def main(args: argparse.Namespace) -> int:
 
 def _main(args: argparse.Namespace) -> int:
     from findbox.eval import analysis, metric, report
-    from findbox.eval.data import read_jsonl, samples_of, select_split
+    from findbox.data.vlm import read_vlm_jsonl
+    from findbox.eval.data import samples_of, select_split
 
     if args.batch < 1:
         raise ValueError(f"--batch: expected a positive number of instances, got {args.batch}")
@@ -82,7 +83,7 @@ def _main(args: argparse.Namespace) -> int:
     data = Path(args.data)
     images_dir = Path(args.images) if args.images else data.parent / "images"
     split = SplitName(args.split) if args.split else (SplitName.VAL if args.split_file else SplitName.ALL)
-    entries = select_split(read_jsonl(data), split, args.split_file)
+    entries = select_split(read_vlm_jsonl(data, captions_required=True), split, args.split_file)  # an instance needs its caption
     if args.limit is not None:
         entries = entries[: max(args.limit, 0)]
     samples = samples_of(entries)

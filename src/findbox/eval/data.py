@@ -13,7 +13,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
-from findbox.data.vlm import VlmRecord, read_split, read_vlm_jsonl, split_index
+from findbox.data.vlm import VlmRecord, read_split, split_index
 
 
 class SplitName(str, enum.Enum):
@@ -29,12 +29,6 @@ class Sample:
     image: str
     caption: str
     truth_ltwh: tuple[float, float, float, float]
-
-
-def read_jsonl(path: str | Path) -> list[VlmRecord]:
-    """Every non-blank line of a vlm.jsonl, each box with its caption (an instance needs one);
-    a malformed line raises ValueError("path:line: ...")."""
-    return read_vlm_jsonl(path, captions_required=True)
 
 
 def select_split(records: list[VlmRecord], split: SplitName, split_file: str | Path | None = None) -> list[VlmRecord]:

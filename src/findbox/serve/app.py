@@ -29,7 +29,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response
 from fastapi.staticfiles import StaticFiles
 from pydantic import ValidationError
 
-from findbox.config import PipelineConfig, ScoreFusion, ServeConfig
+from findbox.config import PipelineConfig, Precision, ScoreFusion, ServeConfig
 from findbox.images import ImageTooLarge
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
@@ -185,6 +185,7 @@ def body_schemas() -> dict:
 def describe_models(config: PipelineConfig) -> str:
     """One line for the log: which files serve, with the settings that change answers."""
     from findbox.bundle import BUNDLE_DIR
+    from findbox.device import resolve_device, resolve_precision
     from findbox.factory import resolve_model_paths
 
     def name(path) -> str:
@@ -194,13 +195,11 @@ def describe_models(config: PipelineConfig) -> str:
             return "none"
         return f"bundled demo {Path(path).name}" if Path(path).parent == BUNDLE_DIR else str(path)
 
-    from findbox.device import resolve_device, resolve_precision
-
     paths = resolve_model_paths(config)
     d = config.detection
     device = resolve_device(config.device)
     precision = resolve_precision(config.precision, device, config.scorer_backend).value
-    if config.precision.value == "auto":
+    if config.precision == Precision.AUTO:
         precision += " (auto)"
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "

@@ -29,7 +29,7 @@ import numpy as np
 
 from findbox.cli import add_options, config_from_args
 from findbox.config import DetectorConfig, Precision, _check_range, _enum, option
-from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, read_vlm_jsonl, split_index
+from findbox.data.vlm import MIN_SIDE_PX, SPLIT_RULE, VAL_FRACTION, json_object, read_vlm_jsonl, split_index
 
 LOG = logging.getLogger("findbox.crops")
 
@@ -96,12 +96,7 @@ def read_manifest(crops_dir: str | Path, check_files: bool = True) -> list[CropR
 
 
 def _parse_row(text: str, where: str) -> CropRow:
-    try:
-        obj = json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise ValueError(f"{where}: expected a JSON object, got invalid JSON ({exc.msg})") from None
-    if not isinstance(obj, dict):
-        raise ValueError(f"{where}: expected a JSON object, got {type(obj).__name__}")
+    obj = json_object(text, where)
     for key, kind in (("crop", str), ("image", str), ("split", str)):
         if not isinstance(obj.get(key), kind):
             raise ValueError(f"{where}: {key}: expected a string, got {obj.get(key)!r}")

@@ -36,12 +36,14 @@ demo-models: setup
 	$(PY) -m findbox.train.demo --out src/findbox/assets/demo --work runs/demo
 
 # findbox against the original's per-instance loop on this machine's CPU (under 20 min on 2 cores:
-# 5 requests per contender and ratio); results in benchmarks/results/, written up in docs/BENCHMARKS.md.
+# 5 requests per contender and ratio), then precision, small-crop input, sliced detection, detector
+# export, FLOPs; results in benchmarks/results/, written up in docs/BENCHMARKS.md.
 # BENCH_ARGS go to bench_pipeline.py.
 bench: setup
 	$(PY) benchmarks/bench_pipeline.py --requests 5 --images-c 2 --captions 1,8 --max-dets 5,20 $(BENCH_ARGS)
 	$(PY) benchmarks/bench_memory.py
 	$(PY) benchmarks/bench_precision.py --images 4 --tower-batch 16 --tower-reps 3
+	$(PY) benchmarks/bench_small_crops.py --demo-images 40 --demo-sides 32,40,48 --base-sides 112 --reps 3
 	$(PY) benchmarks/bench_sliced.py
 	$(PY) benchmarks/bench_detector_export.py
 	$(PY) benchmarks/bench_flops.py

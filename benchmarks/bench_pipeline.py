@@ -177,8 +177,8 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=5, help="requests per contender in workloads a and b")
     parser.add_argument("--images-c", type=int, default=2, help="images in workload c (each sent 4 times)")
     parser.add_argument("--sections", default="a,b,c,captions,max_det")
-    parser.add_argument("--variants", default="int8", help="extra findbox contenders in a and b: "
-                        + ",".join(VARIANT_OPTIONS) + " (empty: none)")
+    parser.add_argument("--variants", default="bf16,int8", help="extra findbox contenders in a and b: "
+                        + ",".join(VARIANT_OPTIONS) + " (empty: none; the precision auto picks is left out)")
     parser.add_argument("--captions", default="1,2,8", help="points of the captions-per-image curve")
     parser.add_argument("--max-dets", default="5,20", help="points of the boxes-per-image curve")
     parser.add_argument("--scaling-repeats", type=int, default=5, help="requests per point of the scaling curves")
@@ -198,6 +198,7 @@ def main() -> None:
     auto_pipe = load_pipeline(**options)  # the defaults: precision auto, image cache on
     fp32_pipe = load_pipeline(**options, precision="fp32")
     auto_precision = resolve_precision(Precision.AUTO, torch.device("cpu")).value
+    variants = [v for v in variants if VARIANT_OPTIONS[v] != dict(precision=auto_precision)]  # auto is already there
     # the original's loop on the fp32 models, without findbox's image cache
     plain = Pipeline(fp32_pipe.detector, fp32_pipe.scorer, None, fp32_pipe.ranking.fallback)
     result = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(),

@@ -207,6 +207,9 @@ def main() -> None:
                 lines.append(f"| {name} | {spread(row['median_s'], row['min_s'], row['max_s'])} | "
                              f"{row['speedup_vs_fp32']:.2f}x |")
             lines.append("")
+    small = RESULTS / "small_crops.json"
+    if small.is_file():
+        lines += small_crop_tables(json.loads(small.read_text()))
     export = RESULTS / "detector_export.json"
     if export.is_file():
         e = json.loads(export.read_text())
@@ -234,6 +237,32 @@ def main() -> None:
                          f"{fmt(rec.get('small', {}).get('recall'))} | {fmt(rec.get('other', {}).get('recall'))} |")
         lines.append("")
     print("\n".join(lines))
+
+
+def small_crop_tables(sc: dict) -> list[str]:
+    """`bench_small_crops.py`: answers of the demo scorer and speed of the base-size towers per small input side."""
+    lines = []
+    for noise, d in sc.get("demo", {}).items():
+        lines += [f"**Small crops at a smaller input: answers** (demo scorer, input {d['scorer_input'][1]}; "
+                  f"{d['images']} fresh scenes at {noise} noise, {d['queries']} queries, {d['crops']} crops; "
+                  "fp32)", "",
+                  "| small input | crops scored small | same box as off | accuracy | scorer s |", "|---|---|---|---|---|"]
+        for side, row in d["rows"].items():
+            lines.append(f"| {side if side != '0' else 'off'} | {100 * row['small_share']:.0f}% | "
+                         f"{100 * row['same_box_as_off']:.1f}% | {row['accuracy']:.3f} | {row['scorer_seconds']:.2f} |")
+        lines.append("")
+    if "base" in sc:
+        b = sc["base"]
+        lines += [f"**Small crops at a smaller input: speed** (base-size towers, input 224, on the demo detector's "
+                  f"{b['crops']} proposals; median (min-max) of {b['reps']} alternating runs)", "",
+                  "| precision | small input | crops scored small | seconds | vs off |", "|---|---|---|---|---|"]
+        for precision, rows in b["rows"].items():
+            for side, row in rows.items():
+                lines.append(f"| {precision} | {side if side != '0' else 'off'} | {100 * row['small_share']:.0f}% | "
+                             f"{spread(row['median_s'], row['min_s'], row['max_s'])} | "
+                             f"{row['speedup_vs_off']:.2f}x |")
+        lines.append("")
+    return lines
 
 
 if __name__ == "__main__":

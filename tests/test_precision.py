@@ -24,12 +24,15 @@ PLAIN = {"sse4_2", "avx", "avx2", "fma"}
     [
         ("cuda", set(), ScorerBackend.TORCH, Precision.FP16),
         ("cuda", PLAIN, ScorerBackend.TORCH, Precision.FP16),  # the CPU's flags do not matter on a GPU
-        ("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, Precision.BF16),
-        ("cpu", AMX_ONLY, ScorerBackend.TORCH, Precision.BF16),
-        ("cpu", ZEN4, ScorerBackend.TORCH, Precision.BF16),
-        ("cpu", {"AVX512_BF16"}, ScorerBackend.TORCH, Precision.BF16),  # flags compare case-insensitively
+        # int8 dot products (VNNI, AMX-int8) come first: the faster tower with the demo's answers kept
+        ("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, Precision.INT8),
+        ("cpu", ZEN4, ScorerBackend.TORCH, Precision.INT8),
+        ("cpu", {"AVX512_VNNI"}, ScorerBackend.TORCH, Precision.INT8),  # flags compare case-insensitively
         ("cpu", CASCADE_LAKE, ScorerBackend.TORCH, Precision.INT8),
         ("cpu", {"avx_vnni", "avx2"}, ScorerBackend.TORCH, Precision.INT8),  # Alder Lake's 256-bit VNNI
+        # bf16 in hardware without int8 dot products
+        ("cpu", AMX_ONLY, ScorerBackend.TORCH, Precision.BF16),
+        ("cpu", {"avx2", "AVX512_BF16"}, ScorerBackend.TORCH, Precision.BF16),
         ("cpu", PLAIN, ScorerBackend.TORCH, Precision.FP32),
         ("cpu", set(), ScorerBackend.TORCH, Precision.FP32),
         # ONNX Runtime has no bf16 path here: int8 where VNNI exists, else fp32
@@ -43,6 +46,23 @@ def test_auto_precision_per_machine(device_type, flags, backend, expected):
     assert choose_precision(device_type, flags, backend) == expected
 
 
+@pytest.mark.parametrize("flags, expected", [(ZEN4, Precision.BF16), (SAPPHIRE_RAPIDS, Precision.BF16),
+                                             (CASCADE_LAKE, Precision.FP32), (PLAIN, Precision.FP32)])
+def test_auto_for_a_scorer_without_int8(flags, expected):
+    # open_clip scorers have no int8 path: the next choice of the same machine
+    assert choose_precision("cpu", flags, ScorerBackend.TORCH, int8_scorer=False) == expected
+
+
+def test_int8_refuses_open_clip_naming_the_option(tmp_path):
+    from findbox.score import load_scorer
+    from findbox.score.int8 import quantize_int8
+    from findbox.testing.builders import build_open_clip
+
+    scorer = load_scorer(build_open_clip(tmp_path / "oc", "tiny-clip"))
+    with pytest.raises(ValueError, match="precision int8: runs transformers scorers.*bf16 or fp32"):
+        quantize_int8(scorer)
+
+
 def test_explicit_precision_is_kept_and_auto_reads_this_cpu():
     cpu = torch.device("cpu")
     for precision in Precision:
@@ -51,9 +71,11 @@ def test_explicit_precision_is_kept_and_auto_reads_this_cpu():
     flags = cpu_flags()
     assert all(isinstance(f, str) for f in flags)
     assert resolve_precision(Precision.AUTO, cpu) == choose_precision("cpu", flags)
-    # torch's own detection agrees with the flags: a CPU it calls bf16-capable is never given fp32
+    # torch's own detection agrees with the flags: a CPU it calls bf16- or VNNI-capable is never given fp32
     if torch.cpu._is_avx512_bf16_supported():
-        assert flags & BF16_FLAGS and resolve_precision(Precision.AUTO, cpu) == Precision.BF16
+        assert flags & BF16_FLAGS and resolve_precision(Precision.AUTO, cpu) in (Precision.BF16, Precision.INT8)
+    if torch.cpu._is_vnni_supported():
+        assert flags & VNNI_FLAGS and resolve_precision(Precision.AUTO, cpu) == Precision.INT8
     if not flags & (BF16_FLAGS | VNNI_FLAGS):
         assert resolve_precision(Precision.AUTO, cpu) == Precision.FP32
 
@@ -133,7 +155,7 @@ def test_precision_path_agrees_with_fp32_on_the_demo_bundle(precision, scenes, f
 
 
 def test_torch_int8_path_agrees_with_fp32_on_the_demo_bundle(scenes, fp32_answers):
-    """torch's dynamic int8, what int8 runs where ONNX Runtime cannot (open_clip scorers, no onnx extra)."""
+    """torch's dynamic int8, what int8 runs where ONNX Runtime cannot (SigLIP 2, no onnx extra)."""
     from findbox.factory import load_pipeline
     from findbox.score.int8 import quantize_torch_linears
 

@@ -50,7 +50,7 @@ class Fallback(str, enum.Enum):
 class Precision(str, enum.Enum):
     """Arithmetic of the models. AUTO is chosen per machine by `findbox.device.choose_precision`."""
 
-    AUTO = "auto"  # fp16 on CUDA; CPU: bf16 with avx512_bf16/AMX, else int8 with VNNI, else fp32
+    AUTO = "auto"  # fp16 on CUDA; CPU: int8 with VNNI, else bf16 with avx512_bf16/AMX, else fp32
     FP32 = "fp32"  # exact: the reference answers
     FP16 = "fp16"
     BF16 = "bf16"
@@ -128,8 +128,8 @@ class PipelineConfig:
                                   help="Real-ESRGAN .pth (params or params_ema), loaded by spandrel")
     no_upscaler: bool = option(False, help="score crops as cut")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    precision: Precision = option(Precision.AUTO, help="model precision; auto: fp16 on CUDA, on the CPU bf16 "
-                                  "with avx512_bf16/AMX, else int8 with VNNI, else fp32 (fp32: exact answers)")
+    precision: Precision = option(Precision.AUTO, help="model precision; auto: fp16 on CUDA, on the CPU int8 "
+                                  "with VNNI, else bf16 with avx512_bf16/AMX, else fp32 (fp32: exact answers)")
     detection: DetectorConfig = field(default_factory=DetectorConfig)
     fallback: Fallback = option(Fallback.IMAGE, help="box when nothing is detected: the whole image or zeros")
     # None = the scorer family's default ("This is a photo of {}.")
@@ -152,6 +152,10 @@ class PipelineConfig:
     # until it is checked on a busy machine
     detector_backend: DetectorBackend = option(
         DetectorBackend.TORCH, help="run the detector on torch or ONNX Runtime (CPU only; exported once, cached)")
+    # off: the demo scorer (trained at one size) loses accuracy at smaller inputs (BENCHMARKS.md, small crops)
+    small_crop_input: int = option(0, metavar="PX", help="score crops whose longer side is at most PX pixels at a "
+                                   "PX x PX input: fewer tokens, position embeddings interpolated (transformers "
+                                   "scorers; a multiple of the patch size; 0 = off)")
     # no gain measured on CPU, GPU not yet measured
     compile: bool = option(False, help="torch.compile the scorer's image tower")
 
@@ -168,6 +172,7 @@ class PipelineConfig:
         if isinstance(self.detection, dict):
             self.detection = from_dict(DetectorConfig, self.detection, "detection")
         _check_range("crop_batch", self.crop_batch, 1, 4096)
+        _check_range("small_crop_input", self.small_crop_input, 0, 8192)
         self.scorer_backend = _enum("scorer_backend", ScorerBackend, self.scorer_backend)
         self.detector_backend = _enum("detector_backend", DetectorBackend, self.detector_backend)
         _check_range("image_cache", self.image_cache, 0, 10_000_000)

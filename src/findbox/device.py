@@ -46,32 +46,35 @@ def cpu_flags() -> set[str]:
 
 
 def choose_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
-                     backend: ScorerBackend = ScorerBackend.TORCH) -> Precision:
+                     backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True) -> Precision:
     """What `Precision.AUTO` means on this machine: the fastest precision that keeps the answers.
 
-    fp16 on CUDA. On the CPU: bf16 where the hardware multiplies bf16 (avx512_bf16 or AMX;
-    elsewhere it is emulated and slower than fp32), else int8 where it has int8 dot products
-    (VNNI) and int8 keeps accuracy, else fp32. The ONNX backend has no bf16 path, so there
-    the choice is int8 or fp32. A pure function of its arguments, so every case is testable.
+    fp16 on CUDA. On the CPU: int8 where it has int8 dot products (VNNI, AMX-int8) and int8
+    keeps accuracy (the faster tower: 2.75x fp32 against bf16's 2.2x on Zen 4, with the demo's
+    answers kept: docs/BENCHMARKS.md); else bf16 where the hardware multiplies bf16
+    (avx512_bf16 or AMX; elsewhere it is emulated and slower than fp32); else fp32. The ONNX
+    backend has no bf16 path, so there the choice is int8 or fp32. int8_scorer: False for a
+    scorer family without an int8 path (open_clip). A pure function of its arguments, so every
+    case is testable.
     """
     if device_type == "cuda":
         return Precision.FP16
     if device_type != "cpu":
         return Precision.FP32
     flags = {f.lower() for f in cpu_flags}
+    if INT8_KEEPS_ACCURACY and int8_scorer and flags & VNNI_FLAGS:
+        return Precision.INT8
     if backend == ScorerBackend.TORCH and flags & BF16_FLAGS:
         return Precision.BF16
-    if INT8_KEEPS_ACCURACY and flags & VNNI_FLAGS:
-        return Precision.INT8
     return Precision.FP32
 
 
 def resolve_precision(precision: Precision, device: torch.device,
-                      backend: ScorerBackend = ScorerBackend.TORCH) -> Precision:
+                      backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True) -> Precision:
     """AUTO -> this machine's choice (`choose_precision`); any other precision as given."""
     if precision != Precision.AUTO:
         return precision
-    return choose_precision(device.type, cpu_flags() if device.type == "cpu" else set(), backend)
+    return choose_precision(device.type, cpu_flags() if device.type == "cpu" else set(), backend, int8_scorer)
 
 
 def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:

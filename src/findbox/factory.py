@@ -50,11 +50,10 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     import torch
 
     from findbox.cache import ImageCache
-    from findbox.config import Precision, ScorerBackend, from_dict
+    from findbox.config import from_dict
     from findbox.detect.ultralytics import Detector
-    from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_device, resolve_dtype, resolve_precision
+    from findbox.device import resolve_device, resolve_dtype
     from findbox.pipeline import Pipeline
-    from findbox.score import load_scorer
     from findbox.upscaler import Upscaler
 
     if config is None:
@@ -63,13 +62,7 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
         raise TypeError("load_pipeline: pass either a PipelineConfig or keyword options, not both")
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device, config.scorer_backend)
-    log = logging.getLogger("findbox")
-    log.info("precision %s%s on %s", precision.value, " (auto)" if config.precision == Precision.AUTO else "",
-             device.type)
-    if precision == Precision.INT8 and device.type != "cpu":
-        raise ValueError(f"precision: int8 runs on the cpu (dynamic int8 kernels), got device {device}; "
-                         "use fp16 or bf16 on a GPU")
+    precision = _precision(config, device, str(paths["scorer"]))
     dtype = resolve_dtype(precision, device)
     if isinstance(paths["detector"], list):
         from findbox.detect.ensemble import EnsembleDetector
@@ -79,20 +72,54 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     else:
         detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16,
                                       backend=config.detector_backend)
-    scorer = load_scorer(
-        str(paths["scorer"]), device, dtype, prompt=config.prompt, max_batch=config.crop_batch,
-        text_cache_size=config.text_cache_size,
-    )
+    scorer = load_configured_scorer(str(paths["scorer"]), config, device, precision)
+    upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
+    image_cache = ImageCache(config.image_cache, config.image_cache_mb * 1024 * 1024) if config.image_cache else None
+    return Pipeline(detector, scorer, upscaler, config.fallback, config.score_fusion, config.fusion_weight,
+                    image_cache=image_cache)
+
+
+def _precision(config: PipelineConfig, device, scorer_spec: str):
+    """The run's precision (AUTO resolved for this machine and scorer family), logged; int8 refused off the CPU."""
+    from findbox.config import Precision
+    from findbox.device import resolve_precision
+    from findbox.score.spec import ScorerFamily, parse_scorer_spec
+
+    int8_scorer = parse_scorer_spec(scorer_spec).family == ScorerFamily.TRANSFORMERS  # open_clip has no int8 path
+    precision = resolve_precision(config.precision, device, config.scorer_backend, int8_scorer)
+    logging.getLogger("findbox").info("precision %s%s on %s", precision.value,
+                                      " (auto)" if config.precision == Precision.AUTO else "", device.type)
+    if precision == Precision.INT8 and device.type != "cpu":
+        raise ValueError(f"precision: int8 runs on the cpu (dynamic int8 kernels), got device {device}; "
+                         "use fp16 or bf16 on a GPU")
+    return precision
+
+
+def load_configured_scorer(spec: str, config: PipelineConfig, device, precision=None):
+    """A scorer spec loaded as `config` serves it: precision (dtype, autocast, int8), backend, small crop
+    input, compile. `load_pipeline` loads its scorer so; eval's `--compare-scorer` loads every other one
+    so, so that scorers are compared in the run's arithmetic. precision: resolved already, or None."""
+    import torch
+
+    from findbox.config import Precision, ScorerBackend
+    from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_dtype
+    from findbox.score import load_scorer
+
+    if precision is None:
+        precision = _precision(config, device, spec)
+    scorer = load_scorer(spec, device, resolve_dtype(precision, device), prompt=config.prompt,
+                         max_batch=config.crop_batch, text_cache_size=config.text_cache_size)
     scorer.autocast_dtype = resolve_autocast(precision)
-    bf16 = dtype == torch.bfloat16 or scorer.autocast_dtype == torch.bfloat16
+    bf16 = scorer.dtype == torch.bfloat16 or scorer.autocast_dtype == torch.bfloat16
     if bf16 and device.type == "cpu" and not cpu_has_fast_bf16():
-        log.warning("precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is emulated and slower than fp32",
-                    precision.value)
+        logging.getLogger("findbox").warning("precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is "
+                                             "emulated and slower than fp32", precision.value)
+    scorer.set_small_input(config.small_crop_input)  # before int8/ONNX: they export the small tower too
     if precision == Precision.INT8:
         from findbox.score.int8 import quantize_int8
 
         scorer = quantize_int8(scorer, onnx=config.scorer_backend == ScorerBackend.ONNX)
-        log.info("precision int8: scorer towers on %s", scorer.info.get("backend", "torch"))
+        logging.getLogger("findbox").info("precision int8: scorer towers on %s", scorer.info.get("backend", "torch"))
     elif config.scorer_backend == ScorerBackend.ONNX:
         from findbox.score.onnx import OnnxScorer
 
@@ -100,7 +127,4 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     if config.compile:
         # image_features takes a tensor: it compiles whole (text_features tokenises, and captions are cached)
         scorer.image_features = torch.compile(scorer.image_features, dynamic=True)
-    upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
-    image_cache = ImageCache(config.image_cache, config.image_cache_mb * 1024 * 1024) if config.image_cache else None
-    return Pipeline(detector, scorer, upscaler, config.fallback, config.score_fusion, config.fusion_weight,
-                    image_cache=image_cache)
+    return scorer

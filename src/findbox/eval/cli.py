@@ -155,12 +155,11 @@ def _run_in_process(args, samples, images_dir, progress):
 def _compare(args, run, conf, pipeline, config, images_dir, progress) -> list[dict]:
     from findbox.eval.analysis import compare_scorers
 
-    from findbox.score import load_scorer  # any scorer spec: folder, open_clip:..., .toml
+    from findbox.factory import load_configured_scorer  # any scorer spec: folder, open_clip:..., .toml
     run_scorer = pipeline.scorer
     scorers = {f"{config.scorer or 'bundled'} (run)": run_scorer}
-    for spec in args.compare_scorer:
-        scorers[spec] = load_scorer(spec, run_scorer.device, run_scorer.dtype, prompt=config.prompt,
-                                    max_batch=config.crop_batch)
+    for spec in args.compare_scorer:  # in the run's arithmetic: precision, backend, small crop input
+        scorers[spec] = load_configured_scorer(spec, config, run_scorer.device)
     return compare_scorers(run, conf, scorers, images_dir, pipeline.upscaler, progress)
 
 

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import abc
 import contextlib
+import dataclasses
 from collections import OrderedDict
 
 import numpy as np
@@ -46,6 +47,12 @@ class Scorer(abc.ABC):
         self.text_cache_misses = 0
         # torch.bfloat16 under precision bf16-mixed: fp32 weights, bf16 matmuls via torch.autocast
         self.autocast_dtype: torch.dtype | None = None
+        # crops whose longer side is at most this are scored at this square input (`set_small_input`)
+        self.small_input: int | None = None
+        # Dynamic int8 quantises a forward's activations with one scale for the whole batch, so a crop's
+        # embedding would depend on the crops batched with it (other requests, the cache). True runs every
+        # crop and caption in a forward of its own: answers independent of batching (int8 scorers set it).
+        self.rows_alone = False
 
     # -- what a family provides
 
@@ -71,7 +78,41 @@ class Scorer(abc.ABC):
     def logit_scale_bias(self) -> tuple[float, float]:
         """(exp(logit_scale), logit_bias) as floats; bias 0.0 for softmax-trained models."""
 
+    def input_sizes(self) -> tuple[int, ...]:
+        """Square input sides other than `preprocess.size_hw` this family's `image_features` accepts.
+
+        () = the model's own size only. A family that interpolates its position embeddings
+        (SigLIP, CLIP) or runs any patch grid (SigLIP 2 NaFlex) returns the sides it can run.
+        """
+        return ()
+
     # -- shared by every family
+
+    def set_small_input(self, side: int | None) -> None:
+        """Score crops whose longer side is at most `side` pixels at a side x side input (fewer tokens).
+
+        None or 0 turns it off. Raises ValueError naming `small_crop_input` when this scorer
+        cannot run that size (a size it has no position embeddings for, or not smaller than its own).
+        """
+        if not side:
+            self.small_input = None
+            return
+        allowed = self.input_sizes()
+        if side not in allowed:
+            h, w = self.preprocess.size_hw
+            raise ValueError(f"small_crop_input: expected 0 (off) or one of {list(allowed) or 'none'} for this "
+                             f"{self.info.get('family', 'scorer')} scorer (input {h}x{w}), got {side}")
+        self.small_input = int(side)
+
+    def _input_groups(self, crops: list[np.ndarray]) -> list[tuple[CropPreprocess, list[int]]]:
+        """Crops by the input size they are scored at: [(preprocess, crop indices)], the full size first."""
+        if self.small_input is None:
+            return [(self.preprocess, list(range(len(crops))))]
+        small = [i for i, c in enumerate(crops) if max(c.shape[:2]) <= self.small_input]
+        small_set = set(small)
+        full = [i for i in range(len(crops)) if i not in small_set]
+        side = self.small_input
+        return [(self.preprocess, full), (dataclasses.replace(self.preprocess, size_hw=(side, side)), small)]
 
     def _autocast(self):
         if self.autocast_dtype is None:
@@ -80,16 +121,31 @@ class Scorer(abc.ABC):
 
     @torch.inference_mode()
     def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
-        """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised on the CPU, in chunks of max_batch."""
+        """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised on the CPU, in chunks of max_batch.
+
+        With `small_input` set, small crops are embedded in their own chunks at the small size;
+        rows stay in the order of `crops`.
+        """
+        rows: list[int] = []
         chunks = []
-        for start in range(0, len(crops), self.max_batch):
-            pixels = self.preprocess(crops[start : start + self.max_batch]).to(self.device, self.dtype)
-            with self._autocast():
-                emb = self.image_features(pixels).float()
-            chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
+        for preprocess, indices in self._input_groups(crops):
+            for start in range(0, len(indices), self.max_batch):
+                chunk = indices[start : start + self.max_batch]
+                pixels = preprocess([crops[i] for i in chunk]).to(self.device, self.dtype)
+                with self._autocast():
+                    if self.rows_alone:
+                        emb = torch.cat([self.image_features(pixels[k : k + 1]) for k in range(len(pixels))])
+                    else:
+                        emb = self.image_features(pixels)
+                    emb = emb.float()
+                chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
+                rows.extend(chunk)
         if not chunks:
             return torch.zeros((0, self.embed_dim))
-        return torch.cat(chunks)
+        emb = torch.cat(chunks)
+        if rows != list(range(len(crops))):
+            emb = emb[torch.argsort(torch.as_tensor(rows))]
+        return emb
 
     @torch.inference_mode()
     def embed_texts(self, captions: list[str]) -> torch.Tensor:
@@ -100,7 +156,10 @@ class Scorer(abc.ABC):
         for start in range(0, len(missing), self.max_batch):
             chunk = missing[start : start + self.max_batch]
             with self._autocast():
-                emb = self.text_features(chunk).float()
+                if self.rows_alone:
+                    emb = torch.cat([self.text_features([caption]) for caption in chunk]).float()
+                else:
+                    emb = self.text_features(chunk).float()
             for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
                 self._text_cache[caption] = e
         result = []

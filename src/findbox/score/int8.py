@@ -1,13 +1,18 @@
 """Dynamic int8 scorers (`--precision int8`): the linear layers of both towers in int8, on the CPU.
 
 "Dynamic" quantisation stores each linear layer's weights as int8 (one scale per output
-channel) and quantises its input per batch at run time, so it needs no calibration data.
-Attention products, layer norms, GELU and the embeddings stay fp32. Two implementations:
+channel) and quantises its input per forward at run time, so it needs no calibration data.
+Attention products, layer norms, GELU and the embeddings stay fp32. As that input scale is
+one per forward, int8 scorers run each crop and caption in a forward of its own
+(`Scorer.rows_alone`): a crop's score never depends on what it was batched with (as fast
+here: ONNX Runtime's int8 kernels gain nothing from batching). Two implementations:
 
 - `quantize_onnx_towers`: ONNX Runtime's `quantize_dynamic` on the exported towers
   (`findbox.score.onnx`): the faster here (VNNI kernels, fused graph), the int8 default.
 - `quantize_torch_linears`: torch's `quantize_dynamic` on the model in place: for scorers
-  that have no ONNX export (open_clip, SigLIP 2) or when the onnx extra is not installed.
+  that have no ONNX export (SigLIP 2) or when the onnx extra is not installed.
+open_clip scorers have no int8 path (open_clip reads its linear layers' weight dtype, which
+int8 linears do not have): `--precision auto` gives them bf16 or fp32, `int8` is refused.
 
 Agreement with fp32 is measured by benchmarks/bench_precision.py and tested by tests/test_precision.py.
 """
@@ -28,19 +33,24 @@ def quantize_torch_linears(scorer: Scorer) -> Scorer:
 
     The scorer must hold fp32 weights on the CPU (torch's quantised kernels are CPU-only).
     """
-    model = getattr(scorer, "model", None)
-    if not isinstance(model, torch.nn.Module):
-        raise ValueError(f"precision int8: expected a scorer with a torch model, got {type(scorer).__name__}")
+    from findbox.score.transformers import TransformersScorer
+
+    if not isinstance(scorer, TransformersScorer):  # open_clip reads Linear.weight.dtype, which int8 linears lack
+        raise ValueError(f"precision int8: runs transformers scorers (SigLIP, SigLIP 2, CLIP), got "
+                         f"{type(scorer).__name__}; use --precision bf16 or fp32")
+    model = scorer.model
     if scorer.device.type != "cpu" or scorer.dtype != torch.float32:
         raise ValueError(f"precision int8: expected fp32 weights on the cpu, got {scorer.dtype} on {scorer.device}")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's notice that it moves to torchao
         scorer.model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
+    scorer.rows_alone = True  # one activation scale per forward: each crop alone keeps answers batch-independent
     return scorer
 
 
 def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
-    """{"image": fp32.onnx, "text": ...} -> the same towers with int8 linear layers, written beside them once.
+    """{"image": fp32.onnx, "text": ..., "image_<side>": ...} -> the same towers with int8 linear layers, written
+    beside them once.
 
     Each output is `<name>.int8.onnx` in the export's folder, so the export cache key covers it.
     """

@@ -32,11 +32,14 @@ EXPORT_VERSION = 2  # bump when the exported graphs change meaning (2: siglip te
 
 
 class _ImageTower(torch.nn.Module):
-    def __init__(self, model):
+    def __init__(self, model, interpolate: bool = False):
         super().__init__()
         self.model = model
+        self.interpolate = interpolate  # a small input (`Scorer.set_small_input`): position embeddings resized
 
     def forward(self, pixel_values):
+        if self.interpolate:
+            return _features(self.model.get_image_features(pixel_values=pixel_values, interpolate_pos_encoding=True))
         return _features(self.model.get_image_features(pixel_values=pixel_values))
 
 
@@ -99,6 +102,28 @@ def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
     return paths
 
 
+def small_tower_path(out_dir: Path, side: int) -> Path:
+    return out_dir / f"image_{side}.onnx"
+
+
+def export_small_image_tower(scorer: TransformersScorer, out_dir: Path, side: int) -> Path:
+    """The image tower at a side x side input (position embeddings interpolated once, at export)."""
+    from findbox.env import require
+
+    require("onnx", "onnx")
+    model = scorer.model.float().cpu().eval()
+    path = small_tower_path(out_dir, side)
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(
+            _ImageTower(model, interpolate=True), (torch.zeros(2, 3, side, side),), str(path) + ".tmp",
+            input_names=["pixel_values"], output_names=["embeds"],
+            dynamic_axes={"pixel_values": {0: "n"}, "embeds": {0: "n"}}, opset_version=OPSET, dynamo=False,
+        )
+    os.replace(str(path) + ".tmp", path)
+    return path
+
+
 class OnnxScorer(base.Scorer):
     """A transformers model's towers on ONNX Runtime, on the CPU: fp32, or int8 linear layers (`int8`).
 
@@ -133,6 +158,7 @@ class OnnxScorer(base.Scorer):
         self._embed_dim = embed_dim
         self._scale_bias = logit_scale_bias
         self.int8 = int8
+        self.rows_alone = int8  # dynamic int8: one activation scale per run, so each crop runs alone (`Scorer`)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -140,6 +166,9 @@ class OnnxScorer(base.Scorer):
         options.add_session_config_entry("session.intra_op.allow_spinning", "0")
         providers = ["CPUExecutionProvider"]
         self._image = ort.InferenceSession(str(paths["image"]), options, providers=providers)
+        # image towers at smaller inputs, by side (`--small-crop-input`), from paths "image_<side>"
+        self._small_images = {int(k.removeprefix("image_")): ort.InferenceSession(str(p), options, providers=providers)
+                              for k, p in paths.items() if k.startswith("image_")}
         self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)
         # the exported text graph says whether it takes an attention mask (the source's text_attention_mask)
         self._text_inputs = [i.name for i in self._text.get_inputs()]
@@ -168,12 +197,18 @@ class OnnxScorer(base.Scorer):
         paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
         if not all(p.is_file() for p in paths.values()):
             paths = export_towers(scorer, out_dir)
+        if scorer.small_input is not None:  # `--small-crop-input`: a second image tower at that size
+            side = scorer.small_input
+            path = small_tower_path(out_dir, side)
+            paths[f"image_{side}"] = path if path.is_file() else export_small_image_tower(scorer, out_dir, side)
         if int8:
             from findbox.score.int8 import quantize_onnx_towers
 
             paths = quantize_onnx_towers(paths)
-        return cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
+        onnx = cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
                    scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size, int8=int8)
+        onnx.set_small_input(scorer.small_input)
+        return onnx
 
     @property
     def info(self) -> dict:
@@ -187,9 +222,15 @@ class OnnxScorer(base.Scorer):
     def logit_scale_bias(self) -> tuple[float, float]:
         return self._scale_bias
 
+    def input_sizes(self) -> tuple[int, ...]:
+        """The sides of the small image towers exported beside the full one (`from_scorer`)."""
+        return tuple(sorted(self._small_images))
+
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         x = np.ascontiguousarray(pixels.detach().float().cpu().numpy())
-        return torch.from_numpy(self._image.run(None, {"pixel_values": x})[0])
+        h, w = x.shape[-2:]
+        session = self._small_images[h] if (h, w) != tuple(self.preprocess.size_hw) else self._image
+        return torch.from_numpy(session.run(None, {"pixel_values": x})[0])
 
     def text_features(self, captions: list[str]) -> torch.Tensor:
         tokens = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length)

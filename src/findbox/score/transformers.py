@@ -172,10 +172,22 @@ class TransformersScorer(base.Scorer):
         keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
         return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 
+    def input_sizes(self) -> tuple[int, ...]:
+        """Smaller square sides this model runs: multiples of its patch size, at least 2 patches a side.
+
+        SigLIP and CLIP interpolate their position embeddings (`interpolate_pos_encoding`);
+        SigLIP 2 NaFlex resizes them to any patch grid.
+        """
+        patch = int(self.model.config.vision_config.patch_size)
+        side = min(self.preprocess.size_hw)
+        return tuple(range(2 * patch, side, patch))
+
     def image_features(self, pixels: torch.Tensor) -> torch.Tensor:
         if self.model.config.model_type == "siglip2":
             patch_size = self.model.config.vision_config.patch_size
             return _features(self.model.get_image_features(**naflex_inputs(pixels, patch_size)))
+        if tuple(pixels.shape[-2:]) != tuple(self.preprocess.size_hw):  # small crops (`set_small_input`)
+            return _features(self.model.get_image_features(pixel_values=pixels, interpolate_pos_encoding=True))
         return _features(self.model.get_image_features(pixel_values=pixels))
 
     def text_features(self, captions: list[str]) -> torch.Tensor:

@@ -41,7 +41,11 @@ VARIANTS = {
     "d_proposals": ("crops_prop", 2, ["--batch", "128", "--micro-batch", "128", "--batch-by", "image"]),
     "e_listwise": ("crops_prop", 2, ["--batch", "128", "--micro-batch", "128", "--batch-by", "image",
                                      "--listwise-weight", "1"]),
+    # harder proposals: the detector at a lower threshold and more boxes per image, so more partial,
+    # loose and background boxes become negatives; 2 epochs of truth + proposals (~7.5k crops seen)
+    "f_hard_proposals": ("crops_prop_hard", 2, ["--batch", "128", "--micro-batch", "128", "--batch-by", "image"]),
 }
+HARD_PROPOSALS = {"conf": 0.01, "max_det": 30}
 FUSIONS = {"product": ["--score-fusion", "product", "--fusion-weight", "1"], "scorer": ["--score-fusion", "scorer"]}
 
 
@@ -88,6 +92,9 @@ def main() -> int:
         # the detector's own boxes at the server's settings, labelled by the IoU rule
         "crops_prop": findbox("crops", *crops_args, "--out", str(work / "crops_prop"), "--proposals",
                               str(BUNDLE / "detector.pt"), *detection, "--device", "cpu"),
+        "crops_prop_hard": findbox("crops", *crops_args, "--out", str(work / "crops_prop_hard"), "--proposals",
+                                   str(BUNDLE / "detector.pt"), *detection, "--conf", str(HARD_PROPOSALS["conf"]),
+                                   "--max-det", str(HARD_PROPOSALS["max_det"]), "--device", "cpu"),
     }
 
     # --- train ----------------------------------------------------------------------------------
@@ -118,7 +125,8 @@ def main() -> int:
             compare = [a for s in scorers for a in ("--compare-scorer", s)]
             step(findbox("eval", str(work / f"eval_{set_name}_{seed}" / "vlm.jsonl"), "--out", str(out), "--split",
                          "all", "--detector", str(BUNDLE / "detector.pt"), "--scorer", str(BUNDLE / "scorer"),
-                         "--no-upscaler", *detection, *fusion_flags, "--no-sweep", "--device", "cpu", *limit,
+                         "--no-upscaler", *detection, *fusion_flags, "--no-sweep", "--device", "cpu",
+                         "--precision", "fp32", *limit,
                          "--failures", "0", "--no-progress", *compare),
                  out / "metrics.json", logs / f"eval_{set_name}_{fusion}.log", commands)
             m = json.loads((out / "metrics.json").read_text())

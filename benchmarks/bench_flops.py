@@ -5,8 +5,8 @@
 FLOPs are counted by torch.utils.flop_counter.FlopCounterMode (matmuls and convolutions,
 2 per multiply-add) on the configured models: the detector on one 1520x870 frame
 letterboxed at imgsz 640 (640x384, as ultralytics does for a single image), the image
-tower on one crop, the text tower on one caption. The peak is the best of torch.mm on
-large square matrices in the same precision and thread count. With --results, the
+tower on one crop, the text tower on one caption. The peak is the best of torch.mm (int8:
+torch._int_mm) on large square matrices in the same precision and thread count. With --results, the
 achieved rate of every contender of workloads a and b is set against it, and each findbox
 contender's time per pipeline stage against that stage's FLOP floor (its work at the peak).
 """
@@ -33,20 +33,26 @@ def count_flops(fn, *args) -> int:
 
 
 def matmul_peak(dtype: torch.dtype, n: int = 4096, repeats: int = 5) -> float:
-    """Best GFLOP/s of an n x n x n torch.mm in `dtype` with the current thread count."""
-    a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
-    torch.mm(a, b)
+    """Best GFLOP/s of an n x n x n matmul in `dtype` with the current thread count: torch.mm, or for
+    int8 torch._int_mm (int8 x int8 -> int32, the VNNI kernels; the same arithmetic as the int8 towers)."""
+    if dtype == torch.int8:
+        a, b = (torch.randint(-128, 127, (n, n), dtype=torch.int8) for _ in range(2))
+        mm = torch._int_mm
+    else:
+        a, b = torch.randn(n, n).to(dtype), torch.randn(n, n).to(dtype)
+        mm = torch.mm
+    mm(a, b)
     best = float("inf")
     for _ in range(repeats):
         t = time.perf_counter()
-        torch.mm(a, b)
+        mm(a, b)
         best = min(best, time.perf_counter() - t)
     return 2 * n**3 / best / 1e9
 
 
-# which matmul peak bounds a contender's scorer: int8 has none measured here (ONNX Runtime's int8
-# kernels are not torch.mm), so its rows show the work but no floor
-PEAK_OF_PRECISION = {"fp32": "fp32", "bf16": "bf16", "bf16-mixed": "bf16"}
+# which matmul peak bounds a contender's scorer; int8's is torch._int_mm's (ONNX Runtime's int8 kernels
+# are not torch's, but run the same VNNI instructions): a floor, not a promise
+PEAK_OF_PRECISION = {"fp32": "fp32", "bf16": "bf16", "bf16-mixed": "bf16", "int8": "int8"}
 # stages with matmul/conv work, and the FLOPs of one unit of their work
 FLOP_STAGES = {"detect": ("images_detected", "detector_per_image"),
                "embed_images": ("crops_embedded", "image_tower_per_crop"),
@@ -135,7 +141,7 @@ def main() -> None:
         "reference": d + boxes * v + -(-boxes // 4) * t,
     }
     threads = torch.get_num_threads()
-    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16)}
+    peaks = {"fp32": matmul_peak(torch.float32), "bf16": matmul_peak(torch.bfloat16), "int8": matmul_peak(torch.int8)}
     out = {"machine": machine(), "threads": threads, "detector_input": [letterboxed, imgsz],
            "boxes_per_image": boxes, "flops": flops, "flops_per_instance": per_instance, "matmul_peak_gflops": peaks}
     print(json.dumps({k: out[k] for k in ("flops", "flops_per_instance", "matmul_peak_gflops")}, indent=1))

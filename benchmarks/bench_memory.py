@@ -23,7 +23,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import BENCH_DETECTION, RESULTS, bench_models, machine, peak_rss_mb, write_result  # noqa: E402
 
-# findbox at its defaults (precision auto: bf16 on a CPU with avx512_bf16); the reference and
+# findbox at its defaults (precision auto: int8 on a CPU with VNNI, as here); the reference and
 # `findbox fp32` on the fp32 models, as bench_pipeline compares them
 CONTENDERS = {"findbox": {}, "findbox fp32": {"precision": "fp32"},
               "findbox --crop-batch 4096": {"crop_batch": 4096}, "reference": {"precision": "fp32"}}

@@ -310,3 +310,24 @@ def test_serve_other_scorer_families_and_fused_detectors(tiny_models, zoo, tmp_p
     image = decode_image(decode_b64(encode_jpeg_b64(make_image(0))))  # what the server decoded
     expected = [g.ltwh for g in pipeline.ground_captions(image, CAPTIONS[:2])]
     np.testing.assert_allclose(np.array(clip_predictions), np.array(expected), atol=0.01)
+
+
+@pytest.mark.parametrize("family", ["siglip2-naflex", "clip"])
+def test_small_crop_input_on_other_transformers_families(zoo, family):
+    """`--small-crop-input`: SigLIP 2 NaFlex runs the smaller patch grid natively, CLIP interpolates its
+    position embeddings; crops above the side are scored exactly as without it."""
+    scorer = load_scorer(zoo[family])
+    small, big = RED[:14, :16], make_image(4, 48, 40)
+    plain = scorer.embed_images([small, big])
+    assert 16 in scorer.input_sizes()
+    scorer.set_small_input(16)
+    mixed = scorer.embed_images([small, big])
+    torch.testing.assert_close(mixed[1], plain[1])
+    assert torch.isfinite(mixed[0]).all() and float(mixed[0].norm()) == pytest.approx(1.0, abs=1e-5)
+    assert not torch.allclose(mixed[0], plain[0], atol=1e-4)
+
+
+def test_open_clip_has_no_small_crop_input(zoo):
+    scorer = load_scorer(zoo["open_clip-clip"])
+    with pytest.raises(ValueError, match=r"small_crop_input: expected 0 \(off\) or one of none"):
+        scorer.set_small_input(16)

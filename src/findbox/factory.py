@@ -115,6 +115,9 @@ def load_configured_scorer(spec: str, config: PipelineConfig, device, precision=
         logging.getLogger("findbox").warning("precision %s: this CPU has neither avx512_bf16 nor AMX, so bf16 is "
                                              "emulated and slower than fp32", precision.value)
     scorer.set_small_input(config.small_crop_input)  # before int8/ONNX: they export the small tower too
+    if scorer.small_input:
+        logging.getLogger("findbox").info("small crop input: crops up to %d px scored at %dx%d", scorer.small_input,
+                                          scorer.small_input, scorer.small_input)
     if precision == Precision.INT8:
         from findbox.score.int8 import quantize_int8
 

@@ -62,6 +62,15 @@ class DemoRecipe:
     fusion_weight: float = 1.0
 
 
+# `--recipe quick`: the same steps with about half the training, aimed at one hour on 2 CPU cores (issue 16):
+# fewer from-scratch detector epochs, one 960 px fine-tune on the larger fresh set only, three scorer rounds
+RECIPES = {
+    "full": DemoRecipe(),
+    "quick": DemoRecipe(det_stages="512:10,640:3", det_finetunes=(("det_more_data", "960:2"),),
+                        scorer_rounds=((4, 7e-4, 1500), (3, 3e-4, 1500), (2, 2e-4, 3000))),
+}
+
+
 def run(cmd: list[str], log: Path) -> None:
     print("$", " ".join(cmd), flush=True)
     with open(log, "a") as f:
@@ -119,7 +128,7 @@ def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
     }
 
 
-def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
+def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-models") -> dict:
     work.mkdir(parents=True, exist_ok=True)
     log = work / "demo.log"
     started = time.time()
@@ -201,7 +210,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path) -> dict:
     manifest = {
         "what": "findbox demo bundle: a single-class YOLO and a SigLIP-architecture scorer trained from random "
                 "weights on findbox synth data, on the CPU",
-        "command": "make demo-models",
+        "command": command,
         "recipe": dataclasses.asdict(r),
         "serve": {"detection": detection, "ranking": {"score_fusion": r.score_fusion, "fusion_weight": r.fusion_weight},
                   "upscaler": None},
@@ -217,8 +226,11 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", default="src/findbox/assets/demo", help="bundle folder")
     parser.add_argument("--work", default="runs/demo", help="scratch folder (data, runs, reports)")
+    parser.add_argument("--recipe", choices=sorted(RECIPES), default="full",
+                        help="full: the shipped bundle's recipe; quick: about half the training (default: full)")
     args = parser.parse_args(argv)
-    manifest = build(DemoRecipe(), Path(args.work), Path(args.out))
+    command = "make demo-models" if args.recipe == "full" else f"python -m findbox.train.demo --recipe {args.recipe}"
+    manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command)
     print(json.dumps(manifest["figures"], indent=2))
     return 0
 

@@ -79,14 +79,21 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
                     image_cache=image_cache)
 
 
-def _precision(config: PipelineConfig, device, scorer_spec: str):
-    """The run's precision (AUTO resolved for this machine and scorer family), logged; int8 refused off the CPU."""
-    from findbox.config import Precision
+def run_precision(config: PipelineConfig, device, scorer_spec: str):
+    """The precision a run's scorer runs in: `config.precision`, AUTO resolved for this machine and for
+    the scorer's family (open_clip has no int8 path). What loads and what the serve log says agree."""
     from findbox.device import resolve_precision
     from findbox.score.spec import ScorerFamily, parse_scorer_spec
 
-    int8_scorer = parse_scorer_spec(scorer_spec).family == ScorerFamily.TRANSFORMERS  # open_clip has no int8 path
-    precision = resolve_precision(config.precision, device, config.scorer_backend, int8_scorer)
+    int8_scorer = parse_scorer_spec(scorer_spec).family == ScorerFamily.TRANSFORMERS
+    return resolve_precision(config.precision, device, config.scorer_backend, int8_scorer)
+
+
+def _precision(config: PipelineConfig, device, scorer_spec: str):
+    """`run_precision`, logged; int8 refused off the CPU."""
+    from findbox.config import Precision
+
+    precision = run_precision(config, device, scorer_spec)
     logging.getLogger("findbox").info("precision %s%s on %s", precision.value,
                                       " (auto)" if config.precision == Precision.AUTO else "", device.type)
     if precision == Precision.INT8 and device.type != "cpu":

@@ -146,3 +146,15 @@ def test_ready_line_says_when_the_precision_was_chosen_automatically():
     from findbox.serve.app import describe_models
 
     assert "(auto) on cpu" in describe_models(PipelineConfig(device="cpu"))
+
+
+def test_ready_line_precision_is_the_one_the_scorer_runs(tmp_path):
+    """auto resolves per scorer family: an open_clip scorer has no int8 path, so the line must not say int8."""
+    from findbox.config import PipelineConfig
+    from findbox.device import choose_precision, cpu_flags
+    from findbox.serve.app import describe_models
+    from findbox.testing.builders import build_open_clip
+
+    spec = build_open_clip(tmp_path / "oc", "tiny-clip")
+    expected = choose_precision("cpu", cpu_flags(), int8_scorer=False).value
+    assert describe_models(PipelineConfig(device="cpu", scorer=spec)).endswith(f"precision {expected} (auto) on cpu")

@@ -185,8 +185,8 @@ def body_schemas() -> dict:
 def describe_models(config: PipelineConfig) -> str:
     """One line for the log: which files serve, with the settings that change answers."""
     from findbox.bundle import BUNDLE_DIR
-    from findbox.device import resolve_device, resolve_precision
-    from findbox.factory import resolve_model_paths
+    from findbox.device import resolve_device
+    from findbox.factory import resolve_model_paths, run_precision
 
     def name(path) -> str:
         if isinstance(path, list):
@@ -198,7 +198,7 @@ def describe_models(config: PipelineConfig) -> str:
     paths = resolve_model_paths(config)
     d = config.detection
     device = resolve_device(config.device)
-    precision = resolve_precision(config.precision, device, config.scorer_backend).value
+    precision = run_precision(config, device, str(paths["scorer"])).value
     if config.precision == Precision.AUTO:
         precision += " (auto)"
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "

@@ -49,10 +49,6 @@ class Scorer(abc.ABC):
         self.autocast_dtype: torch.dtype | None = None
         # crops whose longer side is at most this are scored at this square input (`set_small_input`)
         self.small_input: int | None = None
-        # Dynamic int8 quantises a forward's activations with one scale for the whole batch, so a crop's
-        # embedding would depend on the crops batched with it (other requests, the cache). True runs every
-        # crop and caption in a forward of its own: answers independent of batching (int8 scorers set it).
-        self.rows_alone = False
 
     # -- what a family provides
 
@@ -133,11 +129,7 @@ class Scorer(abc.ABC):
                 chunk = indices[start : start + self.max_batch]
                 pixels = preprocess([crops[i] for i in chunk]).to(self.device, self.dtype)
                 with self._autocast():
-                    if self.rows_alone:
-                        emb = torch.cat([self.image_features(pixels[k : k + 1]) for k in range(len(pixels))])
-                    else:
-                        emb = self.image_features(pixels)
-                    emb = emb.float()
+                    emb = self.image_features(pixels).float()
                 chunks.append(torch.nn.functional.normalize(emb, dim=-1).cpu())
                 rows.extend(chunk)
         if not chunks:
@@ -156,10 +148,7 @@ class Scorer(abc.ABC):
         for start in range(0, len(missing), self.max_batch):
             chunk = missing[start : start + self.max_batch]
             with self._autocast():
-                if self.rows_alone:
-                    emb = torch.cat([self.text_features([caption]) for caption in chunk]).float()
-                else:
-                    emb = self.text_features(chunk).float()
+                emb = self.text_features(chunk).float()
             for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
                 self._text_cache[caption] = e
         result = []

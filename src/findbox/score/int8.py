@@ -4,8 +4,8 @@
 channel) and quantises its input per forward at run time, so it needs no calibration data.
 Attention products, layer norms, GELU and the embeddings stay fp32. As that input scale is
 one per forward, int8 scorers run each crop and caption in a forward of its own
-(`Scorer.rows_alone`): a crop's score never depends on what it was batched with (as fast
-here: ONNX Runtime's int8 kernels gain nothing from batching). Two implementations:
+(`one_forward_per_row`): a crop's score never depends on what it was batched with (as fast
+here: the int8 kernels gain nothing from batching). Two implementations:
 
 - `quantize_onnx_towers`: ONNX Runtime's `quantize_dynamic` on the exported towers
   (`findbox.score.onnx`): the faster here (VNNI kernels, fused graph), the int8 default.
@@ -44,7 +44,26 @@ def quantize_torch_linears(scorer: Scorer) -> Scorer:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.ao.quantization's notice that it moves to torchao
         scorer.model = torch.ao.quantization.quantize_dynamic(model, {torch.nn.Linear}, dtype=torch.qint8)
-    scorer.rows_alone = True  # one activation scale per forward: each crop alone keeps answers batch-independent
+    return one_forward_per_row(scorer)
+
+
+def one_forward_per_row(scorer: Scorer) -> Scorer:
+    """`scorer` with towers that run each crop and each caption in a forward of its own; returns it.
+
+    Dynamic int8 quantises a forward's activations with one scale for the whole batch, so a
+    crop's embedding would otherwise depend on the crops batched with it (other images, other
+    requests, what the cache held). Both int8 implementations apply it.
+    """
+    image_features, text_features = scorer.image_features, scorer.text_features
+
+    def image_rows(pixels: torch.Tensor) -> torch.Tensor:
+        return torch.cat([image_features(pixels[k : k + 1]) for k in range(len(pixels))]) if len(pixels) else \
+            image_features(pixels)
+
+    def text_rows(captions: list[str]) -> torch.Tensor:
+        return torch.cat([text_features([caption]) for caption in captions]) if captions else text_features(captions)
+
+    scorer.image_features, scorer.text_features = image_rows, text_rows  # as --compile wraps image_features
     return scorer
 
 

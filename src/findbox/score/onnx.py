@@ -158,7 +158,6 @@ class OnnxScorer(base.Scorer):
         self._embed_dim = embed_dim
         self._scale_bias = logit_scale_bias
         self.int8 = int8
-        self.rows_alone = int8  # dynamic int8: one activation scale per run, so each crop runs alone (`Scorer`)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -172,6 +171,10 @@ class OnnxScorer(base.Scorer):
         self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)
         # the exported text graph says whether it takes an attention mask (the source's text_attention_mask)
         self._text_inputs = [i.name for i in self._text.get_inputs()]
+        if int8:  # one activation scale per run: each crop and caption runs alone (`one_forward_per_row`)
+            from findbox.score.int8 import one_forward_per_row
+
+            one_forward_per_row(self)
 
     @classmethod
     def from_scorer(cls, scorer: TransformersScorer, cache: str | Path | None = None,

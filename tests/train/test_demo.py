@@ -1,6 +1,7 @@
 """The demo recipe's bookkeeping: pooled figures and the training record in the manifest."""
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -40,7 +41,7 @@ def test_training_record_reads_each_runs_metrics(tmp_path):
 def test_recipe_serves_what_it_measured():
     r = DemoRecipe()
     assert r.eval_seeds and len(set(r.eval_seeds)) == len(r.eval_seeds)
-    trained_seeds = {r.det_seed, r.det_more[0] and r.det_more[1], r.scorer_seed}
+    trained_seeds = {r.det_seed, r.det_more[0] and r.det_more[1], r.scorer_seed} | {seed for _, seed, _ in r.scorer_mix}
     assert not trained_seeds & set(r.eval_seeds)  # evaluation never sees a training seed
     assert all(images > 0 for _, _, images in r.scorer_rounds)
 
@@ -52,7 +53,8 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
 
     recipe = DemoRecipe(det_images=6, det_stages="128:1", det_more=(5, 1100),
                         det_finetunes=(("det_data", "160:1"), ("det_more_data", "160:1")), det_imgsz=160,
-                        scorer_preset="tiny", scorer_rounds=((1, 1e-3, 6), (1, 5e-4, 10)), scorer_batch=16,
+                        scorer_preset="tiny", scorer_rounds=((1, 1e-3, 6), (1, 5e-4, 10)),
+                        scorer_mix=((4, 2100, "low"), (3, 2200, "high")), scorer_mix_rounds=((1, 5e-4),), scorer_batch=16,
                         scorer_micro_batch=8, eval_images=2, eval_seeds=(9001,))
     out = tmp_path / "bundle"
     manifest = build(recipe, tmp_path / "work", out)
@@ -64,8 +66,15 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert set(manifest["figures"]) == {"low", "high"}
     assert 0.0 <= manifest["figures"]["low"]["accuracy"] <= 1.0
     assert [d["run"] for d in manifest["training"]["detector"]] == ["det", "det_finetune1", "det_finetune2"]
-    assert [s["round"] for s in manifest["training"]["scorer"]] == [1, 2]
+    assert [s["round"] for s in manifest["training"]["scorer"]] == [1, 2, 3]
     assert manifest["training"]["scorer"][1]["train_crops"] > manifest["training"]["scorer"][0]["train_crops"]
+    # the last round trains on both noise levels' crops as one set, in batches of whole images
+    mixed = json.loads((tmp_path / "work" / "scorer_round3" / "train_config.json").read_text())
+    assert [Path(c).name for c in mixed["crops"]] == ["crops_mix_low_2100", "crops_mix_high_2200"]
+    assert mixed["batch_by"] == "image"
+    assert manifest["training"]["scorer"][2]["train_crops"] == sum(
+        json.loads((tmp_path / "work" / c / "crops.json").read_text())["crops"]["train"] for c in
+        ("crops_mix_low_2100", "crops_mix_high_2200"))
 
     from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene

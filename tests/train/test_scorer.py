@@ -50,7 +50,8 @@ def tiny_config(init, crops, out, **overrides) -> TrainScorerConfig:
     options = dict(epochs=6, lr=1e-3, warmup=0.1, batch=12, micro_batch=4, augs="none", precision="fp32",
                    device="cpu", workers=0, progress=False)
     options.update(overrides)
-    return TrainScorerConfig(init=str(init), crops=str(crops), out=str(out), **options)
+    crops = [str(c) for c in crops] if isinstance(crops, list) else str(crops)
+    return TrainScorerConfig(init=str(init), crops=crops, out=str(out), **options)
 
 
 def test_tiny_scorer_learns_colours_and_saves_a_clean_folder(colour_scorer, tmp_path):
@@ -127,12 +128,47 @@ def test_bad_input_exits_2_naming_the_problem(colour_scorer, tmp_path, capsys):
     rows[4] = json.dumps(long_row)
     (crops / MANIFEST).write_text("\n".join(rows) + "\n")
     code, err = run(crops)
-    assert code == 2 and "caption: 1 manifest row(s) exceed the text length of 64 tokens" in err and "row 5:" in err
+    assert code == 2 and "caption: 1 manifest row(s) exceed the text length of 64 tokens" in err
+    assert f"{crops / MANIFEST}:5:" in err  # the manifest and its line
 
     (crops / json.loads(rows[1])["crop"]).unlink()
     code, err = run(crops)
     assert code == 2 and "missing file (line 2: crops/train/000000_01.png)" in err
     assert not (tmp_path / "out").exists()  # nothing started
+
+
+def test_several_crop_folders_train_as_one_set(colour_scorer, tmp_path):
+    """Two folders whose images share names: one caption list, images grouped per folder, each
+    folder's split kept; the trainer records both, and refuses folders cut differently."""
+    day = write_colour_crops(tmp_path / "day", n_train_images=4, n_val_images=2, seed=1)
+    night = write_colour_crops(tmp_path / "night", n_train_images=3, n_val_images=1, seed=2)
+    captions, train_set, val_set = load_crop_sets([day, night])
+    assert captions == sorted({r.caption for r in train_set.rows + val_set.rows})
+    assert len(train_set) == 3 * (4 + 3) and len(val_set) == 3 * (2 + 1)
+    # image_0.jpg exists in both folders: two images, not one of six crops
+    groups = train_set.image_groups()
+    assert len(groups) == 4 + 3 and all(len(g) == 3 for g in groups)
+    assert {train_set.folder_ids[g[0]] for g in groups} == {0, 1}
+    # every row reads its own folder's file
+    assert train_set.path(0) == day / train_set.rows[0].crop and train_set.path(len(train_set) - 1).is_relative_to(night)
+    assert val_set.where(len(val_set) - 1) == f"{night / MANIFEST}:{val_set.row_numbers[-1]}"
+
+    out = tmp_path / "out"
+    code = cli_main(["train", "scorer", "--init", str(colour_scorer), "--crops", str(day), "--crops", str(night),
+                     "--out", str(out), "--epochs", "1", "--batch", "6", "--micro-batch", "3", "--augs", "none",
+                     "--batch-by", "image", "--device", "cpu", "--workers", "0", "--no-progress"])
+    assert code == 0
+    record = json.loads((out / "train_config.json").read_text())
+    assert record["crops"] == [str(day), str(night)]
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["train_crops"] == 21 and metrics["val_crops"] == 9
+
+    with pytest.raises(ValueError, match="crops: a folder is given twice"):
+        load_crop_sets([day, tmp_path / "day"])
+    (night / "crops.json").write_text(json.dumps({"upscaler": {"file": "x4.pth"}, "scale": 4}))
+    with pytest.raises(ValueError, match="crops: the folders were cut differently"):
+        train(tiny_config(colour_scorer, [str(day), str(night)], tmp_path / "mixed"))
+    assert not (tmp_path / "mixed").exists()
 
 
 @pytest.mark.parametrize("n, batch", [(10, 4), (12, 12), (7, 1), (5, 5)])

@@ -48,6 +48,11 @@ class DemoRecipe:
     # plus 1500 new ones)
     scorer_rounds: tuple[tuple[int, float, int], ...] = (
         (4, 7e-4, 1500), (3, 3e-4, 1500), (3, 2e-4, 1500), (4, 2e-4, 1500), (4, 2e-4, 3000))
+    # then rounds on a larger fresh set that mixes noise levels, in batches of whole images (the ablation in
+    # docs/TRAIN_SCORER.md: image batches help at the training noise level, and high-noise crops are what lift
+    # --noise high); (images, seed, noise) per set, all trained as one (`--crops A --crops B`)
+    scorer_mix: tuple[tuple[int, int, str], ...] = ((6000, 2100, "low"), (3000, 2200, "high"))
+    scorer_mix_rounds: tuple[tuple[int, float], ...] = ((5, 2e-4),)  # (epochs, peak lr)
     scorer_batch: int = 128
     scorer_micro_batch: int = 128
     eval_images: int = 100
@@ -67,7 +72,7 @@ class DemoRecipe:
 RECIPES = {
     "full": DemoRecipe(),
     "quick": DemoRecipe(det_stages="512:10,640:3", det_finetunes=(("det_more_data", "960:2"),),
-                        scorer_rounds=((4, 7e-4, 1500), (3, 3e-4, 1500), (2, 2e-4, 3000))),
+                        scorer_rounds=((4, 7e-4, 1500), (3, 3e-4, 1500), (2, 2e-4, 3000)), scorer_mix_rounds=()),
 }
 
 
@@ -89,6 +94,13 @@ def detector_runs(recipe: DemoRecipe) -> list[tuple[str, str, str]]:
         (f"det_finetune{k}", data, stages) for k, (data, stages) in enumerate(recipe.det_finetunes, start=1)]
 
 
+def scorer_runs(recipe: DemoRecipe) -> list[tuple[int, float, list[str], str]]:
+    """(epochs, peak lr, crop folders, batch_by) of each scorer round, in order; each starts from the last."""
+    mix = [f"crops_mix_{noise}_{seed}" for _, seed, noise in recipe.scorer_mix]
+    return ([(epochs, lr, [f"crops_{images}"], "crop") for epochs, lr, images in recipe.scorer_rounds]
+            + [(epochs, lr, mix, "image") for epochs, lr in recipe.scorer_mix_rounds])
+
+
 def training_record(work: Path, recipe: DemoRecipe) -> dict:
     """What each training run reported (its own metrics.json): stage mAPs, val accuracies, seconds."""
     detector = []
@@ -99,7 +111,7 @@ def training_record(work: Path, recipe: DemoRecipe) -> dict:
                 detector.append({"run": name} | {k: stage.get(k) for k in
                                                  ("imgsz", "epochs", "mAP50", "mAP50-95", "recall", "train_s")})
     scorer = []
-    for k in range(1, len(recipe.scorer_rounds) + 1):
+    for k in range(1, len(scorer_runs(recipe)) + 1):
         path = work / f"scorer_round{k}" / "metrics.json"
         if path.is_file():
             m = json.loads(path.read_text())
@@ -146,6 +158,9 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
     scorer_sets = sorted({images for _, _, images in r.scorer_rounds})
     for images in scorer_sets:
         synth(f"scorer_data_{images}", images, r.scorer_seed)
+    if r.scorer_mix_rounds:
+        for images, seed, noise in r.scorer_mix:
+            synth(f"scorer_mix_{noise}_{seed}", images, seed, noise)
 
     # --- detector: from random weights, then fine-tunes without warmup --------------------
     detector = r.det_model
@@ -162,6 +177,12 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         if not (work / f"crops_{images}" / "manifest.jsonl").exists():
             run(findbox("crops", "--data", str(work / f"scorer_data_{images}" / "vlm.jsonl"),
                         "--out", str(work / f"crops_{images}"), "--val-fraction", "0.1"), log)
+    if r.scorer_mix_rounds:
+        for _, seed, noise in r.scorer_mix:
+            if not (work / f"crops_mix_{noise}_{seed}" / "manifest.jsonl").exists():
+                run(findbox("crops", "--data", str(work / f"scorer_mix_{noise}_{seed}" / "vlm.jsonl"),
+                            "--out", str(work / f"crops_mix_{noise}_{seed}"), "--val-fraction", "0.1",
+                            "--no-progress"), log)
     if not (work / "scorer" / "config.json").exists():
         from findbox.testing.builders import build_siglip
         from findbox.synth import COLOUR_NAMES, OBJECT_TYPES
@@ -172,13 +193,15 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         words = captions + list(COLOUR_NAMES) + list(OBJECT_TYPES)
         build_siglip(work / "init_scorer", words, preset=r.scorer_preset, vocab_size=512, text_length=r.scorer_text_length)
         init = work / "init_scorer"
-        for k, (epochs, lr, images) in enumerate(r.scorer_rounds, start=1):
+        for k, (epochs, lr, folders, batch_by) in enumerate(scorer_runs(r), start=1):
             round_out = work / f"scorer_round{k}"
             if not (round_out / "config.json").exists():
-                run(findbox("train", "scorer", "--init", str(init), "--crops", str(work / f"crops_{images}"),
+                crops = [arg for folder in folders for arg in ("--crops", str(work / folder))]
+                run(findbox("train", "scorer", "--init", str(init), *crops,
                             "--out", str(round_out), "--epochs", str(epochs), "--lr", str(lr),
                             "--batch", str(r.scorer_batch), "--micro-batch", str(r.scorer_micro_batch),
-                            "--augs", "v1", "--precision", "fp32", "--device", "cpu", "--workers", "1"), log)
+                            "--batch-by", batch_by, "--augs", "v1", "--precision", "fp32", "--device", "cpu",
+                            "--workers", "1"), log)
             init = round_out
         shutil.copytree(init, work / "scorer")
 

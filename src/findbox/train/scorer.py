@@ -77,7 +77,8 @@ def parse_betas(text: str) -> tuple[float, float]:
 @dataclass
 class TrainScorerConfig:
     init: str = option(help="save_pretrained SigLIP folder to fine-tune")  # the model to start from
-    crops: str = option(help="folder made by `findbox crops`")
+    # several folders train as one set: e.g. data at two noise levels, or day and night captures
+    crops: list[str] = option(help="folder made by `findbox crops`; repeat to train on several as one set")
     out: str = option(help="output folder: the trained model (save_pretrained) and logs")
     epochs: int = option(5, help="epochs (10 overfit in the original)")  # the original: 5 is enough, 10 overfits
     lr: float = option(2e-5, help="peak AdamW learning rate")  # the original's; SigLIP is pretrained, small steps
@@ -111,6 +112,9 @@ class TrainScorerConfig:
     progress: bool = option(True, help="no progress bar")
 
     def __post_init__(self) -> None:
+        self.crops = [self.crops] if isinstance(self.crops, (str, Path)) else list(self.crops)  # one folder, or a list
+        if not self.crops:
+            raise ValueError("crops: expected at least one folder made by `findbox crops`")
         self.augs = _enum("augs", AugPreset, self.augs)
         self.freeze = _enum("freeze", Freeze, self.freeze)
         self.batch_by = _enum("batch_by", BatchBy, self.batch_by)
@@ -163,6 +167,25 @@ class Run:
     crops_info: dict
 
 
+def crops_record(folders: list[str]) -> dict:
+    """The crops.json of the folders, checked to agree on how crops were made (upscaler, scale).
+
+    Crops upscaled by one model and crops upscaled by another (or not at all) are different
+    inputs; the server runs one of them, so training on a mix would teach the wrong one.
+    Raises ValueError naming `crops` when they disagree.
+    """
+    infos = []
+    for folder in folders:
+        path = Path(folder) / "crops.json"
+        infos.append(json.loads(path.read_text()) if path.is_file() else {})
+    made = [(json.dumps(i.get("upscaler"), sort_keys=True), i.get("scale", 1)) for i in infos]
+    if len(set(made)) > 1:
+        shown = "; ".join(f"{f}: upscaler {i.get('upscaler')}, scale {i.get('scale', 1)}" for f, i in zip(folders, infos))
+        raise ValueError(f"crops: the folders were cut differently ({shown}); cut them all with the server's upscaler")
+    return infos[0] | {"folders": [dict(folder=str(f), source=i.get("source"), crops=i.get("crops"))
+                                    for f, i in zip(folders, infos)]}
+
+
 def setup(config: TrainScorerConfig) -> Run:
     """Load and check everything. Raises ValueError (naming the field) on bad input."""
     from findbox.env import require
@@ -179,10 +202,9 @@ def setup(config: TrainScorerConfig) -> Run:
 
     # data
     captions, train_set, val_set = load_crop_sets(config.crops)
-    crops_info_path = Path(config.crops) / "crops.json"
-    crops_info = json.loads(crops_info_path.read_text()) if crops_info_path.is_file() else {}
+    crops_info = crops_record(config.crops)
     if not len(val_set):
-        LOG.warning("crops: no val crop in %s; training without the validation figure", config.crops)
+        LOG.warning("crops: no val crop in %s; training without the validation figure", ", ".join(config.crops))
 
     # device and precision
     device = resolve_device(config.device)
@@ -322,8 +344,8 @@ def validate(run: Run):
     chunk = max(run.micro_batch, 32)
     image_emb = []
     for start in range(0, len(run.val_set), chunk):
-        rows = run.val_set.rows[start : start + chunk]
-        pixels = run.scorer.preprocess([load_image_file(run.val_set.root / r.crop) for r in rows])
+        stop = min(start + chunk, len(run.val_set))
+        pixels = run.scorer.preprocess([load_image_file(run.val_set.path(i)) for i in range(start, stop)])
         image_emb.append(run.towers(pixel_values=pixels.to(device))[0].float().cpu())
     text_emb = []
     n_captions = len(run.captions)

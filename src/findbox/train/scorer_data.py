@@ -14,7 +14,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from findbox.train.crops import CropRow, read_manifest
+from findbox.train.crops import MANIFEST, CropRow, read_manifest
 
 
 # --- crops and captions -------------------------------------------------------------------------
@@ -22,15 +22,18 @@ from findbox.train.crops import CropRow, read_manifest
 
 @dataclass(frozen=True)
 class CropSet:
-    """The crops of one split.
+    """The crops of one split, from one or several `findbox crops` folders.
 
-    rows: manifest rows, in manifest order; row_numbers: their 1-based manifest lines.
+    roots: the crops folders; folder_ids: (N,) int64, the folder of each row (an index into roots).
+    rows: manifest rows, folder by folder in manifest order; row_numbers: their 1-based manifest lines.
     caption_ids: (N,) int64 index into the shared caption list (equal caption = equal id);
         -1 (`loss.NO_CAPTION`) for a proposal crop that no caption names.
-    image_ids: (N,) int64, equal for crops of one source image (the order of `image_groups`).
+    image_ids: (N,) int64, equal for crops of one source image (the order of `image_groups`);
+        images of different folders are different images even when their names are equal.
     """
 
-    root: Path
+    roots: tuple[Path, ...]
+    folder_ids: np.ndarray
     rows: tuple[CropRow, ...]
     row_numbers: tuple[int, ...]
     caption_ids: np.ndarray
@@ -38,11 +41,19 @@ class CropSet:
     def __len__(self) -> int:
         return len(self.rows)
 
+    def path(self, index: int) -> Path:
+        """The PNG of row `index`."""
+        return self.roots[self.folder_ids[index]] / self.rows[index].crop
+
+    def where(self, index: int) -> str:
+        """Row `index` as a person finds it: its manifest and line."""
+        return f"{self.roots[self.folder_ids[index]] / MANIFEST}:{self.row_numbers[index]}"
+
     def image_groups(self) -> list[np.ndarray]:
         """Row indices grouped by source image, in first-seen order."""
-        groups: dict[str, list[int]] = defaultdict(list)
-        for i, row in enumerate(self.rows):
-            groups[row.image].append(i)
+        groups: dict[tuple[int, str], list[int]] = defaultdict(list)
+        for i, (folder, row) in enumerate(zip(self.folder_ids.tolist(), self.rows)):
+            groups[(folder, row.image)].append(i)
         return [np.asarray(g) for g in groups.values()]
 
     @property
@@ -53,33 +64,43 @@ class CropSet:
         return ids
 
 
-def load_crop_sets(crops_dir: str | Path) -> tuple[list[str], CropSet, CropSet]:
-    """(captions, train, val) of a `findbox crops` folder.
+def load_crop_sets(crops_dirs: str | Path | list[str | Path]) -> tuple[list[str], CropSet, CropSet]:
+    """(captions, train, val) of one `findbox crops` folder or several, in the order given.
 
-    captions: the distinct captions of both splits, sorted; ids index this list.
+    Several folders train as one set (e.g. day and night captures, two noise levels): their rows
+    are concatenated, each folder's own split kept, images grouped per folder.
+    captions: the distinct captions of all folders and both splits, sorted; ids index this list.
     Proposal crops (`findbox crops --proposals`) train only: the validation figure stays the
     decision among ground-truth crops, comparable across crop folders.
-    Raises ValueError for an empty folder, missing files (see `read_manifest`) and no train crop.
+    Raises ValueError for an empty folder, missing files (see `read_manifest`), a folder given
+    twice and no train crop.
     """
     from findbox.train.loss import NO_CAPTION
 
-    root = Path(crops_dir)
-    rows = read_manifest(root)
-    captions = sorted({r.caption for r in rows if r.caption is not None})
+    roots = [Path(d) for d in ([crops_dirs] if isinstance(crops_dirs, (str, Path)) else crops_dirs)]
+    if not roots:
+        raise ValueError("crops: expected at least one folder made by `findbox crops`")
+    seen = [r.resolve() for r in roots]
+    if len(set(seen)) != len(seen):
+        raise ValueError(f"crops: a folder is given twice in {[str(r) for r in roots]}; its crops would count double")
+    manifests = [read_manifest(root) for root in roots]
+    captions = sorted({r.caption for rows in manifests for r in rows if r.caption is not None})
     index = {c: i for i, c in enumerate(captions)}
     sets = {}
     for split in ("train", "val"):
-        numbered = [(n, r) for n, r in enumerate(rows, start=1)
+        numbered = [(k, n, r) for k, rows in enumerate(manifests) for n, r in enumerate(rows, start=1)
                     if r.split == split and (split == "train" or r.kind == "truth")]
         sets[split] = CropSet(
-            root=root,
-            rows=tuple(r for _, r in numbered),
-            row_numbers=tuple(n for n, _ in numbered),
-            caption_ids=np.asarray([NO_CAPTION if r.caption is None else index[r.caption] for _, r in numbered],
+            roots=tuple(roots),
+            folder_ids=np.asarray([k for k, _, _ in numbered], dtype=np.int64),
+            rows=tuple(r for _, _, r in numbered),
+            row_numbers=tuple(n for _, n, _ in numbered),
+            caption_ids=np.asarray([NO_CAPTION if r.caption is None else index[r.caption] for _, _, r in numbered],
                                    dtype=np.int64),
         )
     if not len(sets["train"]):
-        raise ValueError(f"crops: {root} has no train crop; expected rows with split 'train' in its manifest")
+        shown = ", ".join(str(r) for r in roots)
+        raise ValueError(f"crops: {shown} has no train crop; expected rows with split 'train' in its manifest")
     return captions, sets["train"], sets["val"]
 
 
@@ -93,16 +114,16 @@ def check_caption_lengths(crop_sets: list[CropSet], scorer) -> None:
     lengths: dict[str, int] = {}
     too_long = []
     for crop_set in crop_sets:
-        for number, row in zip(crop_set.row_numbers, crop_set.rows):
+        for i, row in enumerate(crop_set.rows):
             if row.caption is None:
                 continue
             if row.caption not in lengths:
                 ids = scorer.tokenizer(format_prompt(scorer.prompt, row.caption))["input_ids"]
                 lengths[row.caption] = len(ids)
             if lengths[row.caption] > scorer.max_text_length:
-                too_long.append((number, row.caption, lengths[row.caption]))
+                too_long.append((crop_set.where(i), row.caption, lengths[row.caption]))
     if too_long:
-        shown = "; ".join(f"row {n}: {c!r} ({k} tokens)" for n, c, k in too_long[:5])
+        shown = "; ".join(f"{where}: {c!r} ({k} tokens)" for where, c, k in too_long[:5])
         more = f"; and {len(too_long) - 5} more" if len(too_long) > 5 else ""
         raise ValueError(
             f"caption: {len(too_long)} manifest row(s) exceed the text length of {scorer.max_text_length} tokens "
@@ -158,7 +179,7 @@ class CropDataset(torch.utils.data.Dataset):
         from findbox.images import load_image_file
 
         index, seed = key
-        crop = self.preprocess.resize(load_image_file(self.crop_set.root / self.crop_set.rows[index].crop))
+        crop = self.preprocess.resize(load_image_file(self.crop_set.path(index)))
         if self.augment is not None:
             self.augment.set_random_seed(seed)
             crop = self.augment(image=crop)["image"]

@@ -1,11 +1,12 @@
 """The demo recipe's bookkeeping: pooled figures and the training record in the manifest."""
 
+import dataclasses
 import json
 from pathlib import Path
 
 import pytest
 
-from findbox.train.demo import DemoRecipe, pooled_figures, training_record
+from findbox.train.demo import DemoRecipe, continued_rounds, pooled_figures, training_record
 
 
 def _run(n, hits, recall, scorer_acc, ips):
@@ -36,6 +37,21 @@ def test_training_record_reads_each_runs_metrics(tmp_path):
     assert [d["run"] for d in record["detector"]] == ["det"] and record["detector"][0]["imgsz"] == 512
     assert [s["round"] for s in record["scorer"]] == [2]  # missing runs are left out, not invented
     assert record["train_seconds"] == 150.0
+
+
+def test_continuing_needs_a_recipe_that_starts_like_the_bundles(tmp_path):
+    """The shipped bundle's recipe had no mixed rounds: the current recipe continues it after its 5 rounds."""
+    old = dataclasses.asdict(DemoRecipe())
+    del old["scorer_mix"], old["scorer_mix_rounds"]
+    (tmp_path / "manifest.json").write_text(json.dumps({"recipe": old, "command": "make demo-models"}))
+    done, _ = continued_rounds(DemoRecipe(), tmp_path)
+    assert done == len(DemoRecipe().scorer_rounds) == 5
+    with pytest.raises(ValueError, match="continue_from: the bundle's scorer rounds"):
+        continued_rounds(DemoRecipe(scorer_rounds=((4, 7e-4, 1500),)), tmp_path)
+    with pytest.raises(ValueError, match="the bundle's recipe has scorer_seed = 2000, this recipe 7"):
+        continued_rounds(DemoRecipe(scorer_seed=7), tmp_path)
+    with pytest.raises(ValueError, match="continue_from: expected a demo bundle with manifest.json"):
+        continued_rounds(DemoRecipe(), tmp_path / "nothing")
 
 
 def test_recipe_serves_what_it_measured():
@@ -75,6 +91,23 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert manifest["training"]["scorer"][2]["train_crops"] == sum(
         json.loads((tmp_path / "work" / c / "crops.json").read_text())["crops"]["train"] for c in
         ("crops_mix_low_2100", "crops_mix_high_2200"))
+
+    # a recipe with one more mixed round continues this bundle: only that round runs, into the same folder
+    longer = dataclasses.replace(recipe, scorer_mix_rounds=((1, 5e-4), (1, 2e-4)))
+    detector_bytes = (out / "detector.pt").read_bytes()
+    continued = build(longer, tmp_path / "work2", out, continue_from=out)
+    assert (out / "detector.pt").read_bytes() == detector_bytes  # the detector is the bundle's, not retrained
+    assert not (tmp_path / "work2" / "det").exists() and not (tmp_path / "work2" / "scorer_round1").exists()
+    assert (tmp_path / "work2" / "scorer_round4" / "config.json").is_file()
+    assert [s["round"] for s in continued["training"]["scorer"]] == [1, 2, 3, 4]
+    assert continued["training"]["detector"] == manifest["training"]["detector"]
+    assert continued["continued_from"]["scorer_rounds_reused"] == 3
+    assert continued["continued_from"]["figures"] == manifest["figures"]
+    again = json.loads((tmp_path / "work2" / "scorer_round4" / "train_config.json").read_text())
+    assert again["init"] == str(tmp_path / "work2" / "scorer_round3")
+    with pytest.raises(ValueError, match="continue_from: the bundle's recipe has det_stages"):
+        build(dataclasses.replace(longer, det_stages="128:2"), tmp_path / "work3", tmp_path / "b3", continue_from=out)
+    assert not (tmp_path / "b3").exists()
 
     from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene

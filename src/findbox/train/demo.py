@@ -56,8 +56,9 @@ class DemoRecipe:
     scorer_batch: int = 128
     scorer_micro_batch: int = 128
     eval_images: int = 100
-    # fresh seeds, never trained on; 9001 and 9002 chose det_imgsz and score_fusion, 9003 is untouched
-    eval_seeds: tuple[int, ...] = (9001, 9002, 9003)
+    # fresh seeds, never trained on nor used to choose anything (9001-9003, the earlier bundle's, chose
+    # det_imgsz, score_fusion and the mixed round)
+    eval_seeds: tuple[int, ...] = (9301, 9302, 9303)
     conf: float = 0.05
     iou: float = 0.3
     max_det: int = 12
@@ -101,6 +102,45 @@ def scorer_runs(recipe: DemoRecipe) -> list[tuple[int, float, list[str], str]]:
             + [(epochs, lr, mix, "image") for epochs, lr in recipe.scorer_mix_rounds])
 
 
+# what a bundle's scorer and detector depend on: a bundle can be continued only by a recipe that
+# starts the same way (same data, detector runs and first scorer rounds)
+DETECTOR_FIELDS = ("noise", "det_images", "det_seed", "det_model", "det_stages", "det_more", "det_finetunes",
+                   "det_batch", "det_nbs")
+SCORER_FIELDS = ("noise", "scorer_seed", "scorer_preset", "scorer_text_length", "scorer_batch", "scorer_micro_batch")
+
+
+def continued_rounds(recipe: DemoRecipe, bundle: Path) -> tuple[int, dict]:
+    """How many of the recipe's scorer rounds the bundle at `bundle` already ran, and its manifest.
+
+    The bundle's manifest must record a recipe with the same detector and data settings, and
+    scorer rounds that are a prefix of this recipe's (`scorer_runs`); else ValueError naming
+    the first difference. Its detector and scorer are then exactly what this recipe's first
+    steps make, so only the remaining rounds need to run.
+    """
+    path = bundle / "manifest.json"
+    if not path.is_file():
+        raise ValueError(f"continue_from: expected a demo bundle with manifest.json, got {str(bundle)!r}")
+    manifest = json.loads(path.read_text())
+    recorded = manifest["recipe"]
+    old = DemoRecipe(**{k: _tuples(v) for k, v in recorded.items() if k in DemoRecipe.__dataclass_fields__})
+    if "scorer_mix_rounds" not in recorded:  # a bundle made before mixed rounds existed ran none
+        old = dataclasses.replace(old, scorer_mix_rounds=())
+    for name in DETECTOR_FIELDS + SCORER_FIELDS:
+        if getattr(old, name) != getattr(recipe, name):
+            raise ValueError(f"continue_from: the bundle's recipe has {name} = {getattr(old, name)!r}, "
+                             f"this recipe {getattr(recipe, name)!r}")
+    done, wanted = scorer_runs(old), scorer_runs(recipe)
+    if wanted[:len(done)] != done:
+        raise ValueError(f"continue_from: the bundle's scorer rounds {done} are not the first rounds of this "
+                         f"recipe's {wanted}")
+    return len(done), manifest
+
+
+def _tuples(value):
+    """JSON lists back to the recipe's tuples."""
+    return tuple(_tuples(v) for v in value) if isinstance(value, list) else value
+
+
 def training_record(work: Path, recipe: DemoRecipe) -> dict:
     """What each training run reported (its own metrics.json): stage mAPs, val accuracies, seconds."""
     detector = []
@@ -140,11 +180,25 @@ def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
     }
 
 
-def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-models") -> dict:
+def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-models",
+          continue_from: Path | None = None) -> dict:
+    """Run the recipe in `work` (a step whose output is there already is skipped) and write the bundle to `out`.
+
+    continue_from: an earlier bundle of a recipe this one extends (`continued_rounds`): its detector and
+        scorer stand for this recipe's detector runs and first scorer rounds, which are not run again;
+        the manifest says so and keeps the earlier build's training record.
+    """
     work.mkdir(parents=True, exist_ok=True)
     log = work / "demo.log"
     started = time.time()
     r = recipe
+    done_rounds, earlier = 0, None
+    if continue_from is not None:
+        done_rounds, earlier = continued_rounds(r, continue_from)
+        # copied first: `out` may be the very bundle being continued
+        shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
+        if not (work / f"scorer_round{done_rounds}" / "config.json").exists():
+            shutil.copytree(continue_from / "scorer", work / f"scorer_round{done_rounds}", dirs_exist_ok=True)
 
     def synth(folder: str, images: int, seed: int, noise: str = r.noise) -> Path:
         if not (work / folder / "vlm.jsonl").exists():
@@ -153,18 +207,21 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         return work / folder / "vlm.jsonl"
 
     # --- data -----------------------------------------------------------------------------
-    synth("det_data", r.det_images, r.det_seed)
-    synth("det_more_data", *r.det_more)
-    scorer_sets = sorted({images for _, _, images in r.scorer_rounds})
+    if continue_from is None:
+        synth("det_data", r.det_images, r.det_seed)
+        synth("det_more_data", *r.det_more)
+    runs_left = scorer_runs(r)[done_rounds:]
+    mix_needed = bool(r.scorer_mix_rounds and runs_left)  # mixed rounds come last: any round left includes them
+    scorer_sets = sorted({images for _, _, images in r.scorer_rounds[done_rounds:]})
     for images in scorer_sets:
         synth(f"scorer_data_{images}", images, r.scorer_seed)
-    if r.scorer_mix_rounds:
+    if mix_needed:
         for images, seed, noise in r.scorer_mix:
             synth(f"scorer_mix_{noise}_{seed}", images, seed, noise)
 
     # --- detector: from random weights, then fine-tunes without warmup --------------------
-    detector = r.det_model
-    for k, (name, data, stages) in enumerate(detector_runs(r)):
+    detector = r.det_model if continue_from is None else str(work / "continued_detector.pt")
+    for k, (name, data, stages) in enumerate(detector_runs(r) if continue_from is None else []):
         if not (work / name / "detector.pt").exists():
             run(findbox("train", "detector", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / name),
                         "--model", detector, "--stages", stages, *(["--warmup-epochs", "0"] if k else []),
@@ -177,23 +234,25 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         if not (work / f"crops_{images}" / "manifest.jsonl").exists():
             run(findbox("crops", "--data", str(work / f"scorer_data_{images}" / "vlm.jsonl"),
                         "--out", str(work / f"crops_{images}"), "--val-fraction", "0.1"), log)
-    if r.scorer_mix_rounds:
+    if mix_needed:
         for _, seed, noise in r.scorer_mix:
             if not (work / f"crops_mix_{noise}_{seed}" / "manifest.jsonl").exists():
                 run(findbox("crops", "--data", str(work / f"scorer_mix_{noise}_{seed}" / "vlm.jsonl"),
                             "--out", str(work / f"crops_mix_{noise}_{seed}"), "--val-fraction", "0.1",
                             "--no-progress"), log)
     if not (work / "scorer" / "config.json").exists():
-        from findbox.testing.builders import build_siglip
-        from findbox.synth import COLOUR_NAMES, OBJECT_TYPES
+        if continue_from is None:
+            from findbox.testing.builders import build_siglip
+            from findbox.synth import COLOUR_NAMES, OBJECT_TYPES
 
-        # the tokenizer learns its vocabulary from the first round's captions (and every colour and type)
-        first = work / f"crops_{r.scorer_rounds[0][2]}" / "manifest.jsonl"
-        captions = sorted({json.loads(line)["caption"] for line in open(first)})
-        words = captions + list(COLOUR_NAMES) + list(OBJECT_TYPES)
-        build_siglip(work / "init_scorer", words, preset=r.scorer_preset, vocab_size=512, text_length=r.scorer_text_length)
-        init = work / "init_scorer"
-        for k, (epochs, lr, folders, batch_by) in enumerate(scorer_runs(r), start=1):
+            # the tokenizer learns its vocabulary from the first round's captions (and every colour and type)
+            first = work / f"crops_{r.scorer_rounds[0][2]}" / "manifest.jsonl"
+            captions = sorted({json.loads(line)["caption"] for line in open(first)})
+            words = captions + list(COLOUR_NAMES) + list(OBJECT_TYPES)
+            build_siglip(work / "init_scorer", words, preset=r.scorer_preset, vocab_size=512,
+                         text_length=r.scorer_text_length)
+        init = work / "init_scorer" if continue_from is None else work / f"scorer_round{done_rounds}"
+        for k, (epochs, lr, folders, batch_by) in enumerate(runs_left, start=done_rounds + 1):
             round_out = work / f"scorer_round{k}"
             if not (round_out / "config.json").exists():
                 crops = [arg for folder in folders for arg in ("--crops", str(work / folder))]
@@ -241,6 +300,19 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         "training": training_record(work, r),
         "build_seconds": round(time.time() - started, 1),
     }
+    if earlier is not None:
+        # the earlier build's record stands for the steps not run again; this build's rounds follow it
+        new_rounds = [s for s in manifest["training"]["scorer"] if s["round"] > done_rounds]
+        manifest["training"] = {
+            "detector": earlier["training"]["detector"],
+            "scorer": [s for s in earlier["training"]["scorer"] if s["round"] <= done_rounds] + new_rounds,
+            "train_seconds": round(earlier["training"]["train_seconds"] + sum(s["seconds"] or 0 for s in new_rounds), 1),
+        }
+        manifest["continued_from"] = {
+            "bundle": str(continue_from), "scorer_rounds_reused": done_rounds, "command": earlier.get("command"),
+            "build_seconds": earlier.get("build_seconds"), "figures": earlier.get("figures"),
+        }
+        manifest["build_seconds"] = round(earlier.get("build_seconds", 0) + manifest["build_seconds"], 1)
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
@@ -251,9 +323,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--work", default="runs/demo", help="scratch folder (data, runs, reports)")
     parser.add_argument("--recipe", choices=sorted(RECIPES), default="full",
                         help="full: the shipped bundle's recipe; quick: about half the training (default: full)")
+    parser.add_argument("--continue-from", metavar="BUNDLE", default=None,
+                        help="an earlier bundle whose recipe this one extends: reuse its detector and scorer rounds, "
+                             "run only the rounds it lacks (default: build from nothing)")
     args = parser.parse_args(argv)
     command = "make demo-models" if args.recipe == "full" else f"python -m findbox.train.demo --recipe {args.recipe}"
-    manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command)
+    if args.continue_from:
+        command += f" (continuing {args.continue_from})"
+    try:
+        manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command,
+                         Path(args.continue_from) if args.continue_from else None)
+    except ValueError as exc:
+        print(f"findbox.train.demo: {exc}", file=sys.stderr)
+        return 2
     print(json.dumps(manifest["figures"], indent=2))
     return 0
 

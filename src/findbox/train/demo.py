@@ -330,8 +330,6 @@ def main(argv: list[str] | None = None) -> int:
                              "run only the rounds it lacks (default: build from nothing)")
     args = parser.parse_args(argv)
     command = "make demo-models" if args.recipe == "full" else f"python -m findbox.train.demo --recipe {args.recipe}"
-    if args.continue_from:
-        command += f" (continuing {args.continue_from})"
     try:
         manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command,
                          Path(args.continue_from) if args.continue_from else None)

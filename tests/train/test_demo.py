@@ -107,7 +107,7 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert again["init"] == str(tmp_path / "work2" / "scorer_round3")
     with pytest.raises(ValueError, match="continue_from: the bundle's recipe has det_stages"):
         build(dataclasses.replace(longer, det_stages="128:2"), tmp_path / "work3", tmp_path / "b3", continue_from=out)
-    assert not (tmp_path / "b3").exists()
+    assert not (tmp_path / "b3").exists() and not (tmp_path / "work3").exists()
 
     from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene

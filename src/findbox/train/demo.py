@@ -190,13 +190,14 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         scorer stand for this recipe's detector runs and first scorer rounds, which are not run again;
         the manifest says so and keeps the earlier build's training record.
     """
-    work.mkdir(parents=True, exist_ok=True)
-    log = work / "demo.log"
-    started = time.time()
     r = recipe
     done_rounds, earlier = 0, None
     if continue_from is not None:
-        done_rounds, earlier = continued_rounds(r, continue_from)
+        done_rounds, earlier = continued_rounds(r, continue_from)  # checked before anything is written
+    work.mkdir(parents=True, exist_ok=True)
+    log = work / "demo.log"
+    started = time.time()
+    if continue_from is not None:
         # copied first: `out` may be the very bundle being continued
         shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
         if not (work / f"scorer_round{done_rounds}" / "config.json").exists():

@@ -164,13 +164,13 @@ def main() -> None:
     if demo_scorer.is_dir() and demo_detector.is_file():
         manifest = json.loads((BUNDLE_DIR / "manifest.json").read_text())
         detection = {**BENCH_DETECTION, **manifest.get("serve", {}).get("detection", {})}
+        recipe = manifest.get("recipe", {})
+        scorer_levels = sorted({recipe.get("noise")} | ({n for *_, n in recipe.get("scorer_mix", [])}
+                                                        if recipe.get("scorer_mix_rounds") else set()))
         for noise in [n for n in args.demo_noise.split(",") if n]:
-            recipe = manifest.get("recipe", {})
-            levels = sorted({recipe.get("noise")} | ({n for *_, n in recipe.get("scorer_mix", [])}
-                                                     if recipe.get("scorer_mix_rounds") else set()))
             print(f"demo: the bundled demo models (trained at {recipe.get('noise')} noise, the scorer also at "
-                  f"{', '.join(str(n) for n in levels)}), {noise} noise")
-            name = "demo" if noise == manifest.get("recipe", {}).get("noise", "low") else f"demo_{noise}"
+                  f"{', '.join(str(n) for n in scorer_levels)}), {noise} noise")
+            name = "demo" if noise == recipe.get("noise", "low") else f"demo_{noise}"
             sets[name] = agreement(demo_scorer, demo_detector, detection, True, args.demo_images, variants, noise)
     out = {"machine": machine(), "sets": sets, "command": " ".join([".venv/bin/python", *sys.argv])}
     if args.tower_reps > 0:

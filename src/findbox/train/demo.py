@@ -97,9 +97,14 @@ def detector_runs(recipe: DemoRecipe) -> list[tuple[str, str, str]]:
         (f"det_finetune{k}", data, stages) for k, (data, stages) in enumerate(recipe.det_finetunes, start=1)]
 
 
+def mix_names(recipe: DemoRecipe) -> list[str]:
+    """The mixed sets' names: data in scorer_NAME/, crops in crops_NAME/."""
+    return [f"mix_{noise}_{seed}" for _, seed, noise in recipe.scorer_mix]
+
+
 def scorer_runs(recipe: DemoRecipe) -> list[tuple[int, float, list[str], str]]:
     """(epochs, peak lr, crop folders, batch_by) of each scorer round, in order; each starts from the last."""
-    mix = [f"crops_mix_{noise}_{seed}" for _, seed, noise in recipe.scorer_mix]
+    mix = [f"crops_{name}" for name in mix_names(recipe)]
     return ([(epochs, lr, [f"crops_{images}"], "crop") for epochs, lr, images in recipe.scorer_rounds]
             + [(epochs, lr, mix, "image") for epochs, lr in recipe.scorer_mix_rounds])
 
@@ -215,12 +220,15 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         synth("det_more_data", *r.det_more)
     runs_left = scorer_runs(r)[done_rounds:]
     mix_needed = bool(r.scorer_mix_rounds and runs_left)  # mixed rounds come last: any round left includes them
-    scorer_sets = sorted({images for _, _, images in r.scorer_rounds[done_rounds:]})
-    for images in scorer_sets:
+    # (data folder, crops folder) of every scorer data set still needed
+    crop_sets = []
+    for images in sorted({images for _, _, images in r.scorer_rounds[done_rounds:]}):
         synth(f"scorer_data_{images}", images, r.scorer_seed)
+        crop_sets.append((f"scorer_data_{images}", f"crops_{images}"))
     if mix_needed:
-        for images, seed, noise in r.scorer_mix:
-            synth(f"scorer_mix_{noise}_{seed}", images, seed, noise)
+        for (images, seed, noise), name in zip(r.scorer_mix, mix_names(r)):
+            synth(f"scorer_{name}", images, seed, noise)
+            crop_sets.append((f"scorer_{name}", f"crops_{name}"))
 
     # --- detector: from random weights, then fine-tunes without warmup --------------------
     detector = r.det_model if continue_from is None else str(work / "continued_detector.pt")
@@ -233,16 +241,10 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         detector = str(work / name / "detector.pt")
 
     # --- scorer ---------------------------------------------------------------------------
-    for images in scorer_sets:
-        if not (work / f"crops_{images}" / "manifest.jsonl").exists():
-            run(findbox("crops", "--data", str(work / f"scorer_data_{images}" / "vlm.jsonl"),
-                        "--out", str(work / f"crops_{images}"), "--val-fraction", "0.1"), log)
-    if mix_needed:
-        for _, seed, noise in r.scorer_mix:
-            if not (work / f"crops_mix_{noise}_{seed}" / "manifest.jsonl").exists():
-                run(findbox("crops", "--data", str(work / f"scorer_mix_{noise}_{seed}" / "vlm.jsonl"),
-                            "--out", str(work / f"crops_mix_{noise}_{seed}"), "--val-fraction", "0.1",
-                            "--no-progress"), log)
+    for data, crops in crop_sets:
+        if not (work / crops / "manifest.jsonl").exists():
+            run(findbox("crops", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / crops),
+                        "--val-fraction", "0.1", "--no-progress"), log)
     if not (work / "scorer" / "config.json").exists():
         if continue_from is None:
             from findbox.testing.builders import build_siglip

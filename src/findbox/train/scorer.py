@@ -112,9 +112,8 @@ class TrainScorerConfig:
     progress: bool = option(True, help="no progress bar")
 
     def __post_init__(self) -> None:
-        self.crops = [self.crops] if isinstance(self.crops, (str, Path)) else list(self.crops)  # one folder, or a list
-        if not self.crops:
-            raise ValueError("crops: expected at least one folder made by `findbox crops`")
+        # one folder, or a list (an empty one is refused by load_crop_sets, before any step)
+        self.crops = [self.crops] if isinstance(self.crops, (str, Path)) else list(self.crops)
         self.augs = _enum("augs", AugPreset, self.augs)
         self.freeze = _enum("freeze", Freeze, self.freeze)
         self.batch_by = _enum("batch_by", BatchBy, self.batch_by)

@@ -146,9 +146,27 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
+def provenance() -> dict:
+    """The commit measured, whether the tree had changes beside it (a dirty tree: the figures may
+    not be the commit's), and when: recorded beside every result."""
+    import datetime
+
+    root = Path(__file__).resolve().parent.parent
+
+    def git(*args: str) -> str:
+        try:
+            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
+        except (OSError, subprocess.SubprocessError):
+            return ""
+
+    status = git("status", "--porcelain", "--untracked-files=no")
+    return {"commit": git("rev-parse", "HEAD") or None, "clean_tree": status == "" if git("rev-parse", "HEAD") else None,
+            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
 def write_result(path: str | Path, fields: dict) -> None:
-    """`fields` with the machine and the command line that made them, as JSON at `path`."""
-    out = {"machine": machine(), **fields, "command": " ".join([".venv/bin/python", *sys.argv])}
+    """`fields` with the machine, the commit and the command line that made them, as JSON at `path`."""
+    out = {"machine": machine(), **provenance(), **fields, "command": " ".join([".venv/bin/python", *sys.argv])}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=1))
     print(f"wrote {path}")

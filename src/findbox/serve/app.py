@@ -106,36 +106,69 @@ class BodySizeLimit:
         await self.app(scope, replay, send)
 
 
-def _is_json(content_type: str | None) -> bool:
-    """FastAPI's rule: a body is JSON for application/json and application/*+json only."""
+def _media_type(content_type: str | None) -> str:
+    """'application/json; charset=utf-8' -> 'application/json'; '' when the header is absent."""
     if not content_type:
-        return False
+        return ""
     message = email.message.Message()
     message["content-type"] = content_type
-    subtype = message.get_content_subtype()
-    return message.get_content_maintype() == "application" and (subtype == "json" or subtype.endswith("+json"))
+    return message.get_content_type()
+
+
+def _is_json(media_type: str) -> bool:
+    """FastAPI's rule: application/json and application/*+json are JSON."""
+    return media_type == "application/json" or (media_type.startswith("application/") and media_type.endswith("+json"))
+
+
+# Bodies read as JSON whatever they declare, as the original server's `await request.json()` did:
+# the published test client posts `data=json.dumps(...)` through requests, which sets no Content-Type;
+# `curl -d` declares a form; some clients say text/plain. A form or upload that is not JSON is refused.
+JSON_BY_CONTENT = ("", "text/plain", "application/x-www-form-urlencoded")
+HOW_TO_SEND = ('send a JSON object {"instances": [{"caption": "...", "b64": "<base64 image>"}]}, e.g. '
+               """(printf '{"instances": [{"caption": "grey missile", "b64": "'; base64 -w0 image.jpg; printf '"}]}')"""
+               " | curl -s localhost:5004/identify -H 'Content-Type: application/json' -d @-")
+
+
+def _json_invalid(exc: Exception) -> RequestValidationError:
+    pos = getattr(exc, "pos", None)
+    return RequestValidationError([{"type": "json_invalid", "loc": ("body",) if pos is None else ("body", pos),
+                                    "msg": "JSON decode error", "input": {},
+                                    "ctx": {"error": getattr(exc, "msg", None) or str(exc)[:200]}}])
+
+
+def _looks_like_json(body: bytes) -> bool:
+    """Whether a body without a JSON Content-Type was meant as JSON (an object or array)."""
+    return body.lstrip()[:1] in (b"{", b"[")
 
 
 def parse_request(body: bytes, content_type: str | None) -> IdentifyRequest:
     """A raw body -> IdentifyRequest, parsed and validated as FastAPI would, with the same errors.
 
+    The body is JSON when declared so, and also when no Content-Type, text/plain or a form
+    type is declared (`JSON_BY_CONTENT`) and the body is JSON text. Anything else (a multipart
+    upload, a real form, an image) is refused with 415 saying what to send; a body sent
+    without a Content-Type that is not JSON gets 400 saying the same.
     Runs in a worker thread: a body near --max-body-bytes takes seconds to parse. Raises
-    RequestValidationError (answered by `_validation_error`), its locations under "body".
+    RequestValidationError (answered by `_validation_error`), its locations under "body", or
+    InstanceError on the "body" field.
     """
     if not body:
         raise RequestValidationError([{"type": "missing", "loc": ("body",), "msg": "Field required", "input": None}])
-    data: object = body  # not declared JSON: validated as bytes, which no model accepts
-    if _is_json(content_type):
-        try:
-            data = json.loads(body)
-        except json.JSONDecodeError as exc:
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body", exc.pos), "msg": "JSON decode error",
-                                           "input": {}, "ctx": {"error": exc.msg}}]) from None
-        except (ValueError, RecursionError) as exc:  # not UTF-8/16/32 text, or nested past the recursion limit
-            raise RequestValidationError([{"type": "json_invalid", "loc": ("body",), "msg": "JSON decode error",
-                                           "input": {}, "ctx": {"error": str(exc)[:200]}}]) from None
+    media_type = _media_type(content_type)
+    if not _is_json(media_type):
+        if media_type not in JSON_BY_CONTENT:
+            raise InstanceError(None, "body", f"expected JSON, got Content-Type {media_type}; {HOW_TO_SEND}", 415)
+        if not _looks_like_json(body):
+            what = f"Content-Type {media_type}" if media_type else "no Content-Type"
+            status = 415 if media_type == "application/x-www-form-urlencoded" else 400
+            raise InstanceError(None, "body", f"expected JSON, got a body that is not JSON ({what}); {HOW_TO_SEND}",
+                                status)
     try:
-        return IdentifyRequest.model_validate(data, from_attributes=True)
+        data = json.loads(body)
+    except (ValueError, RecursionError) as exc:  # JSONDecodeError; not UTF-8/16/32 text; nested too deep
+        raise _json_invalid(exc) from None
+    try:
+        return IdentifyRequest.model_validate(data)
     except ValidationError as exc:
         raise RequestValidationError([{**e, "loc": ("body", *e["loc"])} for e in exc.errors(include_url=False)]) from None
 
@@ -165,6 +198,7 @@ BODY_SCHEMA = {"requestBody": {"required": True, "content": {
 ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, what in [
     (400, "malformed request; names the instance index and field"),
     (413, "body, instance count, image or the request's decoded pixels over its cap"),
+    (415, "a body that is not JSON (a form, an upload, an image); JSON is read whatever the Content-Type says"),
     (422, "well-formed but invalid request"),
     (503, "models loading, failed to load, or the model worker stopped"),
     (504, "not answered within --request-timeout-s"),

@@ -164,3 +164,32 @@ def test_openapi_still_documents_a_json_body(live_server):
         operation = spec["paths"][path]["post"]
         assert list(operation["requestBody"]["content"]) == ["application/json"]
         assert "415" in operation["responses"]
+
+
+def test_the_demo_bundle_answers_the_test_client_as_it_answers_a_json_client():
+    """Done-when of the published-client issue, in small: on the demo bundle the test client's style
+    gets 200 and one box per instance, the same boxes (so the same accuracy) as `json=` sends.
+    benchmarks/published_client.py runs the same over 100 fresh scenes."""
+    import base64
+
+    from findbox.eval.metric import iou_ltwh, is_hit
+    from findbox.synth import SynthConfig, generate_scene_jpeg
+    from tests.conftest import ServerProcess
+
+    instances, truths = [], []
+    for index in range(12):
+        data, objects = generate_scene_jpeg(SynthConfig(noise="low"), index, 777_003)
+        b64 = base64.b64encode(data).decode("ascii")
+        instances += [{"key": len(instances) + i, "caption": o.caption, "b64": b64} for i, o in enumerate(objects)]
+        truths += [o.bbox_ltwh for o in objects]
+    instances, truths = instances[:BATCH], truths[:BATCH]
+    assert len(instances) == BATCH
+    server = ServerProcess(["--device", "cpu"])
+    try:
+        test_client = requests.post(server.url + "/identify", data=json.dumps({"instances": instances}), timeout=300)
+        boxes = assert_boxes(test_client, BATCH)
+        assert boxes == with_header(server, instances).json()["predictions"]
+    finally:
+        server.stop()
+    hits = [is_hit(iou_ltwh(box, truth)) for box, truth in zip(boxes, truths)]
+    assert sum(hits) / len(hits) > 0.8  # the bundle answers, not only parses (0.95 measured on fresh seeds)

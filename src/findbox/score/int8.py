@@ -19,7 +19,6 @@ Agreement with fp32 is measured by benchmarks/bench_precision.py and tested by t
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -76,16 +75,20 @@ def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
     from findbox.env import require
 
     require("onnxruntime", "onnx")
+    import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
+
+    from findbox.score.onnx import atomic_file
 
     out = {}
     for tower, path in paths.items():
         target = path.with_name(f"{path.stem}.int8.onnx")
         if not target.is_file():
-            tmp = target.with_name(target.name + ".tmp")
-            # per-channel int8 weights: one scale per output feature keeps small rows exact enough
-            quantize_dynamic(str(path), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
-            os.replace(tmp, target)  # atomic: a crash never leaves a half file under the final name
+            # servers on one cache may quantise at once: each writes a file of its own, and the model goes in
+            # loaded, because from a path ONNX Runtime writes a fixed "<name>-inferred.onnx" beside it
+            with atomic_file(target) as tmp:
+                # per-channel int8 weights: one scale per output feature keeps small rows exact enough
+                quantize_dynamic(onnx.load(str(path)), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         out[tower] = target
     return out
 

@@ -9,7 +9,8 @@ tests/test_onnx.py).
 
 Exports are cached under `findbox.env.cache_dir() / "onnx"`, keyed by the model
 folder's config and weight files (name, size, mtime) and the torch version: a
-changed checkpoint exports again.
+changed checkpoint exports again. Every file is written under a temporary name of its
+own in that folder, then renamed (`atomic_file`), so servers sharing the cache never collide.
 """
 
 from __future__ import annotations
@@ -17,7 +18,10 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import tempfile
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -29,6 +33,23 @@ from findbox.score.transformers import TransformersScorer, _features, tokenize_p
 
 OPSET = 17
 EXPORT_VERSION = 2  # bump when the exported graphs change meaning (2: siglip text without attention mask)
+
+
+@contextmanager
+def atomic_file(target: Path) -> Iterator[Path]:
+    """A temporary path beside `target`, unique to this writer; renamed to `target` when the body returns.
+
+    Servers sharing one cache may write the same file at once (they start together): each writes a
+    file of its own and the renames are atomic, so a reader sees a whole file or none, and a writer
+    never loses its file to another's rename. A body that raises leaves nothing behind.
+    """
+    fd, tmp = tempfile.mkstemp(dir=target.parent, prefix=f".{target.name}.", suffix=".tmp")
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, target)
+    finally:
+        Path(tmp).unlink(missing_ok=True)
 
 
 class _ImageTower(torch.nn.Module):
@@ -86,19 +107,19 @@ def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
     require("onnx", "onnx")  # torch.onnx.export writes through it
     with warnings.catch_warnings(), torch.no_grad():
         warnings.simplefilter("ignore")  # the TorchScript exporter's deprecation and tracer notes
-        torch.onnx.export(
-            _ImageTower(model), (torch.zeros(2, 3, h, w),), str(paths["image"]) + ".tmp",
-            input_names=["pixel_values"], output_names=["embeds"],
-            dynamic_axes={"pixel_values": {0: "n"}, "embeds": {0: "n"}}, opset_version=OPSET, dynamo=False,
-        )
-        torch.onnx.export(
-            _TextTower(model, with_mask), tuple(tokens[k].cpu() for k in text_inputs), str(paths["text"]) + ".tmp",
-            input_names=text_inputs, output_names=["embeds"],
-            dynamic_axes={**{k: {0: "m"} for k in text_inputs}, "embeds": {0: "m"}}, opset_version=OPSET,
-            dynamo=False,
-        )
-    for p in paths.values():  # atomic: a crash mid-export never leaves a half file under the final name
-        os.replace(str(p) + ".tmp", p)
+        with atomic_file(paths["image"]) as tmp:
+            torch.onnx.export(
+                _ImageTower(model), (torch.zeros(2, 3, h, w),), str(tmp),
+                input_names=["pixel_values"], output_names=["embeds"],
+                dynamic_axes={"pixel_values": {0: "n"}, "embeds": {0: "n"}}, opset_version=OPSET, dynamo=False,
+            )
+        with atomic_file(paths["text"]) as tmp:
+            torch.onnx.export(
+                _TextTower(model, with_mask), tuple(tokens[k].cpu() for k in text_inputs), str(tmp),
+                input_names=text_inputs, output_names=["embeds"],
+                dynamic_axes={**{k: {0: "m"} for k in text_inputs}, "embeds": {0: "m"}}, opset_version=OPSET,
+                dynamo=False,
+            )
     return paths
 
 
@@ -113,14 +134,13 @@ def export_small_image_tower(scorer: TransformersScorer, out_dir: Path, side: in
     require("onnx", "onnx")
     model = scorer.model.float().cpu().eval()
     path = small_tower_path(out_dir, side)
-    with warnings.catch_warnings(), torch.no_grad():
+    with warnings.catch_warnings(), torch.no_grad(), atomic_file(path) as tmp:
         warnings.simplefilter("ignore")
         torch.onnx.export(
-            _ImageTower(model, interpolate=True), (torch.zeros(2, 3, side, side),), str(path) + ".tmp",
+            _ImageTower(model, interpolate=True), (torch.zeros(2, 3, side, side),), str(tmp),
             input_names=["pixel_values"], output_names=["embeds"],
             dynamic_axes={"pixel_values": {0: "n"}, "embeds": {0: "n"}}, opset_version=OPSET, dynamo=False,
         )
-    os.replace(str(path) + ".tmp", path)
     return path
 
 

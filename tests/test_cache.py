@@ -129,3 +129,48 @@ def test_encoded_image_hit_skips_decoding(tiny_pipeline, monkeypatch):
     assert cached.counters.image_cache_hits == 1 and cached.counters.images_detected == 1
     assert again.image_wh == first.image_wh == (160, 90)
     np.testing.assert_array_equal(again.xyxy, first.xyxy)
+
+
+# --- the caption cache -------------------------------------------------------------------------
+
+
+def test_text_cache_evicts_by_bytes_counting_the_caption_text():
+    from findbox.cache import TextCache
+
+    emb = torch.zeros(8)
+    short = TextCache.entry_bytes("a", emb)
+    cache = TextCache(max_entries=100, max_bytes=3 * short + 10)
+    for caption in ("a", "b", "c"):
+        cache.put(caption, emb)
+    assert list(cache) == ["a", "b", "c"] and cache.nbytes == 3 * short
+    assert cache.get("a") is not None  # now the most recent
+    cache.put("d" * 100, emb)  # ~100 bytes of text: the two least recently used make room
+    assert list(cache) == ["a", "d" * 100] and cache.nbytes <= cache.max_bytes
+    cache.put("x" * 10_000, emb)  # larger than the whole bound: not stored, nothing evicted for it
+    assert list(cache) == ["a", "d" * 100] and cache.get("x" * 10_000) is None
+
+
+def test_text_cache_still_bounds_by_count_and_rejects_bad_bounds():
+    from findbox.cache import TextCache
+
+    cache = TextCache(max_entries=2)
+    for caption in ("a", "b", "c"):
+        cache.put(caption, torch.zeros(4))
+    assert list(cache) == ["b", "c"]
+    for bad in (-1, 1.5, True):
+        with pytest.raises(ValueError, match="text cache: expected max_bytes"):
+            TextCache(2, bad)
+
+
+def test_scorer_text_cache_holds_long_captions_within_its_byte_bound(tiny_models):
+    from findbox.factory import load_pipeline
+
+    pipe = load_pipeline(detector=str(tiny_models["detector"]), scorer=str(tiny_models["scorer"]), no_upscaler=True,
+                         device="cpu", precision="fp32", image_cache=0, text_cache_size=1000, text_cache_mb=1)
+    scorer = pipe.scorer
+    assert scorer.text_cache_bytes == 1024 * 1024
+    captions = [f"{k} " + "a very long caption " * 5_000 for k in range(30)]  # ~100 KB of text each
+    emb = scorer.embed_texts(captions)
+    assert emb.shape == (30, scorer.embed_dim)  # every caption answered, cached or not
+    assert 0 < len(scorer._text_cache) < 30 and scorer._text_cache.nbytes <= 1024 * 1024
+    assert list(scorer._text_cache) == captions[-len(scorer._text_cache):]  # the most recent are kept

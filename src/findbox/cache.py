@@ -1,4 +1,5 @@
-"""A bounded LRU cache of per-image work (detections and crop embeddings), keyed by content.
+"""Bounded LRU caches: per-image work (detections and crop embeddings), keyed by content, and
+caption embeddings (`TextCache`, the scorer's).
 
 Clients often send the same image in several requests, one caption each. Everything
 that depends on the image alone (detector boxes, crop embeddings) is then reused:
@@ -14,6 +15,7 @@ from __future__ import annotations
 
 import hashlib
 from collections import OrderedDict
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import numpy as np
@@ -21,6 +23,15 @@ import torch
 
 from findbox.boxes import Candidates
 from findbox.images import EncodedImage
+
+
+TEXT_CACHE_BYTES = 32 * 1024 * 1024  # PipelineConfig.text_cache_mb's default, for scorers built without a config
+
+
+def _check_bounds(cache: str, max_entries: int, max_bytes: int) -> None:
+    for name, value in (("max_entries", max_entries), ("max_bytes", max_bytes)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            raise ValueError(f"{cache}: expected {name} as an int >= 0, got {value!r}")
 
 
 def image_key(image: np.ndarray | EncodedImage) -> bytes:
@@ -68,10 +79,7 @@ class ImageCache:
     """
 
     def __init__(self, max_entries: int, max_bytes: int = 64 * 1024 * 1024):
-        if isinstance(max_entries, bool) or not isinstance(max_entries, int) or max_entries < 0:
-            raise ValueError(f"image cache: expected max_entries as an int >= 0, got {max_entries!r}")
-        if isinstance(max_bytes, bool) or not isinstance(max_bytes, int) or max_bytes < 0:
-            raise ValueError(f"image cache: expected max_bytes as an int >= 0, got {max_bytes!r}")
+        _check_bounds("image cache", max_entries, max_bytes)
         self.max_entries = max_entries
         self.max_bytes = max_bytes
         self._entries: OrderedDict[bytes, ImageWork] = OrderedDict()
@@ -106,6 +114,62 @@ class ImageCache:
         while len(self._entries) > self.max_entries or self.nbytes > self.max_bytes:
             _, evicted = self._entries.popitem(last=False)
             self.nbytes -= evicted.nbytes
+
+    def clear(self) -> None:
+        self._entries.clear()
+        self.nbytes = 0
+
+
+class TextCache:
+    """LRU of caption -> (D,) embedding, bounded by entry count and by bytes (whichever is hit first).
+
+    An entry's bytes (`entry_bytes`) are its embedding's, its caption's UTF-8 text's and a fixed
+    overhead: the text counts because a client may send captions of any length (up to the body
+    cap), which a count alone would let grow the cache without limit.
+    max_entries: 0 disables the cache. An entry larger than max_bytes is not stored.
+    Embeddings are stored as given: the scorer never edits them in place.
+    """
+
+    OVERHEAD = 256  # the dict slot, the str and tensor objects
+
+    def __init__(self, max_entries: int, max_bytes: int = TEXT_CACHE_BYTES):
+        _check_bounds("text cache", max_entries, max_bytes)
+        self.max_entries = max_entries
+        self.max_bytes = max_bytes
+        self._entries: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.nbytes = 0
+
+    @classmethod
+    def entry_bytes(cls, caption: str, embedding: torch.Tensor) -> int:
+        return len(caption.encode("utf-8")) + embedding.element_size() * embedding.nelement() + cls.OVERHEAD
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def __iter__(self) -> Iterator[str]:
+        """Captions from the least to the most recently used."""
+        return iter(self._entries)
+
+    def get(self, caption: str) -> torch.Tensor | None:
+        """The caption's embedding (now the most recently used), or None."""
+        embedding = self._entries.get(caption)
+        if embedding is not None:
+            self._entries.move_to_end(caption)
+        return embedding
+
+    def put(self, caption: str, embedding: torch.Tensor) -> None:
+        """Store (or refresh) as the most recently used, evicting the least recently used past either bound."""
+        size = self.entry_bytes(caption, embedding)
+        if self.max_entries == 0 or size > self.max_bytes:
+            return
+        old = self._entries.pop(caption, None)
+        if old is not None:
+            self.nbytes -= self.entry_bytes(caption, old)
+        self._entries[caption] = embedding
+        self.nbytes += size
+        while len(self._entries) > self.max_entries or self.nbytes > self.max_bytes:
+            evicted_caption, evicted = self._entries.popitem(last=False)
+            self.nbytes -= self.entry_bytes(evicted_caption, evicted)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -142,6 +142,9 @@ class PipelineConfig:
     # bounds memory whatever the request size
     crop_batch: int = option(32, help="crops per scorer forward")
     text_cache_size: int = option(4096, help="distinct captions kept embedded across requests")
+    # a count alone lets long captions grow the cache without limit; 4096 x 1152 x 4 B embeddings = 19 MB
+    text_cache_mb: int = option(32, metavar="MB", help="memory bound of the caption cache (embeddings and "
+                                "caption text), whichever bound is hit first")
     # ~30 KB each
     image_cache: int = option(256, metavar="N", help="images kept detected and embedded across requests; 0 = off")
     image_cache_mb: int = option(64, metavar="MB", help="memory bound of the image cache, whichever bound is hit first")
@@ -177,6 +180,7 @@ class PipelineConfig:
         self.detector_backend = _enum("detector_backend", DetectorBackend, self.detector_backend)
         _check_range("image_cache", self.image_cache, 0, 10_000_000)
         _check_range("image_cache_mb", self.image_cache_mb, 0, 1_000_000)
+        _check_range("text_cache_mb", self.text_cache_mb, 0, 1_000_000)
 
 
 @dataclass

@@ -46,32 +46,50 @@ def load_pipeline(config: PipelineConfig | None = None, **overrides):
     >>> pipe = load_pipeline(detector="det.pt", scorer="siglip/", no_upscaler=True)
     >>> pipe.ground_one(image_rgb, "grey missile").ltwh
     """
-    ensure_offline()  # before the detector and scorer import ultralytics and transformers
-    import torch
-
-    from findbox.cache import ImageCache
     from findbox.config import from_dict
-    from findbox.detect.ultralytics import Detector
-    from findbox.device import resolve_device, resolve_dtype
-    from findbox.pipeline import Pipeline
-    from findbox.upscaler import Upscaler
 
     if config is None:
         config = from_dict(PipelineConfig, with_bundle_defaults(overrides), "load_pipeline")
     elif overrides:
         raise TypeError("load_pipeline: pass either a PipelineConfig or keyword options, not both")
+    return compose_pipeline(config, load_detector(config))
+
+
+def load_detector(config: PipelineConfig):
+    """The configured detector (several files: their fusion), on the run's device; half on CUDA
+    when the run's precision is fp16."""
+    ensure_offline()  # before ultralytics is imported
+    import torch
+
+    from findbox.detect.ultralytics import Detector
+    from findbox.device import resolve_device, resolve_dtype
+
+    paths = resolve_model_paths(config)
+    device = resolve_device(config.device)
+    half = resolve_dtype(run_precision(config, device, str(paths["scorer"])), device) == torch.float16
+    if isinstance(paths["detector"], list):
+        from findbox.detect.ensemble import EnsembleDetector
+
+        return EnsembleDetector.from_files(paths["detector"], config.detection, device, half=half,
+                                           backend=config.detector_backend)
+    return Detector.from_file(paths["detector"], config.detection, device, half=half, backend=config.detector_backend)
+
+
+def compose_pipeline(config: PipelineConfig, detector):
+    """The pipeline around `detector` (anything with `detect(list of (H, W, 3) uint8) -> list[Candidates]`:
+    the loaded one, or the Ray engine's handle to a detector deployment): loads the scorer, the
+    upscaler and the image cache as `config` says."""
+    ensure_offline()  # before transformers is imported
+
+    from findbox.cache import ImageCache
+    from findbox.device import resolve_device, resolve_dtype
+    from findbox.pipeline import Pipeline
+    from findbox.upscaler import Upscaler
+
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
     precision = _precision(config, device, str(paths["scorer"]))
     dtype = resolve_dtype(precision, device)
-    if isinstance(paths["detector"], list):
-        from findbox.detect.ensemble import EnsembleDetector
-
-        detector = EnsembleDetector.from_files(paths["detector"], config.detection, device, half=dtype == torch.float16,
-                                               backend=config.detector_backend)
-    else:
-        detector = Detector.from_file(paths["detector"], config.detection, device, half=dtype == torch.float16,
-                                      backend=config.detector_backend)
     scorer = load_configured_scorer(str(paths["scorer"]), config, device, precision)
     upscaler = Upscaler.from_file(paths["upscaler"], device, dtype) if paths["upscaler"] is not None else None
     image_cache = ImageCache(config.image_cache, config.image_cache_mb * 1024 * 1024) if config.image_cache else None
@@ -115,7 +133,8 @@ def load_configured_scorer(spec: str, config: PipelineConfig, device, precision=
     if precision is None:
         precision = _precision(config, device, spec)
     scorer = load_scorer(spec, device, resolve_dtype(precision, device), prompt=config.prompt,
-                         max_batch=config.crop_batch, text_cache_size=config.text_cache_size)
+                         max_batch=config.crop_batch, text_cache_size=config.text_cache_size,
+                         text_cache_bytes=config.text_cache_mb * 1024 * 1024)
     scorer.autocast_dtype = resolve_autocast(precision)
     bf16 = scorer.dtype == torch.bfloat16 or scorer.autocast_dtype == torch.bfloat16
     if bf16 and device.type == "cpu" and not cpu_has_fast_bf16():

@@ -8,6 +8,7 @@ from pathlib import Path
 
 import torch
 
+from findbox.cache import TEXT_CACHE_BYTES
 from findbox.score.base import Scorer
 from findbox.score.spec import ScorerFamily, ScorerSpec, parse_scorer_spec
 
@@ -19,6 +20,7 @@ def load_scorer(
     prompt: str | None = None,
     max_batch: int = 32,
     text_cache_size: int = 4096,
+    text_cache_bytes: int = TEXT_CACHE_BYTES,
 ) -> Scorer:
     """Any scorer spec -> a ready `Scorer` of its family.
 
@@ -31,8 +33,9 @@ def load_scorer(
         from findbox.score.open_clip import OpenClipScorer
 
         return OpenClipScorer.from_files(spec.arch, spec.weights, spec.tokenizer, device, dtype, prompt, max_batch,
-                                         text_cache_size, mean=spec.mean, std=spec.std)
+                                         text_cache_size, mean=spec.mean, std=spec.std,
+                                         text_cache_bytes=text_cache_bytes)
     from findbox.score.transformers import TransformersScorer
 
     return TransformersScorer.from_pretrained(spec.path, device, dtype, prompt=prompt, max_batch=max_batch,
-                                              text_cache_size=text_cache_size)
+                                              text_cache_size=text_cache_size, text_cache_bytes=text_cache_bytes)

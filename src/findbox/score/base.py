@@ -11,11 +11,12 @@ from __future__ import annotations
 import abc
 import contextlib
 import dataclasses
-from collections import OrderedDict
+from collections.abc import Callable
 
 import numpy as np
 import torch
 
+from findbox.cache import TEXT_CACHE_BYTES, TextCache
 from findbox.score.preprocess import CropPreprocess, check_prompt
 
 
@@ -35,6 +36,7 @@ class Scorer(abc.ABC):
         dtype: torch.dtype = torch.float32,
         max_batch: int = 32,
         text_cache_size: int = 4096,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ):
         self.preprocess = preprocess
         self.prompt = check_prompt(prompt)  # a spec file's or a training config's prompt too
@@ -42,7 +44,8 @@ class Scorer(abc.ABC):
         self.dtype = dtype
         self.max_batch = max_batch
         self.text_cache_size = text_cache_size
-        self._text_cache: OrderedDict[str, torch.Tensor] = OrderedDict()
+        self.text_cache_bytes = text_cache_bytes
+        self._text_cache = TextCache(text_cache_size, text_cache_bytes)
         self.text_cache_hits = 0
         self.text_cache_misses = 0
         # torch.bfloat16 under precision bf16-mixed: fp32 weights, bf16 matmuls via torch.autocast
@@ -116,16 +119,19 @@ class Scorer(abc.ABC):
         return torch.autocast(self.device.type, dtype=self.autocast_dtype)
 
     @torch.inference_mode()
-    def embed_images(self, crops: list[np.ndarray]) -> torch.Tensor:
+    def embed_images(self, crops: list[np.ndarray], checkpoint: Callable[[str], None] | None = None) -> torch.Tensor:
         """(h, w, 3) uint8 RGB crops -> (N, D) float32 L2-normalised on the CPU, in chunks of max_batch.
 
         With `small_input` set, small crops are embedded in their own chunks at the small size;
         rows stay in the order of `crops`.
+        checkpoint(before): called before each chunk's forward; it raises to drop the rest (a deadline).
         """
         rows: list[int] = []
         chunks = []
         for preprocess, indices in self._input_groups(crops):
             for start in range(0, len(indices), self.max_batch):
+                if checkpoint is not None:
+                    checkpoint("embedding crops")
                 chunk = indices[start : start + self.max_batch]
                 pixels = preprocess([crops[i] for i in chunk]).to(self.device, self.dtype)
                 with self._autocast():
@@ -140,24 +146,24 @@ class Scorer(abc.ABC):
         return emb
 
     @torch.inference_mode()
-    def embed_texts(self, captions: list[str]) -> torch.Tensor:
-        """Captions -> (M, D) float32 L2-normalised on the CPU. Distinct captions are cached (LRU)."""
-        missing = list(dict.fromkeys(c for c in captions if c not in self._text_cache))
+    def embed_texts(self, captions: list[str], checkpoint: Callable[[str], None] | None = None) -> torch.Tensor:
+        """Captions -> (M, D) float32 L2-normalised on the CPU. Distinct captions are cached (`TextCache`, LRU)."""
+        found = {c: self._text_cache.get(c) for c in dict.fromkeys(captions)}
+        missing = [c for c, e in found.items() if e is None]
         self.text_cache_hits += len(captions) - len(missing)
         self.text_cache_misses += len(missing)
         for start in range(0, len(missing), self.max_batch):
+            if checkpoint is not None:  # called before each chunk's forward; it raises to drop the rest
+                checkpoint("embedding captions")
             chunk = missing[start : start + self.max_batch]
             with self._autocast():
                 emb = self.text_features(chunk).float()
-            for caption, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()):
-                self._text_cache[caption] = e
-        result = []
-        for c in captions:
-            self._text_cache.move_to_end(c)
-            result.append(self._text_cache[c])
-        # evict only after this call's captions are read: a request larger than the cache still gets all of them
-        while len(self._text_cache) > self.text_cache_size:
-            self._text_cache.popitem(last=False)
+            # a row of its own each: a view would keep its whole batch alive, past the cache's byte count
+            found.update((c, e.clone()) for c, e in zip(chunk, torch.nn.functional.normalize(emb, dim=-1).cpu()))
+        # read before caching: a request larger than the cache still gets every caption
+        result = [found[c] for c in captions]
+        for c in captions:  # in request order, so that the last used are the most recent
+            self._text_cache.put(c, found[c])
         if not result:
             return torch.zeros((0, self.embed_dim))
         return torch.stack(result)

@@ -27,6 +27,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from findbox.cache import TEXT_CACHE_BYTES
 from findbox.score import base
 from findbox.score.preprocess import CropPreprocess
 from findbox.score.transformers import TransformersScorer, _features, tokenize_prompted
@@ -165,12 +166,14 @@ class OnnxScorer(base.Scorer):
         text_cache_size: int = 4096,
         threads: int | None = None,
         int8: bool = False,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ):
         from findbox.env import require
         require("onnxruntime", "onnx")
         import onnxruntime as ort
 
-        super().__init__(preprocess, prompt, torch.device("cpu"), torch.float32, max_batch, text_cache_size)
+        super().__init__(preprocess, prompt, torch.device("cpu"), torch.float32, max_batch, text_cache_size,
+                         text_cache_bytes)
         self.tokenizer = tokenizer
         self.max_text_length = max_text_length
         self.paths = paths
@@ -229,7 +232,8 @@ class OnnxScorer(base.Scorer):
 
             paths = quantize_onnx_towers(paths)
         onnx = cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
-                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size, int8=int8)
+                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size, int8=int8,
+                   text_cache_bytes=scorer.text_cache_bytes)
         onnx.set_small_input(scorer.small_input)
         return onnx
 

@@ -14,6 +14,7 @@ from pathlib import Path
 import torch
 from PIL import Image
 
+from findbox.cache import TEXT_CACHE_BYTES
 from findbox.score.preprocess import DEFAULT_PROMPTS, CropPreprocess, format_prompt
 from findbox.score import base
 
@@ -49,8 +50,8 @@ class OpenClipScorer(base.Scorer):
 
     def __init__(self, model, tokenizer, preprocess: CropPreprocess, prompt: str, arch: str, embed_dim: int,
                  device: torch.device, dtype: torch.dtype = torch.float32, max_batch: int = 32,
-                 text_cache_size: int = 4096):
-        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size)
+                 text_cache_size: int = 4096, text_cache_bytes: int = TEXT_CACHE_BYTES):
+        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size, text_cache_bytes)
         self.model = model.to(device=device, dtype=dtype).eval()
         self.tokenizer = tokenizer
         self.arch = arch
@@ -69,6 +70,7 @@ class OpenClipScorer(base.Scorer):
         text_cache_size: int = 4096,
         mean: tuple[float, float, float] | None = None,
         std: tuple[float, float, float] | None = None,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ) -> "OpenClipScorer":
         """Build `arch` (a built-in open_clip name, or a model-config .json file) and load `weights`.
 
@@ -137,7 +139,7 @@ class OpenClipScorer(base.Scorer):
         if prompt is None:
             prompt = DEFAULT_PROMPTS["siglip" if model.logit_bias is not None else "clip"]
         return cls(model, tok, preprocess, prompt, arch, int(model_cfg["embed_dim"]), torch.device(device), dtype,
-                   max_batch, text_cache_size)
+                   max_batch, text_cache_size, text_cache_bytes)
 
     @property
     def info(self) -> dict:

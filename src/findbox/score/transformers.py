@@ -6,6 +6,7 @@ from pathlib import Path
 
 import torch
 
+from findbox.cache import TEXT_CACHE_BYTES
 from findbox.score import base
 from findbox.score.preprocess import DEFAULT_PROMPTS, CropPreprocess, format_prompt
 
@@ -99,8 +100,9 @@ class TransformersScorer(base.Scorer):
         max_batch: int = 32,
         text_cache_size: int = 4096,
         text_attention_mask: bool = True,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ):
-        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size)
+        super().__init__(preprocess, prompt, device, dtype, max_batch, text_cache_size, text_cache_bytes)
         self.model = model.to(device=device, dtype=dtype).eval()
         self.tokenizer = tokenizer
         self.max_text_length = max_text_length
@@ -115,6 +117,7 @@ class TransformersScorer(base.Scorer):
         prompt: str | None = None,
         max_batch: int = 32,
         text_cache_size: int = 4096,
+        text_cache_bytes: int = TEXT_CACHE_BYTES,
     ) -> "TransformersScorer":
         path = Path(path)
         if not (path / "config.json").is_file():
@@ -147,6 +150,7 @@ class TransformersScorer(base.Scorer):
             max_batch,
             text_cache_size,
             text_attention_mask=settings.get("text_attention_mask", family != "siglip"),
+            text_cache_bytes=text_cache_bytes,
         )
 
     @property

@@ -148,20 +148,11 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
 
 def provenance() -> dict:
     """The commit measured, whether the tree had changes beside it (a dirty tree: the figures may
-    not be the commit's), and when: recorded beside every result."""
-    import datetime
+    not be the commit's), and when: recorded beside every result (findbox.provenance, shared with the
+    demo bundle's build)."""
+    from findbox.provenance import provenance as of_checkout
 
-    root = Path(__file__).resolve().parent.parent
-
-    def git(*args: str) -> str:
-        try:
-            return subprocess.run(["git", *args], cwd=root, capture_output=True, text=True, timeout=30).stdout.strip()
-        except (OSError, subprocess.SubprocessError):
-            return ""
-
-    status = git("status", "--porcelain", "--untracked-files=no")
-    return {"commit": git("rev-parse", "HEAD") or None, "clean_tree": status == "" if git("rev-parse", "HEAD") else None,
-            "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+    return of_checkout(Path(__file__).resolve().parent.parent)
 
 
 def write_result(path: str | Path, fields: dict) -> None:

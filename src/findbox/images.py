@@ -25,6 +25,17 @@ def _pil_open(fp) -> Image.Image:
     return opener(fp)
 
 
+EXIF_ORIENTATION = 0x0112
+TURNING_ORIENTATIONS = (5, 6, 7, 8)  # the EXIF orientations that turn the image by 90 degrees
+
+
+def upright_wh(stored_wh: tuple[int, int], orientation: int | None) -> tuple[int, int]:
+    """(W, H) that decoding returns for a file stored as `stored_wh` with this EXIF orientation:
+    swapped for the orientations that turn the image by 90 degrees (`decode_image` applies them)."""
+    w, h = stored_wh
+    return (h, w) if orientation in TURNING_ORIENTATIONS else (w, h)
+
+
 class ImageTooLarge(ValueError):
     """The image's pixel count exceeds the configured cap (decompression-bomb guard)."""
 

@@ -77,15 +77,21 @@ def test_cli_writes_crops_and_exits_2_on_bad_input(tmp_path, capsys):
     assert cli_main(["crops", "--data", str(jsonl), "--out", str(tmp_path / "o3"), "--val-fraction", "1.5"]) == 2
 
 
-def test_exif_rotated_image_is_skipped(tmp_path):
+def test_exif_rotated_image_is_cut_upright(tmp_path):
+    """A phone photo stored sideways: its boxes are in the upright frame eval and the server decode."""
     jsonl = write_dataset(tmp_path / "data")
-    image = Image.open(tmp_path / "data" / "images" / "b.png")
-    exif = image.getexif()
-    exif[0x0112] = 6  # rotate 90: the boxes' frame is ambiguous
-    image.save(tmp_path / "data" / "images" / "b.png", exif=exif)
+    path = tmp_path / "data" / "images" / "a.png"
+    upright = np.asarray(Image.open(path))  # 64 wide, 48 high as shown; line 1's boxes are in this frame
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show": the file holds the image turned the other way
+    Image.fromarray(upright).transpose(Image.Transpose.ROTATE_90).save(path, exif=exif)
+    assert Image.open(path).size == (48, 64) and np.array_equal(load_image_file(path), upright)
     report = make_crops(jsonl, tmp_path / "out", progress=False)
-    assert [s["image"] for s in report.skipped_images] == ["b.png", "missing.png"]
-    assert "EXIF orientation 6" in report.skipped_images[0]["reason"]
+    assert [s["image"] for s in report.skipped_images] == ["missing.png"]
+    rows = {int(r.crop[-6:-4]): r for r in read_manifest(tmp_path / "out") if r.line == 1}
+    assert {k: r.crop_wh for k, r in rows.items()} == {0: EXPECTED_WH[(1, 0)], 1: EXPECTED_WH[(1, 1)]}
+    crop = np.asarray(Image.open(tmp_path / "out" / rows[1].crop))
+    assert np.array_equal(crop, upright[10:21, 20:28])  # the same pixels as before the file was turned
 
 
 def test_no_usable_image_raises(tmp_path):

@@ -186,7 +186,7 @@ def test_no_usable_image_raises(tmp_path):
         convert_vlm_to_yolo(jsonl, tmp_path / "yolo")
 
 
-def test_truncated_and_rotated_images_are_refused(tmp_path):
+def test_truncated_images_are_refused_and_rotated_ones_read_upright(tmp_path):
     image, _ = draw_scene((64, 48), seed=0)
     good = tmp_path / "good.jpg"
     image.save(good)
@@ -196,15 +196,51 @@ def test_truncated_and_rotated_images_are_refused(tmp_path):
     with pytest.raises(ValueError, match="truncated JPEG"):
         read_image_wh(truncated)
     exif = Image.Exif()
-    exif[0x0112] = 6  # rotate 90
+    exif[0x0112] = 6  # rotate 90: stored 64x48, shown 48x64
     rotated = tmp_path / "rotated.jpg"
     image.save(rotated, exif=exif)
-    with pytest.raises(ValueError, match="EXIF orientation 6"):
-        read_image_wh(rotated)
+    assert read_image_wh(rotated) == (48, 64)
     tiny = tmp_path / "tiny.png"
     Image.new("RGB", (9, 40)).save(tiny)
     with pytest.raises(ValueError, match="under 10 px"):
         read_image_wh(tiny)
+
+
+@pytest.mark.parametrize("suffix", ["jpg", "png"])
+def test_exif_rotated_image_is_labelled_in_the_frame_ultralytics_reads(tmp_path, suffix):
+    """A phone photo stored sideways: its boxes are in the upright frame (as eval and the server
+    decode it), and ultralytics reads its pixels upright too, so the label must be in that frame."""
+    from ultralytics.data.utils import verify_image_label
+    from ultralytics.utils.patches import imread
+
+    from findbox.images import load_image_file
+
+    upright, boxes = draw_scene((48, 80), seed=3)  # 48 wide, 80 high as shown
+    root = tmp_path / "data"
+    (root / "images").mkdir(parents=True)
+    exif = Image.Exif()
+    exif[0x0112] = 6  # "rotate 90 clockwise to show": the file holds the image turned the other way
+    upright.transpose(Image.Transpose.ROTATE_90).save(root / "images" / f"phone.{suffix}", exif=exif, quality=95)
+    other, other_boxes = draw_scene((64, 48), seed=4)
+    other.save(root / "images" / "plain.png")
+    lines = [{"image": f"phone.{suffix}", "annotations": [{"caption": "x", "bbox": b} for b in boxes]},
+             {"image": "plain.png", "annotations": [{"caption": "x", "bbox": b} for b in other_boxes]}]
+    (root / "vlm.jsonl").write_text("\n".join(json.dumps(x) for x in lines) + "\n")
+    decoded = load_image_file(root / "images" / f"phone.{suffix}")
+    assert decoded.shape == (80, 48, 3)  # eval and the server see it upright
+
+    result = convert_vlm_to_yolo(root / "vlm.jsonl", tmp_path / "yolo", val_fraction=0.5)
+    assert result.split.train == (f"phone.{suffix}",) and result.report.skipped == []
+    image_file = tmp_path / "yolo" / "images" / "train" / f"phone.{suffix}"
+    label_file = tmp_path / "yolo" / "labels" / "train" / "phone.txt"
+    rows = np.loadtxt(label_file, ndmin=2)
+    np.testing.assert_allclose(rows[:, 1:], ltwh_to_yolo(np.array(boxes), (48, 80)).xywhn, atol=2e-6)
+    # ultralytics' own reader: the same upright pixels, and the label it accepts is for that frame
+    pixels = imread(str(image_file))[..., ::-1]
+    assert pixels.shape == decoded.shape
+    assert np.abs(pixels.astype(int) - decoded.astype(int)).mean() < 1.0  # the same decode (JPEG: within rounding)
+    checked = verify_image_label((str(image_file), str(label_file), "", False, 1, 0, 0, True))
+    assert tuple(checked[2]) == (80, 48) and len(checked[1]) == len(boxes)  # (H, W): upright
 
 
 # the reader's own table of bad lines is in tests/data/test_vlm.py

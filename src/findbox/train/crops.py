@@ -12,6 +12,8 @@ Output:
     OUT/manifest.jsonl                    one row a crop, see `CropRow`
     OUT/crops.json                        what made the crops: source, upscaler, scale, counts, skips
 
+Images are decoded upright (`findbox.images.load_image_file`, as `findbox eval` and the server:
+an EXIF-rotated phone photo is turned as a browser shows it), the frame the boxes are in.
 A missing or undecodable image and a degenerate box are skipped, warned about and counted;
 a malformed jsonl line raises ValueError naming file and line.
 """
@@ -224,8 +226,7 @@ def make_crops(
             try:
                 if not source.is_file():
                     raise ValueError(f"missing image file {source}")
-                image = load_image_file(source)
-                _check_orientation(source)
+                image = load_image_file(source)  # upright, as eval and the server decode it
             except (ValueError, OSError) as exc:
                 report.skipped_images.append({"image": rec.image, "line": rec.line, "reason": str(exc)})
                 warn(f"{where}: skipped image {rec.image!r}: {exc}")
@@ -316,17 +317,6 @@ def _proposal_rows(detector, image: np.ndarray, truth_xyxy: np.ndarray, rec, ups
             iou=round(float(best_iou[k]), 4),
         ))
     return rows
-
-
-def _check_orientation(path: Path) -> None:
-    """Raise ValueError for an EXIF-rotated image: the server decodes it upright, but whether its
-    boxes were drawn in the upright or the stored frame is unknown (the detector's conversion skips them too)."""
-    from findbox.images import _pil_open
-
-    with _pil_open(path) as im:
-        orientation = im.getexif().get(0x0112, 1)
-    if orientation not in (None, 1):
-        raise ValueError(f"EXIF orientation {orientation}: the frame the boxes were drawn in is unknown")
 
 
 def _write_png(path: Path, crop: np.ndarray) -> None:

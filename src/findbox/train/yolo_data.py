@@ -11,7 +11,12 @@ The split (`findbox.data.vlm.split_index`) is returned as a `Split` for split.js
 
 Bad input never yields a silent image/label mismatch: a malformed line raises
 `ValueError("path:line: ...")`; an image that cannot be used (missing, corrupt,
-EXIF-rotated, ...) is skipped with a warning naming file and line, and counted.
+truncated, ...) is skipped with a warning naming file and line, and counted.
+
+An EXIF-rotated image (a phone photo stored sideways) is read upright, as `findbox eval`
+and the server decode it (`findbox.images`): its boxes are in that frame, and so are its
+labels. ultralytics reads such files upright too (OpenCV applies the orientation, its PIL
+fallback calls `exif_transpose`), which `read_image_wh` checks on each one.
 """
 
 from __future__ import annotations
@@ -33,6 +38,7 @@ LOG = logging.getLogger(__name__)
 CLASS_NAME = "object"
 MIN_IMAGE_SIDE_PX = 10  # ultralytics drops images with a side under 10 px; drop them here first
 MAX_LOGGED_WARNINGS = 20  # the rest are counted in the summary and listed in split.json
+UPRIGHT_TOLERANCE = 8.0  # mean |difference| per channel level between two decodes of one upright image
 
 
 # --- the image names ultralytics can label ----------------------------------------------------
@@ -51,14 +57,15 @@ def check_yolo_image_name(record: VlmRecord, where: str) -> None:
 
 
 def read_image_wh(path: str | Path) -> tuple[int, int]:
-    """(width, height) of an image file from its header, checked the way ultralytics will read it.
+    """(width, height) of an image file upright (its EXIF orientation applied, as `findbox.images`
+    decodes it), from its header, checked the way ultralytics will read it.
 
     Raises ValueError (the reason) for a file ultralytics would drop or read differently:
     an unreadable or corrupt file, a format ultralytics does not load, a side under
-    10 px, a JPEG without its end marker (truncated), or an EXIF orientation (ultralytics
-    rotates the pixels, but the frame the boxes were drawn in is unknown).
+    10 px, a JPEG without its end marker (truncated), or an EXIF-rotated file that
+    ultralytics does not read upright (`_check_read_upright`).
     """
-    from findbox.images import _pil_open  # PIL's own open, not ultralytics' plugin-installing wrapper
+    from findbox.images import EXIF_ORIENTATION, _pil_open, upright_wh  # PIL's own open, not ultralytics' wrapper
 
     path = Path(path)
     try:
@@ -67,7 +74,7 @@ def read_image_wh(path: str | Path) -> tuple[int, int]:
         with _pil_open(path) as im:
             fmt = (im.format or "").lower()
             width, height = im.size
-            orientation = im.getexif().get(0x0112, 1)
+            orientation = im.getexif().get(EXIF_ORIENTATION, 1)
     except Exception as exc:  # PIL raises many types for a corrupt file; all mean "unusable"
         raise ValueError(f"not a readable image ({type(exc).__name__}: {exc})") from None
     suffix = path.suffix.lower().lstrip(".")
@@ -78,14 +85,38 @@ def read_image_wh(path: str | Path) -> tuple[int, int]:
         raise ValueError(f"format {fmt or 'unknown'} is not one ultralytics loads")
     if width < MIN_IMAGE_SIDE_PX or height < MIN_IMAGE_SIDE_PX:
         raise ValueError(f"image is {width}x{height}; ultralytics drops images with a side under {MIN_IMAGE_SIDE_PX} px")
-    if orientation not in (None, 1):
-        raise ValueError(f"EXIF orientation {orientation}: ultralytics rotates the pixels, the boxes' frame is unknown")
     if fmt in ("jpeg", "mpo"):
         with open(path, "rb") as f:
             f.seek(-2, os.SEEK_END)
             if f.read() != b"\xff\xd9":
                 raise ValueError("truncated JPEG (no end-of-image marker)")
+    if orientation not in (None, 1):
+        _check_read_upright(path, orientation)
+    width, height = upright_wh((width, height), orientation)
     return int(width), int(height)
+
+
+def _check_read_upright(path: Path, orientation: int) -> None:
+    """Raise ValueError unless ultralytics reads this EXIF-rotated file as `findbox.images` does.
+
+    The labels are in the upright frame, the boxes' frame (eval and the server decode files
+    upright). ultralytics reads JPEG and PNG upright through OpenCV, other formats through
+    PIL's `exif_transpose`, but OpenCV's handling has varied by version and format: each rotated
+    file is decoded both ways and compared, so that no label is ever written in the wrong frame.
+    """
+    from ultralytics.utils.patches import imread
+
+    from findbox.images import load_image_file
+
+    ours = load_image_file(path)
+    theirs = imread(str(path))
+    # the two decoders may round a JPEG differently by a level or two; a wrong turn changes every pixel
+    same = (theirs is not None and theirs.shape == ours.shape
+            and float(np.abs(theirs[..., ::-1].astype(np.int16) - ours).mean()) < UPRIGHT_TOLERANCE)
+    if not same:
+        raise ValueError(f"EXIF orientation {orientation}: ultralytics decodes this file otherwise than eval and the "
+                         f"server (another frame or other pixels), so its boxes would not match; save it upright "
+                         f"without the tag")
 
 
 def _ultralytics_image_formats() -> set[str]:

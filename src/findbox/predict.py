@@ -108,6 +108,12 @@ def grounding_record(image: str, caption: str, grounding) -> dict:
     }
 
 
+def ground_image(pipeline, image_rgb: np.ndarray, captions: Sequence[str]) -> list:
+    """Every caption of one image in one `Pipeline.ground` call (detected and embedded once): what
+    each engine of `findbox predict` does per image, so that their answers are the same."""
+    return pipeline.ground([image_rgb], [(0, caption) for caption in captions])
+
+
 def _font(size: int):
     """DejaVuSans (`findbox.env.dejavu_ttf`) when installed, else PIL's own font."""
     from PIL import ImageFont
@@ -184,7 +190,7 @@ def main(args: argparse.Namespace) -> int:
             tqdm.write(f"findbox predict: {path}: {exc}", file=sys.stderr)
             failed += 1
             continue
-        groundings = pipeline.ground([image], [(0, caption) for caption in captions])
+        groundings = ground_image(pipeline, image, captions)
         for caption, g in zip(captions, groundings, strict=True):
             tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=sys.stdout)
         if save_dir is not None:

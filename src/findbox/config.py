@@ -200,6 +200,13 @@ class ServerConfig:
     # request it admits fits request_timeout_s on a CPU (docs/OPERATIONS.md, "Memory per request")
     max_request_pixels: int = option(128_000_000, help="most decoded pixels (w*h summed over a request's "
                                      "distinct images); more gets 413")
+    # the sum over concurrent requests, which the caps above do not bound: a sixteenth of physical memory
+    # leaves the rest to the models and the runtime (64 clients x 30 MB images: docs/OPERATIONS.md)
+    max_inflight_bytes: int = option(0, metavar="BYTES", help="most request bytes in flight together, each "
+                                     "body counted 4 times (its copies while served); more gets 503 with "
+                                     "Retry-After before the body is read; 0 = a sixteenth of physical memory")
+    # above the 40 pool threads that wait on the models, so only a raised pool meets it
+    max_queued_requests: int = option(64, help="most requests waiting for the model worker; more gets 503")
     warmup: bool = option(True, help="report ready without a warm-up request")  # one request before /health says ready
     # far above a 64-instance GPU batch
     request_timeout_s: float = option(120.0, help="answer 504 to a request not answered in this many seconds")
@@ -211,6 +218,8 @@ class ServerConfig:
         _check_range("max_request_pixels", self.max_request_pixels, 1, 10**12)
         _check_range("request_timeout_s", self.request_timeout_s, 0.001, 86400)
         _check_range("batch_window_ms", self.batch_window_ms, 0, 10_000)
+        _check_range("max_inflight_bytes", self.max_inflight_bytes, 0, 2**62)
+        _check_range("max_queued_requests", self.max_queued_requests, 1, 1_000_000)
 
 
 @dataclass

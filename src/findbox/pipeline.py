@@ -9,12 +9,15 @@ an `ImageCache`, an image seen in an earlier request skips the image half entire
 Images go through in chunks (PROPOSE_CHUNK images, PROPOSE_CHUNK_PIXELS pixels), and an
 `EncodedImage` is decoded only when its chunk comes up and released once the chunk is
 embedded, so memory stays bounded by a chunk however many images a request carries.
-A `deadline` is checked between chunks and stages: past it the rest is dropped
-(DeadlineExceeded), so a request nobody waits for any more frees the models within a chunk.
+A `deadline` is checked between units of work (a chunk's detector call, an image's crops, a
+scorer forward over crops or captions): past it the rest is dropped (DeadlineExceeded), so a
+request nobody waits for any more frees the models within one such unit. Each check also
+beats `Pipeline.heartbeat`, by which the server tells a hung model call.
 """
 
 from __future__ import annotations
 
+import functools
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -128,6 +131,15 @@ class Pipeline:
         self.ranking = Ranking(score_fusion, fusion_weight, fallback)
         self.image_cache = image_cache  # None: every request pays for its images
         self.counters = Counters()
+        # time.monotonic() of the last checkpoint passed: a model call that stops beating is hung
+        self.heartbeat = time.monotonic()
+
+    def checkpoint(self, deadline: float | None, before: str) -> None:
+        """Between two units of work (a detector call, an image's crops, a scorer forward): beats
+        the heartbeat, and raises DeadlineExceeded past `deadline` (time.monotonic() seconds)."""
+        self.heartbeat = time.monotonic()
+        if deadline is not None and self.heartbeat >= deadline:
+            raise DeadlineExceeded(f"request: deadline passed before {before}; the rest of the work was dropped")
 
     @contextmanager
     def _stage(self, name: str, timings: dict[str, float]) -> Iterator[None]:
@@ -143,8 +155,9 @@ class Pipeline:
         """The image half: decode, detect, crop, upscale and embed (or take all of it from the image cache).
 
         images: distinct images, (H, W, 3) uint8 RGB arrays or EncodedImages (decoded chunk by chunk).
-        deadline: time.monotonic() seconds; checked before each chunk and between its detector and
-            scorer stages (DeadlineExceeded past it).
+        deadline: time.monotonic() seconds; checked before each chunk, after its detector call, before
+            each image's crops and each scorer forward (DeadlineExceeded past it): the work done past
+            it is at most the unit under way.
         Returns per image its Candidates (xyxy in its pixels), a (N_i, D) crop-embedding matrix and its (W, H).
         Raises ImageDecodeError naming the image whose pixels do not decode.
         """
@@ -152,21 +165,23 @@ class Pipeline:
         for stage in IMAGE_STAGES:
             timings.setdefault(stage, 0.0)
         works, keys, todo = self._from_cache(images, timings)
+        checkpoint = functools.partial(self.checkpoint, deadline)
         for chunk in _chunks(todo, [_pixels(image) for image in images]):
-            _check_deadline(deadline, "detecting")
+            checkpoint("detecting")
             decoded = self._decode(images, chunk, timings)
             # one batched detector call over the chunk's images
             with self._stage("detect", timings):
                 found = self.detector.detect(decoded)
             self.counters.images_detected += len(chunk)
-            _check_deadline(deadline, "scoring")
             # exact boxes cut from the original image, upscaled when the pipeline has an upscaler
             with self._stage("crop_upscale", timings):
-                crops = [crop for image, cands in zip(decoded, found)
-                         for crop in prepare_crops(image, cands.xyxy, self.upscaler, self.scorer.preprocess.size_hw)]
+                crops = []
+                for image, cands in zip(decoded, found):
+                    checkpoint("cropping")
+                    crops += prepare_crops(image, cands.xyxy, self.upscaler, self.scorer.preprocess.size_hw)
             # every crop of the chunk through the image tower (in the scorer's max_batch chunks)
             with self._stage("embed_images", timings):
-                flat = self.scorer.embed_images(crops)
+                flat = self.scorer.embed_images(crops, checkpoint)
             self.counters.crops_embedded += len(crops)
             for i, image, cands, emb in zip(chunk, decoded, found, torch.split(flat, [len(c) for c in found])):
                 works[i] = ImageWork(cands, emb, (image.shape[1], image.shape[0]))
@@ -224,7 +239,7 @@ class Pipeline:
         queries: (image index, caption) pairs; answers come back in the same order.
         timings: if given, filled with seconds per stage for this call.
         deadline: time.monotonic() seconds; past it the rest of the work is dropped and
-            DeadlineExceeded raised (checked between chunks and stages).
+            DeadlineExceeded raised (checked between units of work: `checkpoint`).
         Raises ImageDecodeError with the index into `images` of an image that does not decode.
         """
         timings = {} if timings is None else timings
@@ -236,11 +251,10 @@ class Pipeline:
             works = self.propose([images[i] for i in used], timings, deadline)
         except ImageDecodeError as exc:  # name the image as the caller numbered it
             raise ImageDecodeError(used[exc.index], exc.error) from exc.error
-        _check_deadline(deadline, "embedding captions")
         # each distinct caption through the text tower once (the scorer caches them across requests)
         captions = list(dict.fromkeys(c for _, c in queries))
         with self._stage("embed_texts", timings):
-            text_emb = self._embed_texts(captions)
+            text_emb = self._embed_texts(captions, functools.partial(self.checkpoint, deadline))
         column = {c: k for k, c in enumerate(captions)}
         with self._stage("choose", timings):
             # one matrix product per image covers every caption asked of it
@@ -256,9 +270,9 @@ class Pipeline:
         self.counters.queries += len(queries)
         return results
 
-    def _embed_texts(self, captions: list[str]) -> torch.Tensor:
+    def _embed_texts(self, captions: list[str], checkpoint=None) -> torch.Tensor:
         before = self.scorer.text_cache_misses
-        text_emb = self.scorer.embed_texts(captions)
+        text_emb = self.scorer.embed_texts(captions, checkpoint)
         self.counters.captions_embedded += self.scorer.text_cache_misses - before
         return text_emb
 
@@ -320,11 +334,6 @@ def _chunks(todo: list[int], pixels: list[int]) -> Iterator[list[int]]:
         held += pixels[i]
     if chunk:
         yield chunk
-
-
-def _check_deadline(deadline: float | None, before: str) -> None:
-    if deadline is not None and time.monotonic() >= deadline:
-        raise DeadlineExceeded(f"request: deadline passed before {before}; the rest of the work was dropped")
 
 
 def _check_queries(queries: list[tuple[int, str]], n_images: int) -> None:

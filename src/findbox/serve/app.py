@@ -31,6 +31,13 @@ from pydantic import ValidationError
 
 from findbox.config import PipelineConfig, Precision, ScoreFusion, ServeConfig
 from findbox.images import ImageTooLarge
+from findbox.serve.admission import (
+    COST_PER_BODY_BYTE,
+    RETRY_AFTER_S,
+    InFlightBudget,
+    Reservation,
+    default_inflight_bytes,
+)
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
 from findbox.serve.observe import RequestObserver, RequestRecord
@@ -46,7 +53,7 @@ from findbox.serve.protocol import (
     first_instance,
     round_box,
 )
-from findbox.serve.runner import ImageDecodeError, ModelRunner
+from findbox.serve.runner import FAILING_CALLS, ImageDecodeError, ModelRunner, Overloaded
 
 log = logging.getLogger("findbox.serve")
 
@@ -66,44 +73,87 @@ def _error(status: int, message: str, index: int | None = None, field: str | Non
 
 
 class BodySizeLimit:
-    """Pure ASGI middleware: 413 for bodies over the cap, declared or streamed."""
+    """Pure ASGI middleware: 413 for bodies over the cap, declared or streamed; 503 with Retry-After
+    when the body would take the bytes in flight over `budget` (`admission.InFlightBudget`).
 
-    def __init__(self, app, max_bytes: int):
+    The budget is reserved from the declared Content-Length before any byte is read (a chunked
+    body: chunk by chunk as it streams) and held until the request's answer is sent. A refused
+    body is read and discarded before the 503 goes out: clients send their whole body before
+    they read an answer, and one answered mid-upload sees a reset connection instead of the 503.
+    """
+
+    def __init__(self, app, max_bytes: int, budget: InFlightBudget):
         self.app = app
         self.max_bytes = max_bytes
+        self.budget = budget
 
     async def __call__(self, scope, receive, send):
         if scope["type"] != "http":
             return await self.app(scope, receive, send)
         declared = dict(scope.get("headers") or {}).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.max_bytes:
-            return await _error(413, f"body: {int(declared)} bytes, above the cap of {self.max_bytes}", None, "body")(
+        declared = int(declared) if declared is not None and declared.isdigit() else None
+        if declared is not None and declared > self.max_bytes:
+            return await _error(413, f"body: {declared} bytes, above the cap of {self.max_bytes}", None, "body")(
                 scope, receive, send
             )
-        # buffer the body (JSON needs all of it anyway) and stop reading at the cap
-        chunks, seen, more = [], 0, True
-        while more:
+        reservation = self._reserve(declared or 0, None)
+        try:
+            if reservation is None:
+                return await self._refuse(scope, receive, send)
+            # buffer the body (JSON needs all of it anyway) and stop reading at the cap
+            chunks, seen, more = [], 0, True
+            while more:
+                message = await receive()
+                if message["type"] == "http.disconnect":
+                    return
+                chunks.append(message.get("body", b""))
+                seen += len(chunks[-1])
+                more = message.get("more_body", False)
+                if seen > self.max_bytes:
+                    return await _error(413, f"body: above the cap of {self.max_bytes} bytes", None, "body")(
+                        scope, receive, send
+                    )
+                if declared is None and self._reserve(len(chunks[-1]), reservation) is None:  # chunked
+                    del chunks
+                    return await self._refuse(scope, receive, send, seen)
+            held = [b"".join(chunks)]
+            del chunks  # one copy of the body, not two; the app takes it from `held`
+            await self.app(scope, self._replay(held, receive), send)
+        finally:
+            if reservation is not None:  # the answer is sent (or the client is gone): the bytes are free
+                reservation.release()
+
+    def _reserve(self, nbytes: int, reservation: Reservation | None) -> Reservation | None:
+        """`reservation` grown by (or a new one for) `nbytes` of body; None when over the budget."""
+        cost = nbytes * COST_PER_BODY_BYTE
+        if reservation is None:
+            return self.budget.reserve(cost)
+        return reservation if reservation.grow(cost) else None
+
+    async def _refuse(self, scope, receive, send, seen: int = 0) -> None:
+        """Read and drop the rest of the body (up to the cap), then answer 503 with Retry-After."""
+        more = True
+        while more and seen <= self.max_bytes:
             message = await receive()
             if message["type"] == "http.disconnect":
                 return
-            chunks.append(message.get("body", b""))
-            seen += len(chunks[-1])
+            seen += len(message.get("body", b""))
             more = message.get("more_body", False)
-            if seen > self.max_bytes:
-                return await _error(413, f"body: above the cap of {self.max_bytes} bytes", None, "body")(
-                    scope, receive, send
-                )
-        body = b"".join(chunks)
-        delivered = False
+        response = _error(503, f"body: the server holds its limit of request bytes in flight "
+                               f"({self.budget.capacity} bytes, --max-inflight-bytes); retry later", None, "body")
+        response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        await response(scope, receive, send)
+
+    @staticmethod
+    def _replay(held: list[bytes], receive):
+        """A receive() that hands the app the buffered body, once, and forgets it (the app keeps its copy)."""
 
         async def replay():
-            nonlocal delivered
-            if not delivered:
-                delivered = True
-                return {"type": "http.request", "body": body, "more_body": False}
+            if held:
+                return {"type": "http.request", "body": held.pop(), "more_body": False}
             return await receive()
 
-        await self.app(scope, replay, send)
+        return replay
 
 
 def _media_type(content_type: str | None) -> str:
@@ -200,7 +250,8 @@ ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, 
     (413, "body, instance count, image or the request's decoded pixels over its cap"),
     (415, "a body that is not JSON (a form, an upload, an image); JSON is read whatever the Content-Type says"),
     (422, "well-formed but invalid request"),
-    (503, "models loading, failed to load, or the model worker stopped"),
+    (503, "models loading or failed to load, the model worker stopped or hangs, the bytes in flight "
+          "(--max-inflight-bytes) or the queue (--max-queued-requests) full: Retry-After says when to retry"),
     (504, "not answered within --request-timeout-s"),
 ]}
 
@@ -242,6 +293,21 @@ def describe_models(config: PipelineConfig) -> str:
             + f", precision {precision} on {device}")
 
 
+def worker_problem(runner: ModelRunner, stall_limit_s: float, failing: bool = True) -> str | None:
+    """Why the model worker cannot answer, or None: its thread has stopped; a model call has gone
+    `stall_limit_s` (the request timeout: nothing it holds can be answered in time) without a
+    heartbeat, i.e. it hangs; or (with `failing`) its last model calls all raised."""
+    if not runner.alive:
+        why = f" ({type(runner.error).__name__}: {runner.error})" if runner.error is not None else ""
+        return f"the model worker thread has stopped{why}"
+    if (stalled := runner.stalled_s) > stall_limit_s:
+        return (f"the model worker hangs: no progress for {stalled:.0f} s, above the request timeout of "
+                f"{stall_limit_s:g} s")
+    if failing and runner.failing:
+        return f"the models failed their last {FAILING_CALLS} calls ({runner.failed_calls} in a row)"
+    return None
+
+
 def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | None = None) -> FastAPI:
     """The service. `load(config.pipeline) -> Pipeline` runs in a background thread at startup."""
     from contextlib import asynccontextmanager
@@ -263,7 +329,8 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
                 metrics.batch_instances.observe(instances)
 
             server = config.server
-            state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call)
+            state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call,
+                                       server.max_queued_requests)
             state.pipeline = pipeline
             log.info("models loaded; ready: %s", describe_models(config.pipeline))
         except Exception as exc:  # reported on /health and by the CLI, never swallowed
@@ -291,7 +358,9 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
     parse_limiter = anyio.CapacityLimiter(4)
     app.state.config = config
     app.state.metrics = metrics
-    app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes)
+    budget = InFlightBudget(config.server.max_inflight_bytes or default_inflight_bytes())
+    app.state.budget = budget
+    app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes, budget=budget)
     app.add_middleware(RequestObserver, metrics=metrics)  # added last = outermost: sees the 413s too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
@@ -308,14 +377,16 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         # the observer has logged it with the request id; the client gets the same shape as every error
         return _error(500, f"internal error: {type(exc).__name__}: {exc}"[:500], None, None)
 
-    def unavailable() -> JSONResponse | None:
+    def unavailable(health: bool = False) -> JSONResponse | None:
+        """503 when nothing would answer. Failing model calls make /health say so (a restart may cure
+        them) but requests still reach the models: one that succeeds clears it."""
         if state.pipeline is None or state.runner is None:
             message = f"models failed to load: {state.error}" if state.error else "models are loading"
             return JSONResponse(status_code=503, content={"message": message})
-        if not state.runner.alive:  # nothing would answer: refuse at once, and let a health check restart us
-            log.error("the model worker thread has stopped")
-            return JSONResponse(status_code=503, content={"message": "the model worker thread has stopped; "
-                                                                     "restart the server"})
+        if (problem := worker_problem(state.runner, config.server.request_timeout_s, health)) is not None:
+            # nothing would answer: refuse at once, and let a health check restart us
+            log.error("%s", problem)
+            return JSONResponse(status_code=503, content={"message": f"{problem}; restart the server"})
         return None
 
     @app.get("/", include_in_schema=False)
@@ -326,10 +397,12 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
 
     # async on purpose: a sync handler would wait for a pool thread, which requests waiting for the
     # models hold (40 by default), and a busy server would fail its health check
-    @app.get("/health", responses={503: {"description": "models loading, failed to load, or the model worker stopped"}})
+    @app.get("/health", responses={503: {"description": "models loading or failed to load, the model worker "
+                                                         "stopped or hangs, or its last model calls all failed"}})
     async def health():
-        """200 `{"message": "health ok"}` once the models are loaded and warm and the model worker runs, 503 else."""
-        return unavailable() or {"message": "health ok"}
+        """200 `{"message": "health ok"}` once the models are loaded and warm and the model worker runs
+        (making progress, its last calls not all failed), 503 else."""
+        return unavailable(health=True) or {"message": "health ok"}
 
     @app.get("/metrics", response_class=Response, responses={200: {"content": {"text/plain": {}}}})
     async def prometheus_metrics():
@@ -339,7 +412,8 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
 
     async def read_body(request: Request) -> IdentifyRequest:
         """The request's IdentifyRequest, parsed in a worker thread (`parse_request`)."""
-        raw = await request.body()
+        # read from the stream, not request.body(), which would keep the raw body for the whole request
+        raw = b"".join([chunk async for chunk in request.stream()])
         return await anyio.to_thread.run_sync(parse_request, raw, request.headers.get("content-type"),
                                               limiter=parse_limiter)
 
@@ -376,6 +450,10 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
                 # abandon_on_cancel: on timeout answer now; the runner drops the job if it has not started
                 results, timings = await anyio.to_thread.run_sync(
                     run, body, record, time.monotonic() + timeout, abandon_on_cancel=True)
+        except Overloaded as exc:
+            response = _error(503, str(exc), None, "request")
+            response.headers["Retry-After"] = str(RETRY_AFTER_S)
+            return None, None, response
         except TimeoutError:  # anyio's scope, or the runner's DeadlineExceeded (a TimeoutError)
             return None, None, _error(504, f"request: not answered within the request timeout of {timeout:g} s "
                                            f"(--request-timeout-s)", None, "request")

@@ -59,13 +59,41 @@ def test_crops_sizes_pixels_split_and_skips(tmp_path):
 def test_crops_with_upscaler_are_four_times_larger(tmp_path):
     jsonl = write_dataset(tmp_path / "data")
     upscaler = Upscaler.from_file(build_compact_upscaler(tmp_path / "up.pth", num_feat=8, num_conv=2))
-    make_crops(jsonl, tmp_path / "out", upscaler=upscaler, progress=False)
+    make_crops(jsonl, tmp_path / "out", upscaler=upscaler, progress=False, scorer_hw=(48, 64))  # no crop is larger
     rows = read_manifest(tmp_path / "out")
     assert {(r.line, int(r.crop[-6:-4])): r.crop_wh for r in rows} == {
         k: (w * 4, h * 4) for k, (w, h) in EXPECTED_WH.items()
     }
     for r in rows:
         assert Image.open(tmp_path / "out" / r.crop).size == r.crop_wh
+
+
+def test_upscaled_crops_are_capped_at_the_scorers_input_as_the_server_caps_them(tmp_path, tiny_models, capsys):
+    from findbox.crops import prepare_crops
+    from findbox.score import load_scorer
+
+    jsonl = write_dataset(tmp_path / "data")
+    up = ["--upscaler", str(tiny_models["upscaler"]), "--device", "cpu", "--no-progress"]
+    # the scorer's own input size (32 x 32 for the tiny one), read from the scorer the crops are for
+    assert cli_main(["crops", "--data", str(jsonl), "--out", str(tmp_path / "out"), *up,
+                     "--scorer", str(tiny_models["scorer"])]) == 0
+    rows = {(r.line, int(r.crop[-6:-4])): r for r in read_manifest(tmp_path / "out")}
+    assert rows[(2, 0)].crop_wh == (32 * 4, 32 * 4)  # the whole 64 x 48 image: both sides capped at 32 first
+    assert rows[(1, 0)].crop_wh == (10 * 4, 6 * 4)  # within the scorer input: upscaled as cut
+    scorer = load_scorer(tiny_models["scorer"])
+    upscaler = Upscaler.from_file(tiny_models["upscaler"])
+    image = load_image_file(tmp_path / "data" / "images" / "b.png")
+    served = prepare_crops(image, np.array([[0, 0, 64, 48]], np.float32), upscaler, scorer.preprocess.size_hw)[0]
+    assert np.array_equal(np.asarray(Image.open(tmp_path / "out" / rows[(2, 0)].crop)), served)
+    assert json.loads((tmp_path / "out" / "crops.json").read_text())["scorer_hw"] == [32, 32]
+    # --scorer-size gives the side by hand; without either, an upscaler is refused rather than left uncapped
+    assert cli_main(["crops", "--data", str(jsonl), "--out", str(tmp_path / "o2"), *up, "--scorer-size", "16"]) == 0
+    assert {r.crop_wh for r in read_manifest(tmp_path / "o2") if r.line == 2} == {(16 * 4, 16 * 4)}
+    capsys.readouterr()
+    assert cli_main(["crops", "--data", str(jsonl), "--out", str(tmp_path / "o3"), *up]) == 2
+    assert "--scorer" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="scorer_hw: expected the scorer's input"):
+        make_crops(jsonl, tmp_path / "o4", upscaler=upscaler, progress=False)
 
 
 def test_cli_writes_crops_and_exits_2_on_bad_input(tmp_path, capsys):

@@ -2,8 +2,8 @@
 and, with `--proposals DETECTOR.pt`, the detector's own boxes on the train images, labelled by IoU.
 
 Crops go through `findbox.crops.prepare_crops`, the function the server runs on detector
-boxes (exact box rounded outwards, optional Real-ESRGAN), so the scorer trains on what it
-will see. The split is the detector's (`findbox.data.vlm.split_index`: the last val_fraction
+boxes (exact box rounded outwards, optional Real-ESRGAN, each side capped at the scorer's
+input before upscaling), so the scorer trains on what it will see. The split is the detector's (`findbox.data.vlm.split_index`: the last val_fraction
 of the jsonl's lines are val), by source image, so no image feeds both sides.
 
 Output:
@@ -181,7 +181,8 @@ def make_crops(
     """Cut (and upscale, when `upscaler` is a `findbox.upscaler.Upscaler`) every box of the jsonl.
 
     scorer_hw: the scorer's input (height, width): with an upscaler, crop sides are capped at it before
-        upscaling, exactly as the server does (`prepare_crops`); None = uncapped.
+        upscaling, exactly as the server does (`prepare_crops`). Required with an upscaler, since the
+        server always caps; without one, crops are the exact boxes and it is only recorded.
     detector: a `findbox.detect.ultralytics.Detector`: its proposals on each train image are cut too
         (same `prepare_crops`), labelled by `label_proposals`. Train only: the validation figure
         stays the decision among ground-truth crops.
@@ -196,6 +197,9 @@ def make_crops(
 
     jsonl_path = Path(jsonl_path)
     out_dir = Path(out_dir)
+    if upscaler is not None and scorer_hw is None:
+        raise ValueError("scorer_hw: expected the scorer's input (height, width) with an upscaler (the server caps "
+                         "each crop side at it before upscaling), got None")
     if not jsonl_path.is_file():
         raise ValueError(f"data: expected a vlm.jsonl file, got {str(jsonl_path)!r} (not a file)")
     records = read_vlm_jsonl(jsonl_path, captions_required=True)  # crops are for the scorer: every box needs its caption
@@ -339,8 +343,10 @@ class CropsConfig:
     val_fraction: float = option(VAL_FRACTION, help="last fraction of the jsonl's lines that are val "
                                                     "(the original's split)")
     # the server caps crop sides at the scorer input before upscaling; training crops must match
-    scorer_size: int | None = option(None, help="the scorer's input side in pixels (e.g. 384): with --upscaler, "
-                                                "crop sides are capped at it before upscaling, as the server does")
+    scorer: str | None = option(None, metavar="SPEC", help="the scorer the crops are for (its --init folder, or "
+                                "any --scorer spec): with --upscaler, crop sides are capped at its input size "
+                                "before upscaling, as the server does")
+    scorer_size: int | None = option(None, help="the scorer's input side in pixels (e.g. 384), instead of --scorer")
     # what the server will score: the scorer learns that a partial or loose box is not the object
     proposals: str | None = option(None, metavar="DETECTOR.pt",
                                    help="also cut this detector's boxes on the train images, positive for a caption "
@@ -355,6 +361,20 @@ class CropsConfig:
         self.precision = _enum("precision", Precision, self.precision)
         if self.scorer_size is not None:
             _check_range("scorer_size", self.scorer_size, 1, 8192)
+        if self.scorer is not None and self.scorer_size is not None:
+            raise ValueError(f"scorer_size: expected --scorer or --scorer-size, not both, got {self.scorer_size} "
+                             f"beside --scorer {self.scorer}")
+        if self.upscaler and self.scorer is None and self.scorer_size is None:
+            # an uncapped crop would differ from the server's, which always caps at its scorer's input
+            raise ValueError("scorer: expected --scorer SPEC (the scorer the crops are for) or --scorer-size N with "
+                             "--upscaler, so crops are capped before upscaling as the server caps them; got neither")
+
+
+def scorer_input_hw(spec: str) -> tuple[int, int]:
+    """The (height, width) a scorer spec's crops are resized to, loaded as the server loads it (on the CPU)."""
+    from findbox.score import load_scorer
+
+    return tuple(load_scorer(spec).preprocess.size_hw)  # the model is dropped on return
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -376,6 +396,8 @@ def main(args: argparse.Namespace) -> int:
 
         detector = Detector.from_file(config.proposals, config.detection, device)
     scorer_hw = (config.scorer_size, config.scorer_size) if config.scorer_size else None
+    if config.scorer:
+        scorer_hw = scorer_input_hw(config.scorer)
     report = make_crops(config.data, config.out, upscaler, config.val_fraction, progress=config.progress,
                         scorer_hw=scorer_hw, detector=detector)
     print(f"findbox crops: {report.summary()} -> {Path(config.out) / MANIFEST}")

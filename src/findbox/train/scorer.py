@@ -6,7 +6,7 @@ AdamW lr 2e-5 betas (0.9, 0.99) weight decay 1e-4, 10% linear warmup then cosine
 loss's real negative set (GradCache over micro-batches, embeddings gathered across GPUs,
 see `gradcache.py`), and identical captions are positives (`findbox.train.loss`).
 
-    findbox crops --data data/vlm.jsonl --out crops/ [--upscaler realesr-general-x4v3.pth]
+    findbox crops --data data/vlm.jsonl --out crops/ [--upscaler realesr-general-x4v3.pth --scorer siglip-large-patch16-384/]
     findbox train scorer --init siglip-large-patch16-384/ --crops crops/ --out scorer/
     accelerate launch --multi_gpu --num_processes 4 -m findbox.cli train scorer ...   # DDP
     (FSDP: `accelerate config`, choose FSDP, then the same `accelerate launch -m findbox.cli ...`)

@@ -50,6 +50,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         "skipped); adds to --caption")
     parser.add_argument("--save", metavar="DIR", help="also write each image as DIR/NAME.png with the chosen box "
                         "of every caption drawn")
+    parser.add_argument("--engine", choices=("inprocess", "ray"), default="inprocess",
+                        help="inprocess (default), or ray: a pool of pipeline actors on Ray Data, for many "
+                             "images (the [ray] extra; same lines)")
+    parser.add_argument("--out", metavar="FILE", help="append the lines to FILE instead of stdout; with --engine "
+                        "ray a rerun skips the images FILE already holds")
+    parser.add_argument("--actors", type=int, default=1, metavar="N",
+                        help="--engine ray: pipeline actors (each loads the models once; default 1)")
+    parser.add_argument("--ray-address", default="", metavar="ADDR",
+                        help="--engine ray: the Ray cluster to join (auto, HOST:6379); default a local one")
     add_model_options(parser)
 
 
@@ -177,9 +186,21 @@ def main(args: argparse.Namespace) -> int:
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
 
+    if args.engine == "ray":
+        if save_dir is not None:
+            raise ValueError("save: --save draws in this process; with --engine ray, run without --save")
+        if args.actors < 1:
+            raise ValueError(f"actors: expected at least 1, got {args.actors}")
+        from findbox import predict_ray
+
+        failed = len(unmatched) + predict_ray.run(paths, captions, config, Path(args.out) if args.out else None,
+                                                  args.actors, args.ray_address)
+        return _finish(failed)
+
     from findbox.factory import load_pipeline
     from findbox.images import load_image_file
 
+    out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout
     pipeline = load_pipeline(config.pipeline)  # once, for every image
     failed = len(unmatched)
     taken: set[str] = set()
@@ -192,10 +213,17 @@ def main(args: argparse.Namespace) -> int:
             continue
         groundings = ground_image(pipeline, image, captions)
         for caption, g in zip(captions, groundings, strict=True):
-            tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=sys.stdout)
+            tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=out)
         if save_dir is not None:
             draw_groundings(image, captions, groundings).save(save_dir / _save_name(path, taken))
-    sys.stdout.flush()
+    out.flush()
+    if out is not sys.stdout:
+        out.close()
+    return _finish(failed)
+
+
+def _finish(failed: int) -> int:
+    """The exit status, with a word on stderr when some inputs were not answered."""
     if failed:
         print(f"findbox predict: {failed} input(s) could not be read; the others were answered", file=sys.stderr)
     return 1 if failed else 0

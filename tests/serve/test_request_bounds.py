@@ -9,6 +9,7 @@ import io
 import re
 import struct
 import threading
+import time
 import zlib
 
 import httpx
@@ -17,6 +18,7 @@ from PIL import Image
 
 from findbox.config import ServerConfig
 from findbox.images import encode_jpeg_b64
+from findbox.pipeline import PROPOSE_CHUNK
 from tests.conftest import CAPTIONS, ServerProcess, make_image, tiny_serve_args
 
 TIMEOUT_S = 1.0
@@ -99,6 +101,7 @@ def test_request_past_its_deadline_frees_the_model_worker(bounded_server):
     thread.start()
     thread.join(120)
     assert answers["big"].status_code == 504, answers["big"].text
+    at_deadline = work_done(bounded_server, "images_detected")
     # the next request is answered once the worker has dropped the rest of the big one; on a
     # loaded machine it may itself time out a few times, so it is retried (each try is bounded)
     for _ in range(20):
@@ -107,6 +110,40 @@ def test_request_past_its_deadline_frees_the_model_worker(bounded_server):
             break
         assert r.status_code == 504, r.text
     assert r.status_code == 200, r.text
-    detected = work_done(bounded_server, "images_detected") - before
-    # had the big request run to its end, the small one would have come after all its images
-    assert detected < cap, f"{detected:.0f} images detected: the timed-out request kept the worker busy"
+    # images detected past the deadline (the small request's one aside): at most the chunk under way
+    after = work_done(bounded_server, "images_detected") - at_deadline - 1
+    assert after <= PROPOSE_CHUNK, f"{after:.0f} images detected after the 504: the worker went on with the request"
+    assert at_deadline - before < cap
+
+
+def cpu_seconds(server: ServerProcess) -> float:
+    text = httpx.get(server.url + "/metrics", timeout=30).text
+    return float(re.search(r"^process_cpu_seconds_total (\S+)", text, re.M).group(1))
+
+
+def test_work_past_the_deadline_is_at_most_one_scorer_forward(tiny_models):
+    """One image with 2048 new captions at --crop-batch 1: 2048 text forwards, one after another.
+    The deadline passes among them; the server's CPU time after the 504 is the work done past the
+    deadline, which must be about one forward, not the rest of the captions (a chunk)."""
+    captions = 2048
+    server = ServerProcess(tiny_serve_args(tiny_models, upscaler=False) +
+                           ["--request-timeout-s", "0.5", "--crop-batch", "1", "--max-instances", str(captions)])
+    try:
+        image = encode_jpeg_b64(make_image(11))
+        # the cost of one text forward here, from a request that fits its deadline
+        start = cpu_seconds(server)
+        r = httpx.post(server.url + "/identify", timeout=60, json={"instances": [
+            {"caption": f"calibration caption {i}", "b64": image} for i in range(64)]})
+        assert r.status_code == 200, r.text
+        per_forward = (cpu_seconds(server) - start) / 64
+        big = {"instances": [{"caption": f"an unseen caption number {i}", "b64": image} for i in range(captions)]}
+        r = httpx.post(server.url + "/identify", json=big, timeout=60)
+        assert r.status_code == 504, r.text
+        at_deadline = cpu_seconds(server)
+        time.sleep(3)  # a worker still at the captions shows here
+        past = cpu_seconds(server) - at_deadline
+        # forwards' worth of CPU past the deadline; the /metrics scrape itself costs a few
+        chunks = past / per_forward
+        assert chunks < 16, f"{chunks:.1f} forwards' worth of work ({past:.3f} s CPU) after the deadline"
+    finally:
+        server.stop()

@@ -1,5 +1,6 @@
 """The bundled demo models: they load from the package alone, serve, and actually work."""
 
+import dataclasses
 import json
 
 import httpx
@@ -14,10 +15,41 @@ def test_bundle_is_complete_and_small():
     paths = bundled_paths()
     assert paths["detector"] is not None and paths["scorer"] is not None, f"bundle missing in {BUNDLE_DIR}"
     manifest = bundle_manifest()
-    assert manifest["command"] == "make demo-models"
     assert manifest["serve"]["detection"]["imgsz"] > 0
     size = sum(p.stat().st_size for p in BUNDLE_DIR.rglob("*") if p.is_file())
     assert size < 40 * 1024 * 1024
+
+
+def test_bundle_steps_are_the_recipe_in_code():
+    """The manifest's recorded build steps, together, ran exactly `make demo-models`' recipe (DemoRecipe):
+    its data sets, detector runs and scorer rounds, each once and in order, each continuation after the
+    step it continued, evaluated on the recipe's seeds. A recipe changed without a rebuild fails here."""
+    from findbox.train.demo import (RECIPES, detector_data, detector_runs, eval_data, scorer_data, scorer_runs)
+
+    recipe = RECIPES["full"]
+    manifest = bundle_manifest()
+    assert manifest["recipe"] == json.loads(json.dumps(dataclasses.asdict(recipe)))
+    steps = manifest["steps"]
+    assert steps[0]["continued_from"] is None  # the first step built from nothing ...
+    assert all(s["continued_from"] for s in steps[1:])  # ... every later one continued the one before
+    assert [name for s in steps for name in s["detector_runs"]] == [name for name, _, _ in detector_runs(recipe)]
+    assert steps[0]["detector_runs"]  # the detector is never a continuation's
+    assert [k for s in steps for k in s["scorer_rounds"]] == list(range(1, len(scorer_runs(recipe)) + 1))
+    trained = [tuple(d) for s in steps for d in s["data"] if not d[0].startswith("eval_")]
+    wanted = detector_data(recipe) + [(d, n, seed, noise) for d, _, n, seed, noise in scorer_data(recipe)]
+    assert sorted(trained) == sorted(wanted)
+    # each step evaluated on fresh sets; the figures shipped are the last step's, on the recipe's seeds
+    for s in steps:
+        assert sorted(tuple(d) for d in s["data"] if d[0].startswith("eval_")) == sorted(
+            eval_data(recipe, s["eval_seeds"]))
+    assert steps[-1]["eval_seeds"] == list(recipe.eval_seeds)
+    assert all(f["seeds"] == list(recipe.eval_seeds) for f in manifest["figures"].values())
+    # the training record: one entry per detector stage and per scorer round, as the recipe has them
+    stages = [(name, int(size), int(epochs)) for name, _, spec in detector_runs(recipe)
+              for size, epochs in (stage.split(":") for stage in spec.split(","))]
+    assert [(d["run"], d["imgsz"], d["epochs"]) for d in manifest["training"]["detector"]] == stages
+    assert [s["round"] for s in manifest["training"]["scorer"]] == list(range(1, len(scorer_runs(recipe)) + 1))
+    assert manifest["build_seconds"] == pytest.approx(sum(s["build_seconds"] for s in steps), abs=0.11)
 
 
 # The bundle's measured accuracy at low noise is 0.953 (manifest; 1,626 instances of seeds 9301-9303)

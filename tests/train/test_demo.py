@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from findbox.train.demo import DemoRecipe, continued_rounds, pooled_figures, training_record
+from findbox.train.demo import DemoRecipe, continued_rounds, pooled_figures, recorded_steps, restore_steps, training_record
 
 
 def _run(n, hits, recall, scorer_acc, ips):
@@ -54,6 +54,37 @@ def test_continuing_needs_a_recipe_that_starts_like_the_bundles(tmp_path):
         continued_rounds(DemoRecipe(), tmp_path / "nothing")
 
 
+def _figures(seeds):
+    return {noise: {"accuracy": 0.5, "seeds": list(seeds)} for noise in ("low", "high")}
+
+
+def test_steps_of_a_manifest_without_them_come_from_what_its_builds_recorded(tmp_path):
+    """A continued manifest of before steps existed: the earlier build made the detector and rounds 1-5,
+    the continuation the mixed rounds; its hand-editable "command" is not read, nothing unrecorded is invented."""
+    manifest = {"command": "edited by hand", "recipe": dataclasses.asdict(DemoRecipe()), "figures": _figures((9301,)),
+                "build_seconds": 300.0,
+                "continued_from": {"bundle": "old/bundle", "scorer_rounds_reused": 5, "command": "make demo-models",
+                                   "build_seconds": 100.0, "figures": _figures((9001, 9002))}}
+    first, second = recorded_steps(manifest)
+    assert first["command"] == "make demo-models" and first["continued_from"] is None
+    assert first["detector_runs"] == ["det", "det_finetune1", "det_finetune2"] and first["scorer_rounds"] == [1, 2, 3, 4, 5]
+    assert [d[0] for d in first["data"]] == ["det_data", "det_more_data", "scorer_data_1500", "scorer_data_3000",
+                                             "eval_low_9001", "eval_low_9002", "eval_high_9001", "eval_high_9002"]
+    assert second["command"] == "python -m findbox.train.demo --continue-from old/bundle"
+    assert second["continued_from"] == "old/bundle" and second["detector_runs"] == [] and second["scorer_rounds"] == [6, 7]
+    assert [d[0] for d in second["data"]] == ["scorer_mix_low_2100", "scorer_mix_high_2200", "eval_low_9301",
+                                              "eval_high_9301"]
+    assert second["build_seconds"] == 200.0
+    assert all(s[k] is None for s in (first, second) for k in ("commit", "clean_tree", "date", "found_in_work"))
+
+    (tmp_path / "manifest.json").write_text(json.dumps(manifest))
+    restored = restore_steps(tmp_path)
+    assert "command" not in restored and restored["steps"] == [first, second]
+    assert {k: v for k, v in restored.items() if k != "steps"} == json.loads(json.dumps(
+        {k: v for k, v in manifest.items() if k != "command"}))
+    assert restore_steps(tmp_path) == restored  # a manifest with steps stays as it is
+
+
 def test_recipe_serves_what_it_measured():
     r = DemoRecipe()
     assert r.eval_seeds and len(set(r.eval_seeds)) == len(r.eval_seeds)
@@ -73,7 +104,12 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
                         scorer_mix=((4, 2100, "low"), (3, 2200, "high")), scorer_mix_rounds=((1, 5e-4),), scorer_batch=16,
                         scorer_micro_batch=8, eval_images=2, eval_seeds=(9001,))
     out = tmp_path / "bundle"
-    manifest = build(recipe, tmp_path / "work", out)
+    manifest = build(recipe, tmp_path / "work", out, command="python -m findbox.train.demo --out b")
+    # one step, from nothing: everything it shipped it ran itself, at a recorded commit and date
+    (step,) = manifest["steps"]
+    assert step["command"] == "python -m findbox.train.demo --out b" and step["continued_from"] is None
+    assert step["found_in_work"] == [] and step["date"] and "commit" in step
+    assert step["detector_runs"] == ["det", "det_finetune1", "det_finetune2"] and step["scorer_rounds"] == [1, 2, 3]
 
     assert (out / "detector.pt").is_file() and (out / "scorer" / "config.json").is_file()
     assert not list((out / "scorer").glob("*.jsonl"))  # training logs stay in the work folder
@@ -103,6 +139,13 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert continued["training"]["detector"] == manifest["training"]["detector"]
     assert continued["continued_from"]["scorer_rounds_reused"] == 3
     assert continued["continued_from"]["figures"] == manifest["figures"]
+    assert continued["steps"][0] == step and continued["steps"][1]["continued_from"] == str(out)
+    assert continued["steps"][1]["scorer_rounds"] == [4] and continued["steps"][1]["detector_runs"] == []
+    assert [d[0] for d in continued["steps"][1]["data"]] == ["scorer_mix_low_2100", "scorer_mix_high_2200",
+                                                             "eval_low_9001", "eval_high_9001"]
+    # the same work folder again: nothing is run again, and the step says it found it all there
+    again_step = build(longer, tmp_path / "work2", tmp_path / "b2", continue_from=out)["steps"][-1]
+    assert set(again_step["found_in_work"]) >= {"scorer_mix_low_2100", "crops_mix_low_2100", "scorer"}
     again = json.loads((tmp_path / "work2" / "scorer_round4" / "train_config.json").read_text())
     assert again["init"] == str(tmp_path / "work2" / "scorer_round3")
     with pytest.raises(ValueError, match="continue_from: the bundle's recipe has det_stages"):

@@ -14,12 +14,15 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import json
+import shlex
 import shutil
 import subprocess
 import sys
 import time
 from dataclasses import dataclass
 from pathlib import Path
+
+from findbox.provenance import provenance
 
 
 @dataclass
@@ -109,6 +112,32 @@ def scorer_runs(recipe: DemoRecipe) -> list[tuple[int, float, list[str], str]]:
             + [(epochs, lr, mix, "image") for epochs, lr in recipe.scorer_mix_rounds])
 
 
+def detector_data(recipe: DemoRecipe) -> list[tuple[str, int, int, str]]:
+    """(data folder, images, seed, noise) of the detector's synth sets."""
+    return [("det_data", recipe.det_images, recipe.det_seed, recipe.noise),
+            ("det_more_data", *recipe.det_more, recipe.noise)]
+
+
+def scorer_data(recipe: DemoRecipe, first_round: int = 0, end_round: int | None = None
+                ) -> list[tuple[str, str, int, int, str]]:
+    """(data folder, crops folder, images, seed, noise) of the synth sets that scorer rounds first_round+1 to
+    end_round (default: the last) train on: the plain rounds' sets by size, then the mixed sets if a mixed
+    round is among them."""
+    end = len(scorer_runs(recipe)) if end_round is None else end_round
+    plain = sorted({images for _, _, images in recipe.scorer_rounds[first_round:end]})
+    sets = [(f"scorer_data_{n}", f"crops_{n}", n, recipe.scorer_seed, recipe.noise) for n in plain]
+    if end > max(first_round, len(recipe.scorer_rounds)):  # mixed rounds come after the plain ones
+        sets += [(f"scorer_{name}", f"crops_{name}", images, seed, noise)
+                 for (images, seed, noise), name in zip(recipe.scorer_mix, mix_names(recipe))]
+    return sets
+
+
+def eval_data(recipe: DemoRecipe, seeds: tuple[int, ...] | list[int]) -> list[tuple[str, int, int, str]]:
+    """(data folder, images, seed, noise) of the fresh evaluation sets: both noise levels, each seed."""
+    return [(f"eval_{noise}_{seed}", recipe.eval_images, seed, noise) for noise in (recipe.noise, "high")
+            for seed in seeds]
+
+
 # what a bundle's scorer and detector depend on: a bundle can be continued only by a recipe that
 # starts the same way (same data, detector runs and first scorer rounds)
 DETECTOR_FIELDS = ("noise", "det_images", "det_seed", "det_model", "det_stages", "det_more", "det_finetunes",
@@ -128,10 +157,7 @@ def continued_rounds(recipe: DemoRecipe, bundle: Path) -> tuple[int, dict]:
     if not path.is_file():
         raise ValueError(f"continue_from: expected a demo bundle with manifest.json, got {str(bundle)!r}")
     manifest = json.loads(path.read_text())
-    recorded = manifest["recipe"]
-    old = DemoRecipe(**{k: _tuples(v) for k, v in recorded.items() if k in DemoRecipe.__dataclass_fields__})
-    if "scorer_mix_rounds" not in recorded:  # a bundle made before mixed rounds existed ran none
-        old = dataclasses.replace(old, scorer_mix_rounds=())
+    old = recipe_of(manifest)
     for name in DETECTOR_FIELDS + SCORER_FIELDS:
         if getattr(old, name) != getattr(recipe, name):
             raise ValueError(f"continue_from: the bundle's recipe has {name} = {getattr(old, name)!r}, "
@@ -141,6 +167,14 @@ def continued_rounds(recipe: DemoRecipe, bundle: Path) -> tuple[int, dict]:
         raise ValueError(f"continue_from: the bundle's scorer rounds {done} are not the first rounds of this "
                          f"recipe's {wanted}")
     return len(done), manifest
+
+
+def recipe_of(manifest: dict) -> DemoRecipe:
+    """The recipe a manifest records (a field it lacks is the default, but a bundle made before mixed rounds
+    existed ran none)."""
+    recorded = manifest["recipe"]
+    recipe = DemoRecipe(**{k: _tuples(v) for k, v in recorded.items() if k in DemoRecipe.__dataclass_fields__})
+    return recipe if "scorer_mix_rounds" in recorded else dataclasses.replace(recipe, scorer_mix_rounds=())
 
 
 def _tuples(value):
@@ -168,6 +202,54 @@ def training_record(work: Path, recipe: DemoRecipe) -> dict:
     return {"detector": detector, "scorer": scorer, "train_seconds": round(seconds, 1)}
 
 
+def new_step(command: str, continue_from: Path | None) -> dict:
+    """The record of one build as it runs: its command line, commit, clean-tree flag and start date
+    (findbox.provenance), what it continued, and (filled in by `build`) the synth sets, detector runs and
+    scorer rounds it is responsible for, with those whose output it found in the work folder (made by an
+    earlier invocation there, not by this one) under found_in_work."""
+    return {"command": command, **provenance(), "continued_from": str(continue_from) if continue_from else None,
+            "data": [], "detector_runs": [], "scorer_rounds": [], "eval_seeds": [], "found_in_work": [],
+            "build_seconds": None}
+
+
+def recorded_steps(manifest: dict) -> list[dict]:
+    """The build steps of a manifest written before builds recorded them (no "steps"), derived from what
+    those builds did record: the recipe, `continued_from` (the earlier build's command, build seconds,
+    figures and the scorer rounds reused) and each build's figures (their eval seeds).
+
+    The earlier build made the detector runs and the first scorer_rounds_reused rounds; a continuation
+    made the rest. What those builds did not record stays None: commit, clean tree, date, and
+    found_in_work. A continuation's command is the one `--continue-from BUNDLE` takes; the build of the
+    time wrote no command line of its own (the "make demo-models (continuing ...)" it wrote was later
+    edited by hand, so it is not read).
+    """
+    if "steps" in manifest:
+        return manifest["steps"]
+    recipe = recipe_of(manifest)
+    earlier = manifest.get("continued_from")
+    done = earlier["scorer_rounds_reused"] if earlier else len(scorer_runs(recipe))
+
+    def step(command, continued, detector, rounds: range, first_round, figures, seconds):
+        seeds = figures[recipe.noise]["seeds"]
+        data = (detector_data(recipe) if detector else []) + [
+            (data, images, seed, noise) for data, _, images, seed, noise in scorer_data(recipe, first_round, rounds[-1])
+        ] + eval_data(recipe, seeds)
+        return {"command": command, "commit": None, "clean_tree": None, "date": None, "continued_from": continued,
+                "data": [list(d) for d in data],
+                "detector_runs": [name for name, _, _ in detector_runs(recipe)] if detector else [],
+                "scorer_rounds": list(rounds), "eval_seeds": list(seeds), "found_in_work": None,
+                "build_seconds": seconds}
+
+    if earlier is None:
+        return [step(manifest["command"], None, True, range(1, done + 1), 0, manifest["figures"],
+                     manifest.get("build_seconds"))]
+    total = len(scorer_runs(recipe))
+    return [step(earlier["command"], None, True, range(1, done + 1), 0, earlier["figures"], earlier["build_seconds"]),
+            step(f"python -m findbox.train.demo --continue-from {earlier['bundle']}", earlier["bundle"], False,
+                 range(done + 1, total + 1), done, manifest["figures"],
+                 round(manifest["build_seconds"] - earlier["build_seconds"], 1))]
+
+
 def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
     """Headline figures over several eval runs (fresh seeds), pooled by instance."""
     n = sum(m["n_instances"] for m in runs)
@@ -187,13 +269,16 @@ def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
     }
 
 
-def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-models",
+def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m findbox.train.demo",
           continue_from: Path | None = None) -> dict:
     """Run the recipe in `work` (a step whose output is there already is skipped) and write the bundle to `out`.
 
+    command: the command line that runs this build, recorded in the manifest's steps.
     continue_from: an earlier bundle of a recipe this one extends (`continued_rounds`): its detector and
         scorer stand for this recipe's detector runs and first scorer rounds, which are not run again;
-        the manifest says so and keeps the earlier build's training record.
+        the manifest says so and keeps the earlier build's training record and steps.
+    The manifest's "steps" are the earlier bundle's (`recorded_steps`) and this build's (`new_step`):
+    a bundle built from nothing has one step, with no continued_from and nothing found_in_work.
     """
     r = recipe
     done_rounds, earlier = 0, None
@@ -202,6 +287,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
     work.mkdir(parents=True, exist_ok=True)
     log = work / "demo.log"
     started = time.time()
+    step = new_step(command, continue_from)
     if continue_from is not None:
         # copied first: `out` may be the very bundle being continued
         shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
@@ -209,31 +295,32 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
             shutil.copytree(continue_from / "scorer", work / f"scorer_round{done_rounds}", dirs_exist_ok=True)
 
     def synth(folder: str, images: int, seed: int, noise: str = r.noise) -> Path:
-        if not (work / folder / "vlm.jsonl").exists():
+        if (work / folder / "vlm.jsonl").exists():
+            step["found_in_work"].append(folder)
+        else:
             run(findbox("synth", str(work / folder), "--images", str(images), "--seed", str(seed), "--noise", noise,
                         "--force"), log)
+        step["data"].append([folder, images, seed, noise])
         return work / folder / "vlm.jsonl"
 
     # --- data -----------------------------------------------------------------------------
     if continue_from is None:
-        synth("det_data", r.det_images, r.det_seed)
-        synth("det_more_data", *r.det_more)
+        for folder, images, seed, noise in detector_data(r):
+            synth(folder, images, seed, noise)
     runs_left = scorer_runs(r)[done_rounds:]
-    mix_needed = bool(r.scorer_mix_rounds and runs_left)  # mixed rounds come last: any round left includes them
     # (data folder, crops folder) of every scorer data set still needed
     crop_sets = []
-    for images in sorted({images for _, _, images in r.scorer_rounds[done_rounds:]}):
-        synth(f"scorer_data_{images}", images, r.scorer_seed)
-        crop_sets.append((f"scorer_data_{images}", f"crops_{images}"))
-    if mix_needed:
-        for (images, seed, noise), name in zip(r.scorer_mix, mix_names(r)):
-            synth(f"scorer_{name}", images, seed, noise)
-            crop_sets.append((f"scorer_{name}", f"crops_{name}"))
+    for data, crops, images, seed, noise in scorer_data(r, done_rounds):
+        synth(data, images, seed, noise)
+        crop_sets.append((data, crops))
 
     # --- detector: from random weights, then fine-tunes without warmup --------------------
     detector = r.det_model if continue_from is None else str(work / "continued_detector.pt")
     for k, (name, data, stages) in enumerate(detector_runs(r) if continue_from is None else []):
-        if not (work / name / "detector.pt").exists():
+        step["detector_runs"].append(name)
+        if (work / name / "detector.pt").exists():
+            step["found_in_work"].append(name)
+        else:
             run(findbox("train", "detector", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / name),
                         "--model", detector, "--stages", stages, *(["--warmup-epochs", "0"] if k else []),
                         "--batch", str(r.det_batch), "--nbs", str(r.det_nbs), "--augs", "v2", "--device", "cpu",
@@ -242,10 +329,15 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
 
     # --- scorer ---------------------------------------------------------------------------
     for data, crops in crop_sets:
-        if not (work / crops / "manifest.jsonl").exists():
+        if (work / crops / "manifest.jsonl").exists():
+            step["found_in_work"].append(crops)
+        else:
             run(findbox("crops", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / crops),
                         "--val-fraction", "0.1", "--no-progress"), log)
-    if not (work / "scorer" / "config.json").exists():
+    step["scorer_rounds"] = list(range(done_rounds + 1, done_rounds + len(runs_left) + 1))
+    if (work / "scorer" / "config.json").exists():
+        step["found_in_work"].append("scorer")  # every round's result, from an earlier invocation here
+    else:
         if continue_from is None:
             from findbox.testing.builders import build_siglip
             from findbox.synth import COLOUR_NAMES, OBJECT_TYPES
@@ -259,7 +351,9 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
         init = work / "init_scorer" if continue_from is None else work / f"scorer_round{done_rounds}"
         for k, (epochs, lr, folders, batch_by) in enumerate(runs_left, start=done_rounds + 1):
             round_out = work / f"scorer_round{k}"
-            if not (round_out / "config.json").exists():
+            if (round_out / "config.json").exists():
+                step["found_in_work"].append(round_out.name)
+            else:
                 crops = [arg for folder in folders for arg in ("--crops", str(work / folder))]
                 run(findbox("train", "scorer", "--init", str(init), *crops,
                             "--out", str(round_out), "--epochs", str(epochs), "--lr", str(lr),
@@ -293,18 +387,20 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
                         "--fusion-weight", str(r.fusion_weight), "--no-progress"), log)
             runs.append(json.loads((report / "metrics.json").read_text()))
         figures[noise] = pooled_figures(runs, r.eval_seeds)
+    step["eval_seeds"] = list(r.eval_seeds)
+    step["build_seconds"] = round(time.time() - started, 1)
 
     manifest = {
         "what": "findbox demo bundle: a single-class YOLO and a SigLIP-architecture scorer trained from random "
                 "weights on findbox synth data, on the CPU",
-        "command": command,
         "recipe": dataclasses.asdict(r),
         "serve": {"detection": detection, "ranking": {"score_fusion": r.score_fusion, "fusion_weight": r.fusion_weight},
                   "upscaler": None},
         "figures": figures,
         "training": training_record(work, r),
-        "build_seconds": round(time.time() - started, 1),
+        "build_seconds": step["build_seconds"],
     }
+    earlier_steps = recorded_steps(earlier) if earlier is not None else []
     if earlier is not None:
         # the earlier build's record stands for the steps not run again; this build's rounds follow it
         new_rounds = [s for s in manifest["training"]["scorer"] if s["round"] > done_rounds]
@@ -314,11 +410,27 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "make demo-m
             "train_seconds": round(earlier["training"]["train_seconds"] + sum(s["seconds"] or 0 for s in new_rounds), 1),
         }
         manifest["continued_from"] = {
-            "bundle": str(continue_from), "scorer_rounds_reused": done_rounds, "command": earlier.get("command"),
+            "bundle": str(continue_from), "scorer_rounds_reused": done_rounds,
+            "command": earlier_steps[-1]["command"],
             "build_seconds": earlier.get("build_seconds"), "figures": earlier.get("figures"),
         }
         manifest["build_seconds"] = round(earlier.get("build_seconds", 0) + manifest["build_seconds"], 1)
+    manifest["steps"] = earlier_steps + [step]
     (out / "manifest.json").write_text(json.dumps(manifest, indent=2) + "\n")
+    return manifest
+
+
+def restore_steps(bundle: Path) -> dict:
+    """Give a manifest written before builds recorded their steps the steps its builds did record
+    (`recorded_steps`), in place of its "command" (which the build records per step now); nothing
+    else in it changes. A manifest with steps is left as it is."""
+    path = bundle / "manifest.json"
+    manifest = json.loads(path.read_text())
+    if "steps" not in manifest:
+        steps = recorded_steps(manifest)
+        manifest.pop("command", None)
+        manifest["steps"] = steps
+        path.write_text(json.dumps(manifest, indent=2) + "\n")
     return manifest
 
 
@@ -331,8 +443,15 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continue-from", metavar="BUNDLE", default=None,
                         help="an earlier bundle whose recipe this one extends: reuse its detector and scorer rounds, "
                              "run only the rounds it lacks (default: build from nothing)")
+    parser.add_argument("--restore-steps", action="store_true",
+                        help="only give the bundle at --out the build steps its manifest's records imply, if it has none "
+                             "(a manifest written before builds recorded them); trains nothing")
+    argv = sys.argv[1:] if argv is None else argv
     args = parser.parse_args(argv)
-    command = "make demo-models" if args.recipe == "full" else f"python -m findbox.train.demo --recipe {args.recipe}"
+    if args.restore_steps:
+        print(json.dumps(restore_steps(Path(args.out))["steps"], indent=2))
+        return 0
+    command = shlex.join(["python", "-m", "findbox.train.demo", *argv])  # `make demo-models` runs this
     try:
         manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command,
                          Path(args.continue_from) if args.continue_from else None)

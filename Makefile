@@ -70,3 +70,9 @@ clean:
 .PHONY: docs-pictures
 docs-pictures: setup
 	$(PY) benchmarks/docs_pictures.py
+
+# The figures tables of README.md and docs/*.md (between <!-- table:NAME --> markers), rendered from
+# benchmarks/results/*.json and the demo bundle's manifest; tests/test_docs_tables.py fails when they differ.
+.PHONY: docs-tables
+docs-tables: setup
+	$(PY) benchmarks/docs_tables.py

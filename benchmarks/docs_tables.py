@@ -1,0 +1,224 @@
+"""The figures tables of README.md and docs/*.md, rendered from the committed result files.
+
+Each table sits between `<!-- table:NAME -->` and `<!-- /table:NAME -->` in a doc; this script
+replaces what is between the markers with what `TABLES[NAME]` renders from benchmarks/results/*.json
+or the demo bundle's manifest (src/findbox/assets/demo/manifest.json). A figure in a doc then has one
+source, the file, and `--check` (tests/test_docs_tables.py) fails when a doc says otherwise.
+
+    .venv/bin/python benchmarks/docs_tables.py           # rewrite the tables in place (make docs-tables)
+    .venv/bin/python benchmarks/docs_tables.py --check   # exit 1 and show the difference if a table is stale
+"""
+
+from __future__ import annotations
+
+import argparse
+import difflib
+import json
+import re
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+RESULTS = ROOT / "benchmarks" / "results"
+MANIFEST = ROOT / "src" / "findbox" / "assets" / "demo" / "manifest.json"
+DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+MARKED = re.compile(r"(<!-- table:(?P<name>[\w-]+) -->\n)(?P<body>.*?)(<!-- /table:(?P=name) -->)", re.S)
+
+
+def _json(path: Path) -> dict:
+    return json.loads(path.read_text())
+
+
+def _acc(v: float) -> str:
+    return f"{v:.3f}"
+
+
+def _bold_max(values: list[float]) -> list[str]:
+    """Three decimals, the column's best in bold."""
+    best = max(round(v, 3) for v in values)
+    return [f"**{_acc(v)}**" if round(v, 3) == best else _acc(v) for v in values]
+
+
+# --- the demo bundle (its manifest, written by `python -m findbox.train.demo`) ---------------------------
+
+def demo_figures() -> list[str]:
+    """README: the shipped bundle's figures on the recipe's fresh eval seeds (manifest `figures`)."""
+    figures = _json(MANIFEST)["figures"]
+    rows = ["| noise | accuracy (per seed) | detector recall (IoU > 0.5) | scorer accuracy given a covering box | "
+            "instances/s (2-core CPU) |", "|---|---|---|---|---|"]
+    labels = {"low": "low (the detector's training level)", "high": "high"}
+    for noise, f in figures.items():
+        per_seed = ", ".join(_acc(v) for v in f["per_seed"].values())
+        rows.append(f"| {labels.get(noise, noise)} | **{_acc(f['accuracy'])}** ({per_seed}) | "
+                    f"{_acc(f['detector_recall'])} | {_acc(f['scorer_accuracy_given_covered'])} | "
+                    f"{f['instances_per_s']:.0f} |")
+    return rows
+
+
+def _data_cell(step: dict, folders: list[str]) -> str:
+    """'folder: N images, seed S, noise' for each synth set a run trained on, as the step recorded it."""
+    sets = {d[0]: d for d in step["data"]}
+    return "; ".join(f"{sets[f][1]:,} images, seed {sets[f][2]}, {sets[f][3]} noise" for f in folders)
+
+
+def demo_build() -> list[str]:
+    """README: every training run of the shipped bundle, which recorded build step made it, on what data,
+    its result and its seconds (manifest `steps` and `training`, the runs' own metrics)."""
+    from findbox.train.demo import detector_runs, recipe_of, scorer_data, scorer_runs
+
+    manifest = _json(MANIFEST)
+    recipe, steps = recipe_of(manifest), manifest["steps"]
+    step_of_run = {name: k for k, s in enumerate(steps, 1) for name in s["detector_runs"]}
+    step_of_round = {r: k for k, s in enumerate(steps, 1) for r in s["scorer_rounds"]}
+    data_of_run = {name: data for name, data, _ in detector_runs(recipe)}
+    data_of_crops = {crops: data for data, crops, *_ in scorer_data(recipe)}
+    rows = ["| run | build step | data | schedule | result | train s |", "|---|---|---|---|---|---|"]
+    for d in manifest["training"]["detector"]:
+        k = step_of_run[d["run"]]
+        rows.append(f"| detector `{d['run']}` | {k} | {_data_cell(steps[k - 1], [data_of_run[d['run']]])} | "
+                    f"{d['epochs']} epochs at {d['imgsz']} px | mAP50 {d['mAP50']:.3f}, recall {d['recall']:.3f} | "
+                    f"{d['train_s']:.0f} |")
+    for s, (epochs, lr, folders, batch_by) in zip(manifest["training"]["scorer"], scorer_runs(recipe)):
+        k = step_of_round[s["round"]]
+        data = _data_cell(steps[k - 1], [data_of_crops[f] for f in folders])
+        rows.append(f"| scorer round {s['round']} | {k} | {data} ({s['train_crops']:,} train crops) | "
+                    f"{epochs} epochs, lr {lr:g}, batches by {batch_by} | val accuracy {s['val_accuracy']:.3f} | "
+                    f"{s['seconds']:.0f} |")
+    total = manifest["training"]["train_seconds"]
+    rows.append(f"| all training runs | | | | | **{total:.0f}** ({total / 3600:.1f} h) |")
+    rows += ["", "| build step | command | scorer rounds | evaluated on seeds | this invocation's s |",
+             "|---|---|---|---|---|"]
+    for k, s in enumerate(steps, 1):
+        rows.append(f"| {k} | `{s['command']}` | {', '.join(map(str, s['scorer_rounds']))} | "
+                    f"{', '.join(map(str, s['eval_seeds']))} | {s['build_seconds']:.0f} |")
+    return rows
+
+
+def demo_rounds() -> list[str]:
+    """docs/TRAIN_SCORER.md: the bundle after rounds 1-5 (as that build measured it) and after rounds 1-7."""
+    manifest = _json(MANIFEST)
+    rows = ["| bundle | eval seeds | low: accuracy / recall / scorer given covered | "
+            "high: accuracy / recall / scorer given covered |", "|---|---|---|---|"]
+    earlier = manifest.get("continued_from")
+    entries = ([(f"rounds 1-{earlier['scorer_rounds_reused']}", earlier["figures"])] if earlier else []) + [
+        (f"shipped (rounds 1-{len(manifest['training']['scorer'])})", manifest["figures"])]
+    for name, figures in entries:
+        cells = [" / ".join(_acc(f[k]) for k in ("accuracy", "detector_recall", "scorer_accuracy_given_covered"))
+                 for f in (figures["low"], figures["high"])]
+        seeds = figures["low"]["seeds"]
+        rows.append(f"| {name} | {seeds[0]}-{seeds[-1]} ({figures['low']['n_instances']:,} instances) | "
+                    f"{cells[0]} | {cells[1]} |")
+    return rows
+
+
+# --- docs/TRAIN_SCORER.md: the reduced ablation (benchmarks/ablation_scorer.py) ----------------------------
+
+ABLATION_LABELS = {
+    "bundle": "bundle (no fine-tune)",
+    "a_micro12": "(a) `--batch 12` (11 negatives a loss, the original)",
+    "b_gradcache128": "(b) GradCache batch 128, multi-positive (today)",
+    "c_image_batches": "(c) + `--batch-by image`",
+    "d_proposals": "(d) + proposal crops",
+    "e_listwise": "(e) + `--listwise-weight 1`",
+    "f_hard_proposals": "(f) (d) with harder proposals (conf 0.01, max_det 30)",
+}
+
+
+def ablation() -> list[str]:
+    r = _json(RESULTS / "ablation_scorer.json")
+    f, training = r["figures"], r["training"]
+    columns = [(noise, ranking) for noise in ("low", "high") for ranking in ("product", "scorer")]
+    cells = {}
+    for noise, ranking in columns:
+        variants = f[noise][ranking]["variants"]
+        acc = _bold_max([variants[v]["accuracy"] for v in ABLATION_LABELS])
+        given = _bold_max([variants[v]["scorer_accuracy_given_covered"] for v in ABLATION_LABELS])
+        cells[noise, ranking] = [f"{a} / {g}" for a, g in zip(acc, given)]
+    rows = ["| scorer | crops seen | steps | low, product | low, scorer alone | high, product | high, scorer alone |",
+            "|---|---|---|---|---|---|---|"]
+    for i, (key, label) in enumerate(ABLATION_LABELS.items()):
+        t = training.get(key, {})
+        rows.append(f"| {label} | {t.get('crops_seen', '-')} | {t.get('steps', '-')} | "
+                    + " | ".join(cells[c][i] for c in columns) + " |")
+    return rows
+
+
+def ablation_spread() -> list[str]:
+    """The spread of accuracy across the variants (product ranking, low noise), in points and instances."""
+    low = _json(RESULTS / "ablation_scorer.json")["figures"]["low"]["product"]
+    acc = [v["accuracy"] for v in low["variants"].values()]
+    spread = max(acc) - min(acc)
+    return [f"- **No variant clearly beats the bundle.** The spread is {100 * spread:.1f} points "
+            f"({round(spread * low['n_instances'])} instances of {low['n_instances']}); the"]
+
+
+def ablation_fusion() -> list[str]:
+    """What product ranking adds over the scorer alone, per noise level, across every variant."""
+    f = _json(RESULTS / "ablation_scorer.json")["figures"]
+    gains = {noise: [100 * (f[noise]["product"]["variants"][v]["accuracy"] - f[noise]["scorer"]["variants"][v]["accuracy"])
+                     for v in f[noise]["product"]["variants"]] for noise in ("low", "high")}
+    low, high = gains["low"], gains["high"]
+    return [f"- **Product ranking is still needed, but it is small:** over the scorer alone (same detections) it "
+            f"adds {min(low):+.1f} to {max(low):+.1f}", f"  points at low noise and {min(high):+.1f} to {max(high):+.1f} "
+            "at high noise, depending on the scorer."]
+
+
+# --- docs/BENCHMARKS.md ----------------------------------------------------------------------------------
+
+MEMORY_LABELS = {"findbox": "findbox (int8)", "findbox --crop-batch 4096": "findbox `--crop-batch 4096` (int8)",
+                 "findbox fp32": "findbox `--precision fp32`", "reference": "reference (fp32)"}
+
+
+def memory() -> list[str]:
+    """bench_memory.py: a fresh process per row; "request adds" is the request's peak above the peak before it."""
+    r = _json(RESULTS / "memory.json")
+    rows = ["| contender | instances | images | loaded MB | peak MB | request adds MB | seconds |",
+            "|---|---|---|---|---|---|---|"]
+    for row in r["rows"]:
+        rows.append(f"| {MEMORY_LABELS.get(row['contender'], row['contender'])} | {row['instances']} | {row['images']} | "
+                    f"{row['rss_loaded_mb']:.0f} | {row['peak_rss_mb']:.0f} | "
+                    f"{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} | {row['seconds']:.1f} |")
+    return rows
+
+
+TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
+          "ablation": ablation, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
+          "memory": memory}
+
+
+def render(text: str, where: str = "doc") -> str:
+    """`text` with every marked table re-rendered; ValueError naming an unknown table."""
+    def one(m: re.Match) -> str:
+        name = m.group("name")
+        if name not in TABLES:
+            raise ValueError(f"{where}: expected a table name of {sorted(TABLES)}, got {name!r}")
+        return m.group(1) + "\n".join(TABLES[name]()) + "\n" + m.group(4)
+
+    return MARKED.sub(one, text)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--check", action="store_true", help="change nothing; exit 1 if a doc's table is stale")
+    args = parser.parse_args(argv)
+    stale = 0
+    for doc in DOCS:
+        text = doc.read_text()
+        new = render(text, str(doc.relative_to(ROOT)))
+        if new == text:
+            continue
+        if args.check:
+            stale += 1
+            sys.stdout.writelines(difflib.unified_diff(text.splitlines(True), new.splitlines(True),
+                                                       str(doc.relative_to(ROOT)), "rendered"))
+        else:
+            doc.write_text(new)
+            print(f"rendered the tables of {doc.relative_to(ROOT)}")
+    if stale:
+        print(f"{stale} doc(s) differ from their result files: run make docs-tables", file=sys.stderr)
+    return 1 if stale else 0
+
+
+if __name__ == "__main__":
+    sys.path.insert(0, str(ROOT / "src"))
+    sys.exit(main())

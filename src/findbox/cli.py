@@ -32,6 +32,8 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "train scorer": ("findbox.train.scorer", "fine-tune the SigLIP scorer on crops"),
     "convert-checkpoint": ("findbox.train.convert", "strip wrapper prefixes from a checkpoint"),
     "eval": ("findbox.eval.cli", "score a model or a server on a vlm.jsonl data set"),
+    "calibrate": ("findbox.eval.calibrate", "measure which faster precisions keep a scorer's answers; "
+                  "--precision auto reads the record"),
 }
 
 
@@ -45,8 +47,70 @@ def _wanted_module(argv: list[str]) -> str | None:
     return None
 
 
+# Flags that users bring from ultralytics (and YOLOv5) habits -> the findbox flag (or positional
+# argument, by metavar) that means that thing here; told only where the command has no flag of that name.
+FOREIGN_FLAGS: dict[str, tuple[str, str]] = {
+    "--model": ("--detector", "ultralytics' --model (the detector weights)"),
+    "--weights": ("--detector", "YOLOv5's --weights (the detector weights)"),
+    "--source": ("IMAGE", "ultralytics' --source (the images)"),
+    "--data": ("DATA_JSONL", "ultralytics' --data (the data set)"),
+    "--img": ("--imgsz", "YOLOv5's --img (the inference size)"),
+    "--img-size": ("--imgsz", "YOLOv5's --img-size (the inference size)"),
+    "--batch-size": ("--batch", "ultralytics' --batch-size"),
+    "--text": ("--caption", "a grounding model's --text (the caption)"),
+    "--prompt-text": ("--caption", "a grounding model's --prompt-text (the caption)"),
+}
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse whose unknown flags are reported by the subcommand that got them, with its own usage
+    and a "did you mean" (argparse reports them at the top level, with the top-level usage)."""
+
+    def parse_args(self, args=None, namespace=None):
+        parsed, extras = self.parse_known_args(args, namespace)
+        if extras:
+            leaf = getattr(parsed, "_parser", None) or self
+            leaf.error(unrecognized_message(leaf, extras))
+        return parsed
+
+
+def unrecognized_message(parser: argparse.ArgumentParser, extras: list[str]) -> str:
+    """'unrecognized arguments: ...' plus, per unknown flag, the flag of `parser` it likely meant."""
+    hints = [hint for word in extras if word.startswith("--") and (hint := flag_hint(parser, word.split("=")[0]))]
+    return f"unrecognized arguments: {' '.join(extras)}" + "".join(f"\n  {h}" for h in hints)
+
+
+def flag_hint(parser: argparse.ArgumentParser, flag: str) -> str | None:
+    """What an unknown `flag` most likely meant in `parser`: a foreign tool's name for one of its
+    arguments (FOREIGN_FLAGS), else the closest of its own flags by spelling; None if nothing is close."""
+    import difflib
+
+    own = [s for s in parser._option_string_actions if s.startswith("--")]
+    positionals = {a.metavar or a.dest: a for a in parser._actions if not a.option_strings}
+    if flag in FOREIGN_FLAGS:
+        target, what = FOREIGN_FLAGS[flag]
+        if target in own:
+            return f"{flag}: {what} is {target} in findbox {_command_of(parser)}"
+        if target in positionals:
+            return f"{flag}: {what} is the positional argument {target} in findbox {_command_of(parser)}"
+    close = difflib.get_close_matches(flag, own, n=3, cutoff=0.6)
+    return f"{flag}: did you mean {' or '.join(close)}?" if close else None
+
+
+def _command_of(parser: argparse.ArgumentParser) -> str:
+    return parser.prog.removeprefix("findbox ")
+
+
+def _version() -> str:
+    """findbox's version, with the Python it runs on."""
+    from findbox import __version__
+
+    return f"findbox {__version__} (Python {sys.version.split()[0]})"
+
+
 def build_parser(argv: list[str]) -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="findbox", description="Find the object a caption describes.")
+    parser = _Parser(prog="findbox", description="Find the object a caption describes.")
+    parser.add_argument("--version", action="version", version=_version())
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     groups: dict[str, argparse._SubParsersAction] = {}
     wanted = _wanted_module(argv)
@@ -59,8 +123,10 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
                 groups[group[0]] = gp.add_subparsers(dest="subcommand", metavar="WHAT", required=True)
             target = groups[group[0]]
         p = target.add_parser(leaf, help=help_text, description=help_text)
-        p.set_defaults(_module=module_name)
-        p.add_argument("--log-level", default="info", help="log level: debug, info, warning or error (default info)")
+        p.set_defaults(_module=module_name, _parser=p)
+        p.add_argument("--log-level", default="info", type=str.lower, choices=("debug", "info", "warning", "error"),
+                       help="log level (default info)")
+        p.add_argument("-q", "--quiet", action="store_true", help="warnings and errors only (--log-level warning)")
         if module_name == wanted:  # only the chosen command imports its module
             importlib.import_module(module_name).add_arguments(p)
     return parser
@@ -74,6 +140,9 @@ def main(argv: list[str] | None = None) -> int:
     args = build_parser(argv).parse_args(argv)
     module = importlib.import_module(args._module)
     command = " ".join(n for n in (args.command, getattr(args, "subcommand", None)) if n)
+    if args.quiet:
+        args.log_level = "warning"  # commands read args.log_level (serve hands it to uvicorn and Ray)
+    del args._parser, args.quiet  # parsing state, not options: the commands' option readers never see them
     setup_logging(args.log_level)
     try:
         return int(module.main(args) or 0)

@@ -2,19 +2,23 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
+from findbox.calibration import Calibration
 from findbox.config import Precision, ScorerBackend
 
 # CPU flags (as /proc/cpuinfo spells them) that mean bf16 matmuls run in hardware
 BF16_FLAGS = frozenset({"avx512_bf16", "amx_bf16"})
 # int8 dot products in hardware: what makes dynamic int8 linear layers pay
 VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
-# Measured, not assumed (docs/BENCHMARKS.md, "Precision: int8 and the automatic choice"): on the trained
-# demo bundle int8 keeps accuracy within 0.5 points of fp32. Set False if a bundle ever measures worse.
-INT8_KEEPS_ACCURACY = True
+# auto runs a faster precision only where a calibration record of the scorer shows it keeps the answers
+# (`findbox calibrate`, findbox.calibration): int8 kept the trained demo's boxes (99.2-99.9%) but only
+# 60-65% of a random base-size scorer's (docs/BENCHMARKS.md), so a checkpoint's own data decides.
+# Without a record auto runs fp32: bf16 too was measured on one trained checkpoint only (the demo).
+UNCALIBRATED = Precision.FP32
 
 
 def resolve_device(device: str) -> torch.device:
@@ -45,36 +49,73 @@ def cpu_flags() -> set[str]:
     return flags
 
 
-def choose_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
-                     backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True) -> Precision:
-    """What `Precision.AUTO` means on this machine: the fastest precision that keeps the answers.
+@dataclass(frozen=True)
+class AutoChoice:
+    """What `Precision.AUTO` resolved to, and why, in words for the log and the ready line."""
 
-    fp16 on CUDA. On the CPU: int8 where it has int8 dot products (VNNI, AMX-int8) and int8
-    keeps accuracy (the faster tower: 2.75x fp32 against bf16's 2.2x on Zen 4, with the demo's
-    answers kept: docs/BENCHMARKS.md); else bf16 where the hardware multiplies bf16
-    (avx512_bf16 or AMX; elsewhere it is emulated and slower than fp32); else fp32. The ONNX
-    backend has no bf16 path, so there the choice is int8 or fp32. int8_scorer: False for a
-    scorer family without an int8 path (open_clip). A pure function of its arguments, so every
-    case is testable.
+    precision: Precision
+    note: str = ""  # e.g. "calibrated: 99.7% of fp32's boxes on 535 instances"; "" when nothing needs saying
+
+
+def choose_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
+                     backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
+                     calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> Precision:
+    """What `Precision.AUTO` means for this scorer on this machine: `auto_choice(...).precision`."""
+    return auto_choice(device_type, cpu_flags, backend, int8_scorer, calibration, int8_backend).precision
+
+
+def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
+                backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
+                calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> AutoChoice:
+    """The fastest precision that keeps this scorer's answers, with the reason.
+
+    fp16 on CUDA. On the CPU the faster paths are, fastest first (docs/BENCHMARKS.md): int8 where
+    the CPU has int8 dot products (VNNI, AMX-int8) and the scorer family has an int8 path
+    (int8_scorer; open_clip has none), run by `int8_backend` ("onnxruntime" or "torch",
+    `findbox.score.int8.int8_backend`); bf16 where the CPU multiplies bf16 in hardware
+    (avx512_bf16, AMX; elsewhere it is emulated, slower than fp32) on the torch backend (ONNX
+    Runtime has no bf16 path here). auto takes the first of these that `calibration` (the
+    scorer's record, or None) shows keeping the answers on the same backend
+    (`Calibration.keeps_answers`): a path this machine lacks is never taken, whatever the record
+    says. Without a record, or when no path kept the answers, `UNCALIBRATED` (fp32). A pure
+    function of its arguments, so every case is testable.
     """
     if device_type == "cuda":
-        return Precision.FP16
+        return AutoChoice(Precision.FP16)
     if device_type != "cpu":
-        return Precision.FP32
+        return AutoChoice(Precision.FP32)
     flags = {f.lower() for f in cpu_flags}
-    if INT8_KEEPS_ACCURACY and int8_scorer and flags & VNNI_FLAGS:
-        return Precision.INT8
+    paths = []  # (precision, backend) this machine runs fast, fastest first
+    if int8_scorer and flags & VNNI_FLAGS:
+        paths.append((Precision.INT8, int8_backend))
     if backend == ScorerBackend.TORCH and flags & BF16_FLAGS:
-        return Precision.BF16
-    return Precision.FP32
+        paths.append((Precision.BF16, "torch"))
+    if not paths:
+        return AutoChoice(Precision.FP32)
+    if calibration is None:
+        unlock = " or ".join(p.value for p, _ in paths)
+        return AutoChoice(UNCALIBRATED, f"uncalibrated: `findbox calibrate` can unlock {unlock}")
+    for precision, path_backend in paths:
+        if calibration.keeps_answers(precision.value, path_backend):
+            same = calibration.find(precision.value, path_backend).same_box
+            return AutoChoice(precision, f"calibrated on {path_backend}: {same:.1%} of fp32's boxes on "
+                                         f"{calibration.instances} instances")
+    # say what the record measured for this machine's paths: a record of another int8 backend measures none
+    measured = [f"{p.value} on {b} {m.same_box:.1%} of fp32's boxes" for p, b in paths
+                if (m := calibration.find(p.value, b))]
+    unmeasured = [f"{p.value} on {b} not measured" for p, b in paths if not calibration.find(p.value, b)]
+    return AutoChoice(UNCALIBRATED, f"calibrated: no faster precision kept fp32's answers "
+                                    f"({', '.join(measured + unmeasured)})")
 
 
 def resolve_precision(precision: Precision, device: torch.device,
-                      backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True) -> Precision:
-    """AUTO -> this machine's choice (`choose_precision`); any other precision as given."""
+                      backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
+                      calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> Precision:
+    """AUTO -> this machine's choice for this scorer (`choose_precision`); any other precision as given."""
     if precision != Precision.AUTO:
         return precision
-    return choose_precision(device.type, cpu_flags() if device.type == "cpu" else set(), backend, int8_scorer)
+    return choose_precision(device.type, cpu_flags() if device.type == "cpu" else set(), backend, int8_scorer,
+                            calibration, int8_backend)
 
 
 def resolve_dtype(precision: Precision, device: torch.device) -> torch.dtype:

@@ -98,22 +98,44 @@ def compose_pipeline(config: PipelineConfig, detector):
 
 
 def run_precision(config: PipelineConfig, device, scorer_spec: str):
-    """The precision a run's scorer runs in: `config.precision`, AUTO resolved for this machine and for
-    the scorer's family (open_clip has no int8 path). What loads and what the serve log says agree."""
-    from findbox.device import resolve_precision
+    """The precision a run's scorer runs in (`precision_choice`). What loads and what the serve log say agree."""
+    return precision_choice(config, device, scorer_spec).precision
+
+
+def precision_choice(config: PipelineConfig, device, scorer_spec: str):
+    """`config.precision` as an `AutoChoice`: AUTO resolved for this machine and this scorer, from the scorer
+    folder's calibration record (`findbox calibrate`) where it has one made on its weights, and for the
+    scorer's family (open_clip has no int8 path); any other precision as given."""
+    from findbox.calibration import read_calibration
+    from findbox.config import Precision, ScorerBackend
+    from findbox.device import AutoChoice, auto_choice, cpu_flags
+    from findbox.score.int8 import folder_model_type, int8_backend
     from findbox.score.spec import ScorerFamily, parse_scorer_spec
 
-    int8_scorer = parse_scorer_spec(scorer_spec).family == ScorerFamily.TRANSFORMERS
-    return resolve_precision(config.precision, device, config.scorer_backend, int8_scorer)
+    if config.precision != Precision.AUTO:
+        return AutoChoice(config.precision)
+    spec = parse_scorer_spec(scorer_spec)
+    transformers = spec.family == ScorerFamily.TRANSFORMERS
+    calibration = read_calibration(spec.path) if transformers and device.type == "cpu" else None
+    backend = int8_backend(folder_model_type(spec.path), config.scorer_backend == ScorerBackend.ONNX) \
+        if transformers else "torch"
+    choice = auto_choice(device.type, cpu_flags() if device.type == "cpu" else set(), config.scorer_backend,
+                         transformers, calibration, backend)
+    if not transformers and choice.note:  # `findbox calibrate` measures transformers folders only
+        return AutoChoice(choice.precision, "open_clip scorers are not calibrated: --precision bf16 is faster, "
+                                            "its answers unmeasured")
+    return choice
 
 
 def _precision(config: PipelineConfig, device, scorer_spec: str):
-    """`run_precision`, logged; int8 refused off the CPU."""
+    """`run_precision`, logged with its reason; int8 refused off the CPU."""
     from findbox.config import Precision
 
-    precision = run_precision(config, device, scorer_spec)
-    logging.getLogger("findbox").info("precision %s%s on %s", precision.value,
-                                      " (auto)" if config.precision == Precision.AUTO else "", device.type)
+    choice = precision_choice(config, device, scorer_spec)
+    precision = choice.precision
+    logging.getLogger("findbox").info("precision %s%s on %s%s", precision.value,
+                                      " (auto)" if config.precision == Precision.AUTO else "", device.type,
+                                      f" ({choice.note})" if choice.note else "")
     if precision == Precision.INT8 and device.type != "cpu":
         raise ValueError(f"precision: int8 runs on the cpu (dynamic int8 kernels), got device {device}; "
                          "use fp16 or bf16 on a GPU")

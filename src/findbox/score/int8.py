@@ -95,12 +95,32 @@ def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
 
 def onnx_int8_available(scorer: Scorer) -> bool:
     """Whether `scorer` can run as int8 ONNX towers: a transformers model ONNX exports, and the onnx extra."""
-    import importlib.util
-
     from findbox.score.transformers import TransformersScorer
 
-    exportable = type(scorer) is TransformersScorer and scorer.model.config.model_type != "siglip2"
-    return exportable and all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    return type(scorer) is TransformersScorer and int8_backend(scorer.model.config.model_type) == "onnxruntime"
+
+
+def int8_backend(model_type: str | None, onnx: bool = False) -> str:
+    """What runs a transformers scorer's int8 towers here: "onnxruntime" (exported towers, the onnx extra
+    installed) or "torch" (the fallback). model_type: the folder's config.json `model_type`; onnx: the
+    ONNX backend asked for explicitly. Known before loading, so a calibration record can be looked up for it."""
+    import importlib.util
+
+    if onnx:
+        return "onnxruntime"
+    exportable = model_type != "siglip2"  # SigLIP 2 NaFlex towers are not exported
+    installed = all(importlib.util.find_spec(m) is not None for m in ("onnx", "onnxruntime"))
+    return "onnxruntime" if exportable and installed else "torch"
+
+
+def folder_model_type(scorer_dir: str | Path) -> str | None:
+    """The `model_type` of a save_pretrained folder's config.json; None when it has none."""
+    import json
+
+    try:
+        return json.loads((Path(scorer_dir) / "config.json").read_text()).get("model_type")
+    except (OSError, ValueError, AttributeError):
+        return None
 
 
 def quantize_int8(scorer: Scorer, onnx: bool = False) -> Scorer:

@@ -271,7 +271,7 @@ def describe_models(config: PipelineConfig) -> str:
     """One line for the log: which files serve, with the settings that change answers."""
     from findbox.bundle import BUNDLE_DIR
     from findbox.device import resolve_device
-    from findbox.factory import resolve_model_paths, run_precision
+    from findbox.factory import precision_choice, resolve_model_paths
 
     def name(path) -> str:
         if isinstance(path, list):
@@ -283,9 +283,10 @@ def describe_models(config: PipelineConfig) -> str:
     paths = resolve_model_paths(config)
     d = config.detection
     device = resolve_device(config.device)
-    precision = run_precision(config, device, str(paths["scorer"])).value
-    if config.precision == Precision.AUTO:
-        precision += " (auto)"
+    choice = precision_choice(config, device, str(paths["scorer"]))
+    precision = choice.precision.value
+    if config.precision == Precision.AUTO:  # and why: calibrated, or what `findbox calibrate` would unlock
+        precision += f" (auto; {choice.note})" if choice.note else " (auto)"
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
             f"ranking {config.score_fusion.value}"

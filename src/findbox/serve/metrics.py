@@ -8,11 +8,12 @@ model info from each stage's `info`.
 
 from __future__ import annotations
 
+import platform
 import re
 from typing import Callable
 
 import prometheus_client
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, Info
 from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, InfoMetricFamily
 from prometheus_client.registry import Collector
 
@@ -67,6 +68,11 @@ class ServeMetrics:
         self.batch_requests = Histogram("findbox_model_call_requests", "Requests gathered into one model call.",
                                         buckets=BATCH_BUCKETS, registry=r)
         prometheus_client.ProcessCollector(registry=r)  # process_resident_memory_bytes and friends
+        from findbox import __version__
+
+        # which build answers: `findbox --version` of the server, for a dashboard or a bug report
+        Info("findbox_build", "findbox and Python versions of this server.", registry=r).info(
+            {"version": __version__, "python": platform.python_version()})
         r.register(PipelineCollector(pipeline))
 
     def observe_stages(self, timings: dict[str, float]) -> None:

@@ -41,15 +41,24 @@ def resolve_model_paths(config: PipelineConfig) -> dict[str, Path | list[Path] |
 
 
 def load_pipeline(config: PipelineConfig | None = None, **overrides):
-    """Load every model once and compose the pipeline.
+    """Load every model once and compose the pipeline. No arguments: the bundled demo models.
 
-    >>> pipe = load_pipeline(detector="det.pt", scorer="siglip/", no_upscaler=True)
-    >>> pipe.ground_one(image_rgb, "grey missile").ltwh
+    The keywords are the CLI's option names (`findbox serve --help`) in snake case, flat
+    (`conf=0.01, imgsz=640`) or nested as in PipelineConfig (`detection=dict(conf=0.01)`);
+    a PipelineConfig may be given instead.
+
+    >>> from findbox import load_pipeline
+    >>> from findbox.images import load_image_file
+    >>> pipe = load_pipeline(device="cpu")  # or detector="det.pt", scorer="siglip/", conf=0.01
+    >>> image = load_image_file("src/findbox/assets/sample/images/image_4.jpg")  # (H, W, 3) uint8 RGB
+    >>> [round(v) for v in pipe.ground_one(image, "brown missile").ltwh]  # [left, top, width, height], px
+    [497, 153, 100, 51]
     """
-    from findbox.config import from_dict
+    from findbox.config import from_dict, nest_keys
 
     if config is None:
-        config = from_dict(PipelineConfig, with_bundle_defaults(overrides), "load_pipeline")
+        options = nest_keys(PipelineConfig, overrides, "load_pipeline")  # conf=... -> detection={"conf": ...}
+        config = from_dict(PipelineConfig, with_bundle_defaults(options), "load_pipeline")
     elif overrides:
         raise TypeError("load_pipeline: pass either a PipelineConfig or keyword options, not both")
     return compose_pipeline(config, load_detector(config))

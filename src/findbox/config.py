@@ -50,7 +50,7 @@ class Fallback(str, enum.Enum):
 class Precision(str, enum.Enum):
     """Arithmetic of the models. AUTO is chosen per machine by `findbox.device.choose_precision`."""
 
-    AUTO = "auto"  # fp16 on CUDA; CPU: int8 with VNNI, else bf16 with avx512_bf16/AMX, else fp32
+    AUTO = "auto"  # fp16 on CUDA; CPU: int8 or bf16 where the scorer's calibration record unlocks them, else fp32
     FP32 = "fp32"  # exact: the reference answers
     FP16 = "fp16"
     BF16 = "bf16"
@@ -128,8 +128,9 @@ class PipelineConfig:
                                   help="Real-ESRGAN .pth (params or params_ema), loaded by spandrel")
     no_upscaler: bool = option(False, help="score crops as cut")
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
-    precision: Precision = option(Precision.AUTO, help="model precision; auto: fp16 on CUDA, on the CPU int8 "
-                                  "with VNNI, else bf16 with avx512_bf16/AMX, else fp32 (fp32: exact answers)")
+    precision: Precision = option(Precision.AUTO, help="model precision; auto: fp16 on CUDA; on the CPU int8 "
+                                  "(VNNI) or bf16 (avx512_bf16/AMX) where the scorer's record from `findbox "
+                                  "calibrate` shows them keeping fp32's answers, else fp32 (fp32: exact answers)")
     detection: DetectorConfig = field(default_factory=DetectorConfig)
     fallback: Fallback = option(Fallback.IMAGE, help="box when nothing is detected: the whole image or zeros")
     # None = the scorer family's default ("This is a photo of {}.")

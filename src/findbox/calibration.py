@@ -65,7 +65,8 @@ class Calibration:
         measured, reference = self.find(precision, backend), self.reference()
         if measured is None or reference is None:
             return False
-        return measured.same_box >= MIN_SAME_BOX and abs(measured.accuracy - reference.accuracy) <= MAX_ACCURACY_CHANGE + 1e-12
+        change = abs(measured.accuracy - reference.accuracy)
+        return measured.same_box >= MIN_SAME_BOX and change <= MAX_ACCURACY_CHANGE + 1e-12  # 0.5 points, as rounded
 
     def to_json(self) -> dict:
         return {**self.extra, "weights": self.weights, "instances": self.instances,

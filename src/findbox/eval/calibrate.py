@@ -56,8 +56,9 @@ def main(args: argparse.Namespace) -> int:
     target = write_calibration(scorer_dir, record)
     reference = record.reference()
     for m in record.results:
-        verdict = "" if m.precision == "fp32" else ("  keeps the answers" if record.keeps_answers(m.precision, m.backend)
-                                                    else "  changes answers: auto will not use it")
+        kept = record.keeps_answers(m.precision, m.backend)
+        verdict = "" if m.precision == "fp32" else ("  keeps the answers" if kept else
+                                                    "  changes answers: auto will not use it")
         print(f"{m.precision:5s} {m.backend:12s} same box as fp32 {m.same_box:7.2%}  accuracy {m.accuracy:.4f} "
               f"({m.accuracy - reference.accuracy:+.4f})  {m.instances_per_s or 0:.1f} instances/s{verdict}")
     auto = precision_choice(dataclasses.replace(config, precision="auto"), device, str(scorer_dir))

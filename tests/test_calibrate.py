@@ -1,0 +1,146 @@
+"""`findbox calibrate` and what `--precision auto` does with its record, through real commands and servers.
+
+A scorer folder without a record never runs int8 (or bf16) under auto: the ready line of a real
+`findbox serve` says fp32 and names `findbox calibrate`. After `findbox calibrate` on data where
+the faster paths give fp32's answers, auto runs int8 and the ready line says so. The data here
+makes agreement certain, not likely: the detector keeps one box per image (--max-det 1), so every
+precision must answer with it; the record still comes from the real command's measurement.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+from PIL import Image
+
+from findbox.calibration import CALIBRATION_FILE
+from findbox.config import Precision
+from findbox.device import BF16_FLAGS, VNNI_FLAGS, cpu_flags
+from tests.conftest import CAPTIONS, ServerProcess, make_image, tiny_serve_args
+
+pytestmark = pytest.mark.skipif(not cpu_flags() & VNNI_FLAGS, reason="auto unlocks int8 only on a CPU with VNNI")
+
+
+@pytest.fixture(scope="module")
+def cache_env(tmp_path_factory) -> dict[str, str]:
+    """The environment of the commands: a fresh cache folder for the ONNX exports they make."""
+    return {**os.environ, "FINDBOX_CACHE": str(tmp_path_factory.mktemp("cache"))}
+
+
+@pytest.fixture(scope="module")
+def val_data(tmp_path_factory) -> Path:
+    """A small vlm.jsonl: 3 images, 2 captions each, one true box per caption."""
+    root = tmp_path_factory.mktemp("val")
+    (root / "images").mkdir()
+    lines = []
+    for k in range(3):
+        name = f"v{k}.jpg"
+        Image.fromarray(make_image(100 + k)).save(root / "images" / name, quality=95)
+        annotations = [{"bbox": [10 + 30 * j, 20, 40, 30], "caption": CAPTIONS[(k + j) % len(CAPTIONS)]}
+                       for j in range(2)]
+        lines.append(json.dumps({"image": name, "annotations": annotations}))
+    (root / "vlm.jsonl").write_text("\n".join(lines) + "\n")
+    return root / "vlm.jsonl"
+
+
+def calibrate(args: list[str], env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-m", "findbox.cli", "calibrate", "--no-progress", *args],
+                          capture_output=True, text=True, env=env, timeout=600)
+
+
+def ready_line(server: ServerProcess) -> str:
+    return next(line for line in server.output().splitlines() if "models loaded; ready:" in line)
+
+
+@pytest.fixture(scope="module")
+def calibrated_scorer(tiny_models, val_data, cache_env, tmp_path_factory) -> Path:
+    """A copy of the tiny scorer, calibrated by the real command on data where every precision agrees."""
+    scorer = tmp_path_factory.mktemp("calibrated") / "scorer"
+    shutil.copytree(tiny_models["scorer"], scorer)
+    args = tiny_serve_args({**tiny_models, "scorer": scorer}, upscaler=False)
+    done = calibrate(["--data", str(val_data), *args, "--max-det", "1"], cache_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "--precision auto now runs int8 here" in done.stdout, done.stdout
+    return scorer
+
+
+def test_a_scorer_without_a_record_never_runs_int8_under_auto(tiny_models, cache_env):
+    assert not (Path(tiny_models["scorer"]) / CALIBRATION_FILE).exists()
+    server = ServerProcess(tiny_serve_args(tiny_models, upscaler=False))
+    try:
+        line = ready_line(server)
+    finally:
+        server.stop()
+    unlock = "int8 or bf16" if cpu_flags() & BF16_FLAGS else "int8"
+    assert line.endswith(f"precision fp32 (auto; uncalibrated: `findbox calibrate` can unlock {unlock}) on cpu"), line
+
+
+def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tiny_models, cache_env):
+    record = json.loads((calibrated_scorer / CALIBRATION_FILE).read_text())
+    measured = {(r["precision"], r["backend"]): r for r in record["results"]}
+    assert measured[("int8", "onnxruntime")]["same_box"] == 1.0 and ("int8", "torch") in measured
+    assert record["instances"] == 6 and record["data"]["images"] == 3
+    assert set(record["machine_flags"]) == cpu_flags() & (BF16_FLAGS | VNNI_FLAGS)
+    server = ServerProcess(tiny_serve_args({**tiny_models, "scorer": calibrated_scorer}, upscaler=False))
+    try:
+        line, log = ready_line(server), server.output()
+    finally:
+        server.stop()
+    assert "precision int8 (auto; calibrated on onnxruntime: 100.0% of fp32's boxes on 6 instances) on cpu" in line
+    assert "precision int8: scorer towers on onnxruntime" in log  # what runs is what the line says
+
+
+def test_a_record_of_other_weights_is_ignored(calibrated_scorer, tiny_models, tmp_path, caplog):
+    """A record copied beside other weights (another seed of the same architecture) unlocks nothing."""
+    from findbox.config import PipelineConfig
+    from findbox.serve.app import describe_models
+    from findbox.testing.builders import build_siglip
+
+    other = build_siglip(tmp_path / "other", CAPTIONS, preset="tiny", seed=1)
+    shutil.copy(calibrated_scorer / CALIBRATION_FILE, other / CALIBRATION_FILE)
+    config = PipelineConfig(detector=str(tiny_models["detector"]), scorer=str(other), device="cpu", no_upscaler=True)
+    with caplog.at_level(logging.WARNING, logger="findbox"):
+        line = describe_models(config)
+    assert "precision fp32 (auto; uncalibrated: `findbox calibrate` can unlock" in line
+    assert "ignored: it was measured on other weights" in caplog.text
+    # the calibrated folder itself still unlocks int8
+    assert "precision int8 (auto; calibrated" in describe_models(
+        PipelineConfig(detector=str(tiny_models["detector"]), scorer=str(calibrated_scorer), device="cpu"))
+
+
+def test_a_record_whose_int8_changed_answers_keeps_fp32(calibrated_scorer, tiny_models, tmp_path):
+    """The rule, on the real record: int8 measured below 99% of fp32's boxes is not used."""
+    from findbox.calibration import Calibration, write_calibration
+    from findbox.config import PipelineConfig
+    from findbox.factory import precision_choice
+    from findbox.device import resolve_device
+
+    folder = tmp_path / "scorer"
+    shutil.copytree(calibrated_scorer, folder)
+    record = Calibration.from_json(json.loads((folder / CALIBRATION_FILE).read_text()), "record")
+    worse = tuple(m if m.precision == "fp32" else type(m)(m.precision, m.backend, 0.98, m.accuracy)
+                  for m in record.results)
+    write_calibration(folder, Calibration(record.weights, worse, record.machine_flags, record.instances))
+    choice = precision_choice(PipelineConfig(scorer=str(folder), device="cpu"), resolve_device("cpu"), str(folder))
+    assert choice.precision == Precision.FP32
+    assert "no faster precision kept fp32's answers (int8 on onnxruntime 98.0% of fp32's boxes" in choice.note
+
+
+def test_calibrate_refuses_what_it_cannot_measure(tiny_models, val_data, cache_env, tmp_path):
+    from findbox.testing.builders import build_open_clip
+
+    args = tiny_serve_args(tiny_models, upscaler=False)
+    done = calibrate(["--data", str(val_data), *args, "--precision", "int8"], cache_env)
+    assert done.returncode == 2 and "--precision: calibrate measures every precision" in done.stderr
+    spec = build_open_clip(tmp_path / "oc", "tiny-clip")
+    done = calibrate(["--data", str(val_data), "--detector", str(tiny_models["detector"]), "--scorer", spec],
+                     cache_env)
+    assert done.returncode == 2 and "--scorer: expected a transformers save_pretrained folder" in done.stderr
+    assert not any(Path(tiny_models["scorer"]).glob(CALIBRATION_FILE))

@@ -6,6 +6,7 @@ import base64
 import binascii
 import hashlib
 import io
+import re
 import sys
 import warnings
 from collections.abc import Iterator
@@ -64,10 +65,18 @@ def _image_errors() -> Iterator[None]:
         raise
     except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
         raise ImageTooLarge(str(exc)) from None
-    except (UnidentifiedImageError, OSError, SyntaxError, ValueError) as exc:
-        raise ValueError(f"not a decodable image: {exc}") from None
+    except UnidentifiedImageError:
+        # PIL's message names only the BytesIO object the bytes were wrapped in
+        raise ValueError("not a decodable image: no image format recognised in its bytes") from None
+    except (OSError, SyntaxError, ValueError) as exc:
+        raise ValueError(f"not a decodable image: {_without_reprs(exc)}") from None
     except Exception as exc:  # a decoder plugin failing in its own way is still a bad image
-        raise ValueError(f"not a decodable image ({type(exc).__name__}: {exc})") from None
+        raise ValueError(f"not a decodable image ({type(exc).__name__}: {_without_reprs(exc)})") from None
+
+
+def _without_reprs(exc: Exception) -> str:
+    """A decoder's message with Python object reprs (`<_io.BytesIO object at 0x...>`) said as "the image"."""
+    return re.sub(r"<[\w.]+ object at 0x[0-9a-fA-F]+>", "the image", str(exc))
 
 
 def _check_size(image_wh: tuple[int, int], max_pixels: int) -> None:

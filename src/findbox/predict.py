@@ -193,15 +193,19 @@ def main(args: argparse.Namespace) -> int:
             raise ValueError(f"actors: expected at least 1, got {args.actors}")
         from findbox import predict_ray
 
+        for note in caption_notes(captions):
+            print(f"findbox predict: {note}", file=sys.stderr)
         failed = len(unmatched) + predict_ray.run(paths, captions, config, Path(args.out) if args.out else None,
                                                   args.actors, args.ray_address)
-        return _finish(failed)
+        return _finish(failed, len(paths) + len(unmatched))
 
     from findbox.factory import load_pipeline
     from findbox.images import load_image_file
 
     out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout
     pipeline = load_pipeline(config.pipeline)  # once, for every image
+    for note in caption_notes(captions, pipeline.scorer):
+        print(f"findbox predict: {note}", file=sys.stderr)
     failed = len(unmatched)
     taken: set[str] = set()
     for path in tqdm(paths, desc="predict", unit="img", file=sys.stderr, disable=len(paths) < PROGRESS_MIN_IMAGES):
@@ -219,11 +223,30 @@ def main(args: argparse.Namespace) -> int:
     out.flush()
     if out is not sys.stdout:
         out.close()
-    return _finish(failed)
+    return _finish(failed, len(paths) + len(unmatched))
 
 
-def _finish(failed: int) -> int:
-    """The exit status, with a word on stderr when some inputs were not answered."""
-    if failed:
-        print(f"findbox predict: {failed} input(s) could not be read; the others were answered", file=sys.stderr)
+def _finish(failed: int, inputs: int) -> int:
+    """The exit status, with a word on stderr when some of the `inputs` (files and unmatched arguments)
+    were not answered."""
+    if failed == inputs and failed:
+        print(f"findbox predict: none of the {inputs} input(s) could be read", file=sys.stderr)
+    elif failed:
+        print(f"findbox predict: {failed} of {inputs} input(s) could not be read; the other {inputs - failed} "
+              "were answered", file=sys.stderr)
     return 1 if failed else 0
+
+
+def caption_notes(captions: Sequence[str], scorer=None) -> list[str]:
+    """One note per caption that is not read as given: empty (ranking.choose answers it with the
+    detector's most confident box) or, where `scorer` can count its tokens, cut to its text length."""
+    notes = []
+    for caption in captions:
+        if not caption.strip():
+            notes.append("empty caption: the detector's most confident box answers it")
+            continue
+        tokens, limit = scorer.caption_tokens(caption) if hasattr(scorer, "caption_tokens") else (0, 0)
+        if tokens > limit:
+            notes.append(f"caption {caption[:40]!r}{'...' if len(caption) > 40 else ''} ({len(caption)} characters) "
+                         f"is cut to the scorer's {limit} tokens (it has {tokens} with the prompt)")
+    return notes

@@ -176,6 +176,12 @@ class TransformersScorer(base.Scorer):
         keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
         return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 
+    def caption_tokens(self, caption: str) -> tuple[int, int]:
+        """(tokens of the prompted caption, `max_text_length`): above the second, `tokenize` cuts it."""
+        # verbose=False: counting a long caption is not the "longer than the maximum" mistake it warns of
+        ids = self.tokenizer(format_prompt(self.prompt, caption), verbose=False)["input_ids"]
+        return len(ids), self.max_text_length
+
     def input_sizes(self) -> tuple[int, ...]:
         """Smaller square sides this model runs: multiples of its patch size, at least 2 patches a side.
 

@@ -87,6 +87,10 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     return ",".join(f"{s.imgsz}:{s.epochs}" for s in stages)
 
 
+# what ultralytics' amp setting can train in (`_amp_setting`); the serving-only precisions are refused
+TRAIN_PRECISIONS = (Precision.AUTO, Precision.FP32, Precision.FP16, Precision.BF16)
+
+
 @dataclass
 class DetectorTrainConfig:
     data: str = option(metavar="VLM_JSONL", help="vlm.jsonl with images/ beside it (not needed with --resume)")
@@ -108,8 +112,8 @@ class DetectorTrainConfig:
     # "0,1" trains on both with DDP
     device: str | None = option(None, help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
     workers: int = option(8, help="dataloader workers per device (ultralytics uses none on CPU)")
-    precision: Precision = option(Precision.AUTO, help="training precision; auto = bf16 on a GPU that has it, "
-                                                       "else fp32")
+    precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in TRAIN_PRECISIONS),
+                                  help="training precision; auto = bf16 on a GPU that has it, else fp32")
     resume: bool = option(False, help="continue the interrupted run in --out")
 
     # what a resumed run must keep; device, workers, batch and precision may change
@@ -132,11 +136,14 @@ class DetectorTrainConfig:
             self.augs = AugPreset(self.augs)
         except ValueError:
             raise ValueError(f"augs: expected one of {', '.join(p.value for p in AugPreset)}, got {self.augs!r}") from None
+        allowed = ", ".join(p.value for p in TRAIN_PRECISIONS)
         try:
             self.precision = Precision(self.precision)
         except ValueError:
-            allowed = ", ".join(p.value for p in Precision)
             raise ValueError(f"precision: expected one of {allowed}, got {self.precision!r}") from None
+        if self.precision not in TRAIN_PRECISIONS:
+            raise ValueError(f"precision: expected one of {allowed} (ultralytics trains in these; int8 and "
+                             f"bf16-mixed are serving precisions of the scorer), got {self.precision.value!r}")
         if not 0.0 < self.val_fraction < 1.0:
             raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction}")
         if self.nbs < 1:

@@ -74,9 +74,22 @@ def parse_betas(text: str) -> tuple[float, float]:
     return values  # type: ignore[return-value]
 
 
+def _demo_scorer() -> Path:
+    """The bundled demo scorer's folder (`--init demo`)."""
+    from findbox.bundle import bundled_paths
+
+    folder = bundled_paths()["scorer"]
+    if folder is None:
+        raise ValueError("init: expected a scorer folder; 'demo' names the bundled demo scorer, which this "
+                         "installation lacks, got 'demo'")
+    return folder
+
+
 @dataclass
 class TrainScorerConfig:
-    init: str = option(help="save_pretrained SigLIP folder to fine-tune")  # the model to start from
+    # the model to start from; offline, the bundled demo scorer is the one at hand
+    init: str = option(help="save_pretrained SigLIP folder to fine-tune, or 'demo' for the bundled demo scorer "
+                            "(./demo for a folder of that name)")
     # several folders train as one set: e.g. data at two noise levels, or day and night captures
     crops: list[str] = option(help="folder made by `findbox crops`; repeat to train on several as one set")
     out: str = option(help="output folder: the trained model (save_pretrained) and logs")
@@ -112,6 +125,8 @@ class TrainScorerConfig:
     progress: bool = option(True, help="no progress bar")
 
     def __post_init__(self) -> None:
+        if self.init == "demo":
+            self.init = str(_demo_scorer())
         # one folder, or a list (an empty one is refused by load_crop_sets, before any step)
         self.crops = [self.crops] if isinstance(self.crops, (str, Path)) else list(self.crops)
         self.augs = _enum("augs", AugPreset, self.augs)

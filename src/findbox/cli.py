@@ -172,6 +172,9 @@ def setup_logging(level: str = "info") -> None:
     application (or pytest) configured the root logger first."""
     logging.basicConfig(level=level.upper(), format=LOG_FORMAT)
     logging.getLogger("findbox").setLevel(level.upper())
+    # httpx logs each request it sends at INFO: `eval --server` would print a line per batch; the server
+    # logs the requests it answers, one line each, so the client's lines show at debug only
+    logging.getLogger("httpx").setLevel("DEBUG" if level.upper() == "DEBUG" else "WARNING")
 
 
 # --- model options: serve, eval and predict ------------------------------------------------------

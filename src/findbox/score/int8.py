@@ -78,6 +78,7 @@ def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
     import onnx
     from onnxruntime.quantization import QuantType, quantize_dynamic
 
+    from findbox.logs import quantization_quiet
     from findbox.score.onnx import atomic_file
 
     out = {}
@@ -86,7 +87,7 @@ def quantize_onnx_towers(paths: dict[str, Path]) -> dict[str, Path]:
         if not target.is_file():
             # servers on one cache may quantise at once: each writes a file of its own, and the model goes in
             # loaded, because from a path ONNX Runtime writes a fixed "<name>-inferred.onnx" beside it
-            with atomic_file(target) as tmp:
+            with atomic_file(target) as tmp, quantization_quiet():
                 # per-channel int8 weights: one scale per output feature keeps small rows exact enough
                 quantize_dynamic(onnx.load(str(path)), str(tmp), weight_type=QuantType.QInt8, per_channel=True)
         out[tower] = target

@@ -126,8 +126,12 @@ class TransformersScorer(base.Scorer):
         ensure_offline()  # transformers reads the offline variables at import
         from transformers import AutoImageProcessor, AutoModel, AutoTokenizer
 
+        from findbox.logs import scorer_load_quiet
+        from findbox.score.int8 import folder_model_type
+
         try:
-            model = AutoModel.from_pretrained(str(path), local_files_only=True)
+            with scorer_load_quiet(folder_model_type(path)):
+                model = AutoModel.from_pretrained(str(path), local_files_only=True)
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             image_processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:

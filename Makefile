@@ -3,12 +3,13 @@ PYTHON ?= python3.11
 VENV := .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
-# torch and torchvision are pinned to the builds that lie on this machine's disk (see shared/OFFLINE.md).
+# torch and torchvision are pinned to the builds this project is developed with.
 TORCH_PINS := torch==2.14.1 torchvision==0.29.1
 
 .PHONY: setup browser test serve bench bench-gpu demo-models clean
 
-setup: $(STAMP) browser
+# what `findbox serve` needs; the page test's browser comes with `make test` only
+setup: $(STAMP)
 
 # The page test drives Debian's chromium (never a browser build downloaded by a test tool).
 # Installed once, as root; where that cannot be done the page test skips and says why.
@@ -25,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	$(PY) -m pip install --quiet -e '.[test]' $(TORCH_PINS)
 	touch $(STAMP)
 
-test: setup
+test: setup browser
 	$(PY) -m pytest -q tests
 
 serve: setup

@@ -38,6 +38,7 @@ from findbox.serve.admission import (
     Reservation,
     default_inflight_bytes,
 )
+from findbox.serve.docs import add_docs_routes
 from findbox.serve.metrics import CONTENT_TYPE as METRICS_CONTENT_TYPE
 from findbox.serve.metrics import ServeMetrics
 from findbox.serve.observe import RequestObserver, RequestRecord
@@ -353,7 +354,9 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
         description="Find the object a caption describes. `/identify` speaks the original protocol; "
                     "`/v1/ground` returns every candidate with its scores; the page at `/` calls it.",
         lifespan=lifespan,
+        docs_url=None, redoc_url=None,  # add_docs_routes serves them from installed files
     )
+    add_docs_routes(app)
     app.state.findbox = state
     # parsing gets its own threads: never queued behind requests that hold pool threads waiting for the models
     parse_limiter = anyio.CapacityLimiter(4)

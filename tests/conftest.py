@@ -100,8 +100,9 @@ class ServerProcess:
             except httpx.HTTPError:
                 pass
             time.sleep(0.2)
+        output = self.output()  # before stop() closes the log
         self.stop()
-        raise TimeoutError(f"server not ready in {timeout} s:\n{self.output()}")
+        raise TimeoutError(f"server not ready in {timeout} s:\n{output}")
 
     def output(self) -> str:
         self.log.flush()

@@ -72,6 +72,13 @@ class DetectorBackend(str, enum.Enum):
     ONNX = "onnx"  # ultralytics' ONNX export (dynamic shapes), run by ONNX Runtime on the CPU; exported once, cached
 
 
+class Engine(str, enum.Enum):
+    """Where `findbox serve` runs the models (the HTTP protocol is the same on both)."""
+
+    INPROCESS = "inprocess"  # one process, one model worker thread: the default, nothing to set up
+    RAY = "ray"  # Ray Serve: detector and scorer as deployments with replicas of their own (the [ray] extra)
+
+
 class ScoreFusion(str, enum.Enum):
     """How a candidate's rank combines the scorer logit with the detector confidence."""
 
@@ -212,6 +219,8 @@ class ServerConfig:
     # far above a 64-instance GPU batch
     request_timeout_s: float = option(120.0, help="answer 504 to a request not answered in this many seconds")
     batch_window_ms: float = option(0.0, help="gather concurrent requests into one model call for this long; 0 = off")
+    engine: Engine = option(Engine.INPROCESS, help="where the models run: inprocess, or ray (Ray Serve: "
+                            "per-stage replicas, one machine or a cluster; see the ray options)")
 
     def __post_init__(self) -> None:
         _check_range("port", self.port, 0, 65535)
@@ -219,8 +228,52 @@ class ServerConfig:
         _check_range("max_request_pixels", self.max_request_pixels, 1, 10**12)
         _check_range("request_timeout_s", self.request_timeout_s, 0.001, 86400)
         _check_range("batch_window_ms", self.batch_window_ms, 0, 10_000)
+        self.engine = _enum("engine", Engine, self.engine)
         _check_range("max_inflight_bytes", self.max_inflight_bytes, 0, 2**62)
         _check_range("max_queued_requests", self.max_queued_requests, 1, 1_000_000)
+
+
+@dataclass
+class RayConfig:
+    """How `findbox serve --engine ray` lays the stages out on a Ray cluster (Ray Serve deployments).
+
+    Resources are Ray's logical units: fractions are allowed, and a replica gets its torch threads
+    from its CPU share unless a thread count is given (torch would otherwise take every core of the node).
+    """
+
+    # empty: a local cluster, started and stopped with the server; "auto" or ray://HOST:10001 joins one
+    address: str = option("", help="Ray cluster to join (auto, HOST:6379 or ray://HOST:10001), left running "
+                          "on exit; empty = start a local one and stop it on exit")
+    num_cpus: float = option(0.0, flag="--ray-num-cpus", help="logical CPUs of a local cluster started here; "
+                             "0 = this machine's cores")
+    ingress_replicas: int = option(1, help="HTTP ingress replicas")
+    ingress_num_cpus: float = option(0.25, help="CPUs each ingress replica reserves")  # parsing and answers: light
+    detector_replicas: int = option(1, help="detector replicas (the least with autoscaling)")
+    # 0: a fixed replica count; above detector_replicas: Serve's autoscaler between the two
+    detector_max_replicas: int = option(0, help="autoscale the detector up to this many replicas; 0 = fixed")
+    detector_num_cpus: float = option(1.0, help="CPUs each detector replica reserves")
+    detector_num_gpus: float = option(0.0, help="GPUs each detector replica reserves (fractions share one)")
+    detector_threads: int = option(0, help="torch threads per detector replica; 0 = its CPUs rounded up")
+    # frames of several requests in one detector call; the wait is short next to a detector call
+    detector_batch_size: int = option(8, help="most calls the detector gathers into one batch")
+    detector_batch_wait_ms: float = option(5.0, help="how long the detector waits to fill a batch")
+    scorer_replicas: int = option(1, help="scorer replicas (the least with autoscaling)")
+    scorer_max_replicas: int = option(0, help="autoscale the scorer up to this many replicas; 0 = fixed")
+    scorer_num_cpus: float = option(1.0, help="CPUs each scorer replica reserves")
+    scorer_num_gpus: float = option(0.0, help="GPUs each scorer replica reserves (fractions share one)")
+    scorer_threads: int = option(0, help="torch threads per scorer replica; 0 = its CPUs rounded up")
+    # requests a scorer replica holds at once: its model worker runs one and gathers the rest
+    scorer_max_ongoing: int = option(8, help="requests a scorer replica takes at once")
+
+    def __post_init__(self) -> None:
+        for name in ("ingress_replicas", "detector_replicas", "scorer_replicas", "detector_batch_size",
+                     "scorer_max_ongoing"):
+            _check_range(name, getattr(self, name), 1, 10_000)
+        for name in ("detector_max_replicas", "scorer_max_replicas", "detector_threads", "scorer_threads"):
+            _check_range(name, getattr(self, name), 0, 10_000)
+        for name in ("num_cpus", "ingress_num_cpus", "detector_num_cpus", "detector_num_gpus", "scorer_num_cpus",
+                     "scorer_num_gpus", "detector_batch_wait_ms"):
+            _check_range(name, getattr(self, name), 0, 100_000)
 
 
 @dataclass
@@ -229,12 +282,15 @@ class ServeConfig:
 
     pipeline: PipelineConfig = field(default_factory=PipelineConfig)
     server: ServerConfig = field(default_factory=ServerConfig)
+    ray: RayConfig = field(default_factory=RayConfig)  # read with --engine ray only
 
     def __post_init__(self) -> None:
         if isinstance(self.pipeline, dict):
             self.pipeline = from_dict(PipelineConfig, self.pipeline, "pipeline")
         if isinstance(self.server, dict):
             self.server = from_dict(ServerConfig, self.server, "server")
+        if isinstance(self.ray, dict):
+            self.ray = from_dict(RayConfig, self.ray, "ray")
 
     @classmethod
     def from_dict(cls, data: dict[str, Any], where: str = "config") -> ServeConfig:
@@ -242,7 +298,8 @@ class ServeConfig:
         detector keys at top level or under "detection". Unknown keys raise with a suggestion."""
         nested = nest_keys(cls, data, where)
         return cls(pipeline=from_dict(PipelineConfig, nested.get("pipeline", {}), where),
-                   server=from_dict(ServerConfig, nested.get("server", {}), where))
+                   server=from_dict(ServerConfig, nested.get("server", {}), where),
+                   ray=from_dict(RayConfig, nested.get("ray", {}), where))
 
 
 T = TypeVar("T")

@@ -310,8 +310,15 @@ def worker_problem(runner: ModelRunner, stall_limit_s: float, failing: bool = Tr
     return None
 
 
-def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | None = None) -> FastAPI:
-    """The service. `load(config.pipeline) -> Pipeline` runs in a background thread at startup."""
+def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | None = None,
+               engine: Callable[[object], object] | None = None) -> FastAPI:
+    """The service. `load(config.pipeline) -> Pipeline` runs in a background thread at startup.
+
+    engine(pipeline) -> what the endpoints hand each request's work to, with `ModelRunner`'s
+    interface (ground, close, and the health attributes `worker_problem` reads); None = a
+    `ModelRunner` in this process. The Ray engine (`findbox.serve.ray`) passes its own: the
+    protocol, validation, limits and error answers here are the same for both.
+    """
     from contextlib import asynccontextmanager
 
     if load is None:
@@ -331,8 +338,11 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
                 metrics.batch_instances.observe(instances)
 
             server = config.server
-            state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call,
-                                       server.max_queued_requests)
+            if engine is not None:
+                state.runner = engine(pipeline)
+            else:
+                state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call,
+                                           server.max_queued_requests)
             state.pipeline = pipeline
             log.info("models loaded; ready: %s", describe_models(config.pipeline))
         except Exception as exc:  # reported on /health and by the CLI, never swallowed

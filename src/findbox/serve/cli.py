@@ -13,12 +13,13 @@ from findbox.cli import (
     print_error,
     serve_config_from_args,
 )
-from findbox.config import ServerConfig
+from findbox.config import Engine, RayConfig, ServerConfig
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     add_model_options(parser)
     add_options(parser, ServerConfig, "server")
+    add_options(parser, RayConfig, "ray engine (--engine ray)")
 
 
 def main(args: argparse.Namespace) -> int:
@@ -31,6 +32,10 @@ def main(args: argparse.Namespace) -> int:
     configure_access_log(args.log_level.upper())
     config = serve_config_from_args(args)
     resolve_model_paths(config.pipeline)  # fail before binding the port when a model is missing
+    if config.server.engine == Engine.RAY:
+        from findbox.serve import ray
+
+        return ray.run(config, args.log_level)
     app = create_app(config)
     server_config = config.server
     # on SIGTERM uvicorn stops accepting, lets in-flight requests finish (none outlives the request

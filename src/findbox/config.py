@@ -215,6 +215,9 @@ class ServerConfig:
                                      "Retry-After before the body is read; 0 = a sixteenth of physical memory")
     # above the 40 pool threads that wait on the models, so only a raised pool meets it
     max_queued_requests: int = option(64, help="most requests waiting for the model worker; more gets 503")
+    # none: open, as the original service (clients on a private network); a file keeps keys out of argv and logs
+    api_key_file: str | None = option(None, metavar="FILE", help="ask /identify and /v1/ground for "
+                                      "'Authorization: Bearer KEY', a key of FILE (one per line); /health stays open")
     warmup: bool = option(True, help="report ready without a warm-up request")  # one request before /health says ready
     # far above a 64-instance GPU batch
     request_timeout_s: float = option(120.0, help="answer 504 to a request not answered in this many seconds")

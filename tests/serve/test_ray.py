@@ -27,9 +27,15 @@ RAY_ARGS = ["--engine", "ray", "--ray-num-cpus", "4", "--detector-num-cpus", "0.
 SHARED_ARGS = ["--max-image-pixels", "4000000"]
 
 
+KEY = {"Authorization": "Bearer ray-test-key"}  # the key file guards the Ray ingress as it guards in-process
+
+
 @pytest.fixture(scope="module")
-def ray_server(tiny_models):
-    proc = ServerProcess(tiny_serve_args(tiny_models, upscaler=False) + SHARED_ARGS + RAY_ARGS, timeout=300)
+def ray_server(tiny_models, tmp_path_factory):
+    keys = tmp_path_factory.mktemp("keys") / "keys"
+    keys.write_text("ray-test-key\n")
+    proc = ServerProcess(tiny_serve_args(tiny_models, upscaler=False) + SHARED_ARGS + RAY_ARGS
+                         + ["--api-key-file", str(keys)], timeout=300)
     yield proc
     proc.stop()
 
@@ -42,7 +48,7 @@ def instances(count: int, seed: int = 0) -> list[dict]:
 
 def test_the_published_client_gets_the_in_process_boxes(ray_server, live_server):
     body = json.dumps({"instances": instances(44)})
-    on_ray = requests.post(ray_server.url + "/identify", data=body, timeout=300)  # no Content-Type, as it sends
+    on_ray = requests.post(ray_server.url + "/identify", data=body, headers=KEY, timeout=300)  # no Content-Type
     in_process = requests.post(live_server.url + "/identify", data=body, timeout=300)
     assert on_ray.status_code == 200, on_ray.text
     assert on_ray.json() == in_process.json()  # exactly: the same code and arithmetic, the stages elsewhere
@@ -55,7 +61,7 @@ def test_concurrent_mixed_traffic_gets_the_in_process_boxes(ray_server, live_ser
     answers: dict[int, httpx.Response] = {}
 
     def send(i: int) -> None:
-        answers[i] = httpx.post(ray_server.url + "/v1/ground", json=bodies[i], timeout=300)
+        answers[i] = httpx.post(ray_server.url + "/v1/ground", json=bodies[i], headers=KEY, timeout=300)
 
     threads = [threading.Thread(target=send, args=(i,)) for i in range(len(bodies))]
     for t in threads:
@@ -77,10 +83,11 @@ def test_errors_answer_as_in_process(ray_server, live_server):
         dict(data=json.dumps({"instances": [{"b64": encode_jpeg_b64(make_image(0))}]})),  # no caption
     ]
     for case in cases:
-        on_ray = requests.post(ray_server.url + "/identify", timeout=60, **case)
+        on_ray = requests.post(ray_server.url + "/identify", timeout=60, headers=KEY, **case)
         in_process = requests.post(live_server.url + "/identify", timeout=60, **case)
         assert (on_ray.status_code, on_ray.json()) == (in_process.status_code, in_process.json())
-    assert requests.get(ray_server.url + "/health", timeout=10).json() == {"message": "health ok"}
+    assert requests.get(ray_server.url + "/health", timeout=10).json() == {"message": "health ok"}  # no key needed
+    assert requests.post(ray_server.url + "/identify", data=cases[1]["data"], timeout=60).status_code == 401
     spec = httpx.get(ray_server.url + "/openapi.json").json()
     assert spec["paths"].keys() == httpx.get(live_server.url + "/openapi.json").json()["paths"].keys()
 

@@ -248,6 +248,7 @@ BODY_SCHEMA = {"requestBody": {"required": True, "content": {
     "application/json": {"schema": {"$ref": "#/components/schemas/IdentifyRequest"}}}}}
 ERROR_RESPONSES = {status: {"model": ErrorOut, "description": what} for status, what in [
     (400, "malformed request; names the instance index and field"),
+    (401, "--api-key-file is set and the request has no 'Authorization: Bearer KEY' with one of its keys"),
     (413, "body, instance count, image or the request's decoded pixels over its cap"),
     (415, "a body that is not JSON (a form, an upload, an image); JSON is read whatever the Content-Type says"),
     (422, "well-formed but invalid request"),
@@ -375,6 +376,10 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
     budget = InFlightBudget(config.server.max_inflight_bytes or default_inflight_bytes())
     app.state.budget = budget
     app.add_middleware(BodySizeLimit, max_bytes=config.server.max_body_bytes, budget=budget)
+    if config.server.api_key_file:  # outside the body bound: a request without a key reserves no bytes
+        from findbox.serve.auth import ApiKeyGuard, read_keys
+
+        app.add_middleware(ApiKeyGuard, keys=read_keys(config.server.api_key_file))
     app.add_middleware(RequestObserver, metrics=metrics)  # added last = outermost: sees the 413s too
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 

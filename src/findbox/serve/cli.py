@@ -32,6 +32,10 @@ def main(args: argparse.Namespace) -> int:
     configure_access_log(args.log_level.upper())
     config = serve_config_from_args(args)
     resolve_model_paths(config.pipeline)  # fail before binding the port when a model is missing
+    if config.server.api_key_file:
+        from findbox.serve.auth import read_keys
+
+        read_keys(config.server.api_key_file)  # and when the key file is missing or empty
     if config.server.engine == Engine.RAY:
         from findbox.serve import ray
 

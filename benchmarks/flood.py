@@ -29,7 +29,7 @@ import numpy as np
 from PIL import Image
 
 from common import write_result
-from load import HealthProbe, RssWatch, percentile, start_demo_server, wait_ready
+from load import HealthProbe, RssWatch, percentile, run_clients, start_demo_server, wait_ready
 
 CHUNK = 1 << 20  # bytes per write of a streamed body
 MIB = 1024 * 1024
@@ -100,13 +100,7 @@ def flood(url: str, bodies: Bodies, clients: int, seconds: float, timeout: float
                     (latencies if status == "200" else refused_s if status == "503" else []).append(elapsed)
                 time.sleep(wait)
 
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients([client] * clients)
     return {"clients": clients, "statuses": statuses, "wall_s": round(wall, 1),
             "admitted_per_s": round(len(latencies) / wall, 3),
             "admitted_latency_s": {"p50": round(percentile(latencies, 50), 2),

@@ -194,6 +194,17 @@ def percentile(values: list[float], q: float) -> float:
     return float(np.percentile(np.asarray(values), q))
 
 
+def run_clients(clients: list) -> float:
+    """Run each callable in a thread of its own, all at once; the wall-clock seconds until the last ends."""
+    threads = [threading.Thread(target=client) for client in clients]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start
+
+
 def run_load(url: str, clients: int, seconds: float, max_requests: int, captions: int, size: tuple[int, int],
              image_pool: int, timeout: float, first_seed: int = 0) -> dict:
     import httpx
@@ -232,13 +243,7 @@ def run_load(url: str, clients: int, seconds: float, max_requests: int, captions
                     if status == "200":
                         latencies.append(elapsed)
 
-    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - start
+    wall = run_clients([lambda i=i: client(i) for i in range(clients)])
     total = sum(statuses.values())
     ok = statuses.get("200", 0)
     return {

@@ -26,7 +26,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 from common import RESULTS, percentile, write_result  # noqa: E402
-from load import start_demo_server, wait_ready  # noqa: E402
+from load import run_clients, start_demo_server, wait_ready  # noqa: E402
 
 CONTENDERS = {
     "inprocess": [],
@@ -88,13 +88,7 @@ def drive(url: str, bodies: list, clients: int, seconds: float) -> dict:
                     if response.status_code == 200:
                         hits.extend(is_hit(iou_ltwh(b, t)) for b, t in zip(response.json()["predictions"], truths))
 
-    started = time.perf_counter()
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    wall = time.perf_counter() - started
+    wall = run_clients([client] * clients)
     ms = [t * 1000 for t in latencies]
     return {"clients": clients, "requests": len(latencies), "seconds": round(wall, 1),
             "requests_per_s": round(len(latencies) / wall, 2), "instances_per_s": round(len(hits) / wall, 1),

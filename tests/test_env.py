@@ -70,3 +70,14 @@ def test_missing_optional_package_names_the_extra():
     with pytest.raises(ImportError, match=r"pip install 'findbox\[zoo\]'"):
         require("findbox_no_such_package", "zoo")
     require("numpy", "zoo")  # installed: no error
+
+
+def test_ray_reports_no_usage_stats_after_ensure_offline(tmp_path):
+    """Ray sends usage statistics to its project's server unless told not to: the Ray engines must not."""
+    pytest.importorskip("ray")
+    code = ("from findbox.env import ensure_offline; ensure_offline(); "
+            "from ray._common.usage.usage_lib import usage_stats_enabled; assert not usage_stats_enabled()")
+    env = _clean_env(tmp_path)
+    env.pop("RAY_USAGE_STATS_ENABLED", None)
+    done = _run(code, env)
+    assert done.returncode == 0, done.stderr[-2000:]

@@ -24,6 +24,7 @@ OFFLINE_DEFAULTS: dict[str, str] = {
     "YOLO_VERBOSE": "False",
     "NO_ALBUMENTATIONS_UPDATE": "1",  # albumentations checks PyPI for updates on import
     "ULTRALYTICS_SYNC": "False",
+    "RAY_USAGE_STATS_ENABLED": "0",  # Ray (the [ray] engines) would otherwise report usage to its project's server
 }
 
 _done = False

@@ -86,6 +86,11 @@ def test_reader_record_fields(tmp_path):
         ('{"image": "../a.jpg", "annotations": []}', "relative path inside images/"),
         ('{"image": "/tmp/a.jpg", "annotations": []}', "relative path inside images/"),
         ('{"image": "sub\\\\a.jpg", "annotations": []}', "relative path inside images/"),
+        # the optional data-set split
+        ('{"image": "a.jpg", "split": 3, "annotations": []}', 'split: expected a split name such as "val", got 3'),
+        ('{"image": "a.jpg", "split": " ", "annotations": []}', "split: expected a split name"),
+        ('{"image": "a.jpg", "annotations": [{"bbox": [1, 2, 3, 4], "split": ["val"]}]}',
+         r"annotations\[0\].split: expected a split name"),
     ],
 )
 def test_bad_line_names_file_and_line(tmp_path, line, message):
@@ -93,6 +98,18 @@ def test_bad_line_names_file_and_line(tmp_path, line, message):
     with pytest.raises(ValueError, match=message) as info:
         read_vlm_jsonl(path)
     assert str(info.value).startswith(f"{path}:3: ")
+
+
+def test_split_is_optional_and_the_annotation_wins(tmp_path):
+    lines = [{"image": "a.jpg", "annotations": [{"caption": "x", "bbox": [1, 2, 3, 4]}]},  # the task's files
+             {"image": "b.jpg", "split": "testA", "annotations": [{"caption": "y", "bbox": [1, 2, 3, 4]},
+                                                                  {"caption": "z", "bbox": [0, 0, 1, 1], "split": "val"}]},
+             {"image": "c.jpg", "annotations": [{"caption": "w", "bbox": [1, 2, 3, 4], "split": "testB"}]}]
+    a, b, c = read_vlm_jsonl(write(tmp_path, "".join(json.dumps(line) + "\n" for line in lines)))
+    assert a.split is None and a.split_of(a.annotations[0]) is None
+    assert a.annotations[0] == Annotation("x", (1.0, 2.0, 3.0, 4.0))  # no split: equal to one built without it
+    assert b.split == "testA" and [b.split_of(ann) for ann in b.annotations] == ["testA", "val"]
+    assert c.split is None and c.split_of(c.annotations[0]) == "testB"
 
 
 def test_undecodable_bytes_name_the_line(tmp_path):

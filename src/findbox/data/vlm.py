@@ -3,6 +3,8 @@
 One JSON object a line,
     {"image": "image_0.jpg", "annotations": [{"caption": "grey missile", "bbox": [l, t, w, h]}, ...]}
 with the images in `images/` beside the jsonl; `bbox` is ltwh in pixels of that image.
+An optional `"split"` (a name such as "val" or "testA", the data set's own split) may stand on
+the line, on an annotation, or both (the annotation's wins); the task's files have none.
 
 Detector training (`findbox.train.yolo_data`), crops for the scorer (`findbox.train.crops`)
 and evaluation (`findbox.eval.data`) all read it here and split it here, so the three can
@@ -40,6 +42,7 @@ class Annotation:
 
     caption: str | None
     bbox_ltwh: tuple[float, float, float, float]
+    split: str | None = None  # the data set's own split name (e.g. RefCOCO's "testA"); None when not given
 
 
 @dataclass(frozen=True)
@@ -49,11 +52,18 @@ class VlmRecord:
     line: 1-based line number in the file.
     image: file name relative to `images/` beside the jsonl (POSIX separators).
     annotations: in file order; empty for a background image.
+    split: the data set's own split name for the whole line; None when not given. An annotation's
+        own `split` overrides it (`split_of`).
     """
 
     line: int
     image: str
     annotations: tuple[Annotation, ...] = ()
+    split: str | None = None
+
+    def split_of(self, annotation: Annotation) -> str | None:
+        """The split one of this line's annotations belongs to: its own, else the line's, else None."""
+        return annotation.split if annotation.split is not None else self.split
 
     @property
     def ltwh(self) -> np.ndarray:
@@ -119,6 +129,7 @@ def parse_vlm_line(text: str, line_no: int, where: str, captions_required: bool 
     parts = PurePosixPath(image).parts
     if image.startswith(("/", "\\")) or ".." in parts or "\\" in image:
         raise ValueError(f'{where}: expected "image" to be a relative path inside images/, got {image!r}')
+    split = _split_name(obj, where, "split")
     annotations = obj.get("annotations")
     if not isinstance(annotations, list):
         raise ValueError(
@@ -139,8 +150,17 @@ def parse_vlm_line(text: str, line_no: int, where: str, captions_required: bool 
         caption = ann.get("caption")
         if (caption is not None or captions_required) and not isinstance(caption, str):
             raise ValueError(f"{where}: annotations[{i}].caption: expected a string, got {caption!r}")
-        parsed.append(Annotation(caption=caption, bbox_ltwh=tuple(float(v) for v in bbox)))  # type: ignore[arg-type]
-    return VlmRecord(line=line_no, image=image, annotations=tuple(parsed))
+        parsed.append(Annotation(caption=caption, bbox_ltwh=tuple(float(v) for v in bbox),  # type: ignore[arg-type]
+                                 split=_split_name(ann, where, f"annotations[{i}].split")))
+    return VlmRecord(line=line_no, image=image, annotations=tuple(parsed), split=split)
+
+
+def _split_name(obj: dict, where: str, field_name: str) -> str | None:
+    """The optional "split" key of a line or an annotation: a non-empty string, or None when absent."""
+    value = obj.get("split")
+    if value is not None and (not isinstance(value, str) or not value.strip()):
+        raise ValueError(f"{where}: {field_name}: expected a split name such as \"val\", got {value!r}")
+    return value
 
 
 # --- the split ---------------------------------------------------------------------------------

@@ -252,6 +252,9 @@ class RayConfig:
     ingress_replicas: int = option(1, help="HTTP ingress replicas")
     ingress_num_cpus: float = option(0.25, help="CPUs each ingress replica reserves")  # parsing and answers: light
     detector_replicas: int = option(1, help="detector replicas (the least with autoscaling)")
+    # Prometheus scrapes each node's metrics agent: findbox's series come out as ray_findbox_* there
+    metrics_export_port: int = option(0, flag="--ray-metrics-port", help="port of a local cluster's Prometheus "
+                                      "metrics (ray_findbox_* and ray_serve_* series); 0 = Ray's choice")
     # 0: a fixed replica count; above detector_replicas: Serve's autoscaler between the two
     detector_max_replicas: int = option(0, help="autoscale the detector up to this many replicas; 0 = fixed")
     detector_num_cpus: float = option(1.0, help="CPUs each detector replica reserves")
@@ -268,15 +271,19 @@ class RayConfig:
     # requests a scorer replica holds at once: its model worker runs one and gathers the rest
     scorer_max_ongoing: int = option(8, help="requests a scorer replica takes at once")
 
+    # 1 spreads the replicas over the nodes (one per GPU node, or the nodes of a CPU cluster)
+    scorer_max_replicas_per_node: int = option(0, help="most scorer replicas on one node; 0 = no limit")
     def __post_init__(self) -> None:
         for name in ("ingress_replicas", "detector_replicas", "scorer_replicas", "detector_batch_size",
                      "scorer_max_ongoing"):
             _check_range(name, getattr(self, name), 1, 10_000)
-        for name in ("detector_max_replicas", "scorer_max_replicas", "detector_threads", "scorer_threads"):
+        for name in ("detector_max_replicas", "scorer_max_replicas", "detector_threads", "scorer_threads",
+                     "scorer_max_replicas_per_node"):
             _check_range(name, getattr(self, name), 0, 10_000)
         for name in ("num_cpus", "ingress_num_cpus", "detector_num_cpus", "detector_num_gpus", "scorer_num_cpus",
                      "scorer_num_gpus", "detector_batch_wait_ms"):
             _check_range(name, getattr(self, name), 0, 100_000)
+        _check_range("metrics_export_port", self.metrics_export_port, 0, 65535)
 
 
 @dataclass

@@ -53,6 +53,55 @@ def _set_threads(threads: int, num_cpus: float) -> None:
     torch.set_num_threads(threads or max(1, math.ceil(num_cpus)))
 
 
+# --- metrics --------------------------------------------------------------------------------------
+# Each replica records through ray.serve.metrics; Ray's metrics agent on every node exports them to
+# Prometheus as ray_findbox_*, tagged with the application, deployment and replica. The names and
+# labels are the in-process /metrics ones (serve/metrics.py), so one dashboard reads both engines.
+
+
+class ScorerMetrics:
+    """Per scorer replica: requests, instances, per-stage seconds, requests per model call, and the
+    pipeline's own counters (caches, work, stage seconds) as they grow."""
+
+    def __init__(self):
+        from ray.serve.metrics import Counter, Histogram
+
+        from findbox.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+
+        self.requests = Counter("findbox_requests", description="Requests answered by this scorer replica, "
+                                "by outcome (ok or the error's type).", tag_keys=("outcome",))
+        self.instances = Counter("findbox_instances", description="(image, caption) instances answered.")
+        self.stage_seconds = Histogram("findbox_stage_duration_seconds", description="Per-request time in each "
+                                       "stage (decode, queue, detect, crop_upscale, embed_images, embed_texts, "
+                                       "choose).", boundaries=list(LATENCY_BUCKETS), tag_keys=("stage",))
+        self.batch_requests = Histogram("findbox_model_call_requests", description="Requests gathered into one "
+                                        "model call.", boundaries=list(BATCH_BUCKETS))
+        self.cache_hits = Counter("findbox_cache_hits", description="Cache lookups that hit, by cache.",
+                                  tag_keys=("cache",))
+        self.cache_misses = Counter("findbox_cache_misses", description="Cache lookups that missed, by cache.",
+                                    tag_keys=("cache",))
+        self.work = Counter("findbox_pipeline_work", description="Pipeline.counters: work done, by counter.",
+                            tag_keys=("counter",))
+        self.last: dict[tuple[str, str], float] = {}  # the pipeline's totals at the last record
+
+    def record(self, outcome: str, job=None, stats: dict | None = None) -> None:
+        self.requests.inc(tags={"outcome": outcome})
+        if job is not None:
+            self.instances.inc(len(job.queries))
+            for stage, seconds in job.timings.items():
+                self.stage_seconds.observe(seconds, tags={"stage": stage})
+            self.batch_requests.observe(job.batch_requests)
+        if stats is not None:
+            grown = [(self.cache_hits, "cache", name, cache["hits"]) for name, cache in stats["caches"].items()]
+            grown += [(self.cache_misses, "cache", name, cache["misses"]) for name, cache in stats["caches"].items()]
+            grown += [(self.work, "counter", name, value) for name, value in stats["counters"].items()]
+            for metric, tag, name, total in grown:
+                key = (metric.info["name"], name)
+                if total > self.last.get(key, 0):  # Ray's counters take increments; the pipeline keeps totals
+                    metric.inc(total - self.last.get(key, 0), tags={tag: name})
+                    self.last[key] = total
+
+
 # --- the detector stage ---------------------------------------------------------------------------
 
 
@@ -69,6 +118,14 @@ class DetectorStage:
         self.detect.set_max_batch_size(stage.detector_batch_size)
         self.detect.set_batch_wait_timeout_s(stage.detector_batch_wait_ms / 1000)
         self.batches: list[int] = []  # frames per model call, newest last (kept short)
+        from ray.serve.metrics import Histogram
+
+        from findbox.serve.metrics import BATCH_BUCKETS, LATENCY_BUCKETS
+
+        self.frames_per_call = Histogram("findbox_detector_call_frames", description="Frames per detector call "
+                                         "(cross-request batching).", boundaries=list(BATCH_BUCKETS))
+        self.call_seconds = Histogram("findbox_detector_call_seconds", description="Seconds per detector call.",
+                                      boundaries=list(LATENCY_BUCKETS))
 
     @serve.batch(max_batch_size=8, batch_wait_timeout_s=0.005)  # both set from RayConfig in __init__
     async def detect(self, calls: list[list[ray.ObjectRef]]) -> list[list]:
@@ -78,7 +135,10 @@ class DetectorStage:
         Serve hands the refs over unresolved).
         """
         frames = await asyncio.gather(*(ref for refs in calls for ref in refs))
+        start = time.perf_counter()
         found = await asyncio.to_thread(self.detector.detect, list(frames))
+        self.call_seconds.observe(time.perf_counter() - start)
+        self.frames_per_call.observe(len(frames))
         self.batches = (self.batches + [len(frames)])[-1000:]
         out, start = [], 0
         for refs in calls:
@@ -127,12 +187,18 @@ class ScorerStage:
                 pool.submit(self.pipeline.warmup).result()
         server = config.server
         self.runner = ModelRunner(self.pipeline, server.batch_window_ms / 1000, server.max_instances)
+        self.metrics = ScorerMetrics()
 
     async def ground(self, images: list, queries: list[tuple[int, str]], timeout_s: float):
         """(results, timings, batch_requests) for one request's distinct images (EncodedImages) and
         queries, within `timeout_s` (this replica's clock: the ingress's may be another node's)."""
         deadline = time.monotonic() + timeout_s
-        job = await asyncio.to_thread(self.runner.ground, images, queries, deadline)
+        try:
+            job = await asyncio.to_thread(self.runner.ground, images, queries, deadline)
+        except Exception as exc:
+            self.metrics.record(type(exc).__name__)
+            raise
+        self.metrics.record("ok", job, self.pipeline.stats())
         return job.results, job.timings, job.batch_requests
 
     def stats(self) -> dict:
@@ -164,7 +230,7 @@ class RayEngine:
         self.scorer = scorer
 
     def ground(self, images: list, queries: list[tuple[int, str]], deadline: float = math.inf):
-        from ray.exceptions import RayTaskError
+        from ray.exceptions import RayActorError, RayTaskError
         from ray.serve.exceptions import BackPressureError
 
         from findbox.serve.runner import DeadlineExceeded, Job, Overloaded
@@ -178,7 +244,13 @@ class RayEngine:
         except TimeoutError:
             response.cancel()
             raise DeadlineExceeded("request: not answered within the request timeout") from None
+        except RayActorError as exc:  # the scorer replica died under this request: Serve replaces it
+            raise Overloaded(f"request: the scorer replica answering it stopped ({type(exc).__name__}); "
+                             f"retry: another replica answers") from None
         except RayTaskError as exc:  # the replica's own error (bad image, its 504, its full queue): as in-process
+            if isinstance(exc.cause, RayActorError):  # the detector replica died under it: the same
+                raise Overloaded(f"request: the detector replica answering it stopped ({type(exc.cause).__name__}); "
+                                 f"retry: another replica answers") from None
             if isinstance(exc.cause, Exception):
                 raise exc.cause from None
             raise
@@ -236,12 +308,14 @@ def ingress_app(config: ServeConfig):
 
 
 def _deployment(cls, name: str, replicas: int, max_replicas: int, num_cpus: float, num_gpus: float,
-                max_ongoing: int, max_queued: int):
+                max_ongoing: int, max_queued: int, max_per_node: int = 0):
     """`cls` as a deployment with the stage's resources; autoscaling between `replicas` and `max_replicas`
     when the latter is above the former (Serve's autoscaler, on ongoing requests)."""
     options: dict[str, Any] = dict(name=name, ray_actor_options={"num_cpus": num_cpus, "num_gpus": num_gpus},
                                    max_ongoing_requests=max_ongoing, max_queued_requests=max_queued,
                                    health_check_period_s=10, health_check_timeout_s=30)
+    if max_per_node:
+        options["max_replicas_per_node"] = max_per_node
     if max_replicas > replicas:
         options["autoscaling_config"] = {"min_replicas": replicas, "max_replicas": max_replicas,
                                          "target_ongoing_requests": max(1, max_ongoing // 2)}
@@ -261,7 +335,8 @@ def build_application(config: ServeConfig):
     scorer = _deployment(ScorerStage, "ScorerStage", stage.scorer_replicas, stage.scorer_max_replicas,
                          stage.scorer_num_cpus, stage.scorer_num_gpus,
                          # requests a replica's model worker gathers into one call while the last one runs
-                         max_ongoing=stage.scorer_max_ongoing, max_queued=server.max_queued_requests)
+                         max_ongoing=stage.scorer_max_ongoing, max_queued=server.max_queued_requests,
+                         max_per_node=stage.scorer_max_replicas_per_node)
     def build_ingress_app():  # Serve takes a no-argument function as an app builder, run in the replica
         return ingress_app(config)
 
@@ -301,7 +376,8 @@ def run(config: ServeConfig, log_level: str = "info") -> int:
     started_here = not stage.address
     if started_here:
         ray.init(num_cpus=stage.num_cpus or os.cpu_count(), include_dashboard=False,
-                 logging_level=log_level.upper(), log_to_driver=log_level == "debug")
+                 logging_level=log_level.upper(), log_to_driver=log_level == "debug",
+                 **({"_metrics_export_port": stage.metrics_export_port} if stage.metrics_export_port else {}))
     else:
         ray.init(address=stage.address, logging_level=log_level.upper(), log_to_driver=False)
     stop = threading.Event()

@@ -34,7 +34,10 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "eval": ("findbox.eval.cli", "score a model or a server on a vlm.jsonl data set"),
     "calibrate": ("findbox.eval.calibrate", "measure which faster precisions keep a scorer's answers; "
                   "--precision auto reads the record"),
+    "data import": ("findbox.data.import_cli", "read a RefCOCO, ODVG, COCO or YOLO data set into vlm.jsonl"),
+    "data export": ("findbox.data.export_cli", "write a vlm.jsonl (and predictions) as ODVG or COCO"),
 }
+GROUP_HELP = {"train": "train a model", "data": "bring data sets in from other formats and out to them"}
 
 
 def _wanted_module(argv: list[str]) -> str | None:
@@ -119,7 +122,7 @@ def build_parser(argv: list[str]) -> argparse.ArgumentParser:
         target = sub
         if group:
             if group[0] not in groups:
-                gp = sub.add_parser(group[0], help=f"{group[0]} a model")
+                gp = sub.add_parser(group[0], help=GROUP_HELP[group[0]], description=GROUP_HELP[group[0]])
                 groups[group[0]] = gp.add_subparsers(dest="subcommand", metavar="WHAT", required=True)
             target = groups[group[0]]
         p = target.add_parser(leaf, help=help_text, description=help_text)

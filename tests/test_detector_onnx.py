@@ -63,5 +63,21 @@ def test_detector_backend_is_a_pipeline_option():
     from findbox.config import PipelineConfig
 
     assert PipelineConfig(detector_backend="onnx").detector_backend == DetectorBackend.ONNX
-    with pytest.raises(ValueError, match="detector_backend: expected one of torch, onnx"):
+    with pytest.raises(ValueError, match="detector_backend: expected one of torch, onnx, auto"):
         PipelineConfig(detector_backend="tensorrt")
+
+
+def test_exporting_leaves_torch_threads_alone(tmp_path, monkeypatch):
+    """ultralytics' export runs select_device, which sets torch to cpu_count - 1 threads for the process."""
+    import torch
+
+    from findbox.detect.ultralytics import onnx_export
+
+    monkeypatch.setenv("FINDBOX_CACHE", str(tmp_path))  # a fresh cache: the export runs
+    before = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        assert onnx_export(bundled_paths()["detector"]).parent == tmp_path / "onnx"
+        assert torch.get_num_threads() == 2
+    finally:
+        torch.set_num_threads(before)

@@ -70,6 +70,7 @@ class DetectorBackend(str, enum.Enum):
 
     TORCH = "torch"
     ONNX = "onnx"  # ultralytics' ONNX export (dynamic shapes), run by ONNX Runtime on the CPU; exported once, cached
+    AUTO = "auto"  # the faster of the two with the same boxes, timed at first load and recorded (findbox.detect.backend)
 
 
 class Engine(str, enum.Enum):
@@ -159,10 +160,12 @@ class PipelineConfig:
     # onnx: same boxes, 1.0-1.1x on 2 CPU cores (BENCHMARKS.md)
     scorer_backend: ScorerBackend = option(
         ScorerBackend.TORCH, help="run the scorer towers on torch or ONNX Runtime (CPU, fp32; exported once, cached)")
-    # onnx: same boxes, 1.6x on 2 CPU cores at imgsz 1280 (BENCHMARKS.md, detector export); torch stays the default
-    # until it is checked on a busy machine
+    # auto: onnx was 1.6x torch on a quiet 2-core CPU and slower once on a busy one (BENCHMARKS.md), so each
+    # machine measures once
     detector_backend: DetectorBackend = option(
-        DetectorBackend.TORCH, help="run the detector on torch or ONNX Runtime (CPU only; exported once, cached)")
+        DetectorBackend.AUTO, help="run the detector on torch or ONNX Runtime (CPU only; exported once, cached); "
+                                   "auto: the faster of the two with the same boxes, timed once per checkpoint, "
+                                   "imgsz and machine and recorded; torch without the onnx extra or off the CPU")
     # off: the demo scorer (trained at one size) loses accuracy at smaller inputs (BENCHMARKS.md, small crops)
     small_crop_input: int = option(0, metavar="PX", help="score crops whose longer side is at most PX pixels at a "
                                    "PX x PX input: fewer tokens, position embeddings interpolated (transformers "

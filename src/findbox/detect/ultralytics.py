@@ -31,18 +31,25 @@ class Detector:
         self.config = config
         self.device = device
         self.half = half and device.type == "cuda"
+        # set by `--detector-backend auto` (findbox.detect.backend.load_auto): what it chose and why
+        self.backend_choice = None
 
     @classmethod
     def from_file(
         cls, path: str | Path, config: DetectorConfig | None = None, device: torch.device | str = "cpu",
         half: bool = False, backend: DetectorBackend = DetectorBackend.TORCH,
     ) -> "Detector":
-        """An ultralytics .pt, run by torch or (backend onnx, CPU only) by ONNX Runtime on its export."""
+        """An ultralytics .pt, run by torch or (backend onnx, CPU only) by ONNX Runtime on its export;
+        backend auto: whichever of the two is faster here with the same boxes (`findbox.detect.backend`)."""
         path = Path(path)
         device = torch.device(device)
         backend = DetectorBackend(backend)
         if not path.is_file():
             raise ValueError(f"detector: expected an ultralytics .pt file, got {str(path)!r} (not a file)")
+        if backend == DetectorBackend.AUTO:
+            from findbox.detect.backend import load_auto
+
+            return load_auto(path, config or DetectorConfig(), device, half)
         if backend == DetectorBackend.ONNX and device.type != "cpu":
             raise ValueError(f"detector_backend: onnx runs on the cpu, got device {device}; use torch on a GPU")
         from findbox.env import ensure_offline
@@ -63,8 +70,11 @@ class Detector:
     def info(self) -> dict:
         names = getattr(self.yolo, "names", {}) or {}
         onnx = str(getattr(self.yolo, "model", "")).endswith(".onnx")
-        return {"kind": "ultralytics", "backend": "onnx" if onnx else "torch", "classes": len(names),
+        info = {"kind": "ultralytics", "backend": "onnx" if onnx else "torch", "classes": len(names),
                 "ckpt": str(getattr(self.yolo, "ckpt_path", "") or getattr(self.yolo, "model", ""))}
+        if self.backend_choice is not None:
+            info["backend_choice"] = self.backend_choice.as_dict()
+        return info
 
     def detect(self, images_rgb: list[np.ndarray]) -> list[Candidates]:
         """Proposals for each image, in batched predict calls.
@@ -144,7 +154,6 @@ def onnx_export(pt_path: Path) -> Path:
     frame to 1280x1280 and changes boxes (docs/BENCHMARKS.md). No simplifier: onnxslim
     is an optional download ultralytics would otherwise ask for.
     """
-    import hashlib
     import shutil
     import tempfile
 
@@ -154,18 +163,27 @@ def onnx_export(pt_path: Path) -> Path:
     require("onnx", "onnx")
     from ultralytics import YOLO
 
-    digest = hashlib.blake2b(pt_path.read_bytes(), digest_size=12).hexdigest()
-    target = cache_dir() / "onnx" / f"detector_{digest}.onnx"
+    target = cache_dir() / "onnx" / f"detector_{pt_digest(pt_path)}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
         copy = Path(tmp) / "detector.pt"  # ultralytics writes the export beside the .pt it was given
         shutil.copyfile(pt_path, copy)
+        threads = torch.get_num_threads()
         try:
             exported = YOLO(str(copy), task="detect").export(format="onnx", dynamic=True, simplify=False,
                                                              device="cpu", verbose=False)
         except Exception as exc:  # ultralytics raises many types; name the file and the cause
             raise ValueError(f"detector: ONNX export of {str(pt_path)!r} failed: {exc}") from exc
+        finally:
+            torch.set_num_threads(threads)  # export's select_device sets cpu_count - 1 for the process, as predict's
         Path(exported).replace(target)  # atomic: a concurrent loader sees the whole file or none
     return target
+
+
+def pt_digest(pt_path: Path) -> str:
+    """The key of a checkpoint's cached export and backend record: a hash of its bytes."""
+    import hashlib
+
+    return hashlib.blake2b(Path(pt_path).read_bytes(), digest_size=12).hexdigest()

@@ -269,8 +269,9 @@ def body_schemas() -> dict:
     return {name: schemas[name] for name in ("IdentifyRequest", "Instance")}
 
 
-def describe_models(config: PipelineConfig) -> str:
-    """One line for the log: which files serve, with the settings that change answers."""
+def describe_models(config: PipelineConfig, detector=None) -> str:
+    """One line for the log: which files serve, with the settings that change answers; given the loaded
+    `detector`, also the backend it runs on (and, when auto chose it, the measured times and why)."""
     from findbox.bundle import BUNDLE_DIR
     from findbox.device import resolve_device
     from findbox.factory import precision_choice, resolve_model_paths
@@ -289,7 +290,11 @@ def describe_models(config: PipelineConfig) -> str:
     precision = choice.precision.value
     if config.precision == Precision.AUTO:  # and why: calibrated, or what `findbox calibrate` would unlock
         precision += f" (auto; {choice.note})" if choice.note else " (auto)"
-    return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}), "
+    from findbox.detect.backend import describe_backend
+
+    backend = describe_backend(getattr(detector, "info", None) or {})
+    return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}"
+            + (f"; backend {backend}" if backend else "") + "), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
             f"ranking {config.score_fusion.value}"
             + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else "")
@@ -345,7 +350,7 @@ def create_app(config: ServeConfig, load: Callable[[PipelineConfig], object] | N
                 state.runner = ModelRunner(pipeline, server.batch_window_ms / 1000, server.max_instances, on_call,
                                            server.max_queued_requests)
             state.pipeline = pipeline
-            log.info("models loaded; ready: %s", describe_models(config.pipeline))
+            log.info("models loaded; ready: %s", describe_models(config.pipeline, pipeline.detector))
         except Exception as exc:  # reported on /health and by the CLI, never swallowed
             log.exception("loading the models failed")
             state.error = f"{type(exc).__name__}: {exc}"

@@ -64,3 +64,22 @@ def test_quiet_sets_warning_level(tmp_path):
     assert main(["synth", str(tmp_path / "p"), *SMALL_SYNTH, "--log-level", "debug"]) == 0
     assert logging.getLogger("findbox").level == logging.DEBUG
 
+
+
+def test_quiet_hides_the_progress_bars_too(tmp_path):
+    """A bar is INFO-level output: each command's bar shows by default and not under --quiet or
+    --log-level warning (before, tqdm drew it whatever the level)."""
+    for variant, flags in {"default": [], "quiet": ["--quiet"]}.items():  # --quiet is --log-level warning
+        data = tmp_path / variant / "data"
+        commands = {
+            "synth": ["synth", str(data), "--images", "5", *SMALL_SYNTH[2:]],
+            "crops": ["crops", "--data", str(data / "vlm.jsonl"), "--out", str(tmp_path / variant / "crops")],
+            "predict": ["predict", str(data / "images"), "--caption", "missile", "--device", "cpu"],
+        }
+        for name, argv in commands.items():
+            r = run_cli(*argv, *flags)
+            assert r.returncode == 0, (name, flags, r.stderr)
+            if variant == "default":
+                assert f"{name}: 100%" in r.stderr, (name, r.stderr)
+            else:
+                assert "100%" not in r.stderr and "it/s" not in r.stderr, (name, flags, r.stderr)

@@ -178,6 +178,10 @@ def setup_logging(level: str = "info") -> None:
     # httpx logs each request it sends at INFO: `eval --server` would print a line per batch; the server
     # logs the requests it answers, one line each, so the client's lines show at debug only
     logging.getLogger("httpx").setLevel("DEBUG" if level.upper() == "DEBUG" else "WARNING")
+    from findbox.logs import progress_shown, quiet_third_party_bars
+
+    if not progress_shown():  # --quiet / --log-level warning: no bars either, findbox's or the libraries'
+        quiet_third_party_bars()
 
 
 # --- model options: serve, eval and predict ------------------------------------------------------

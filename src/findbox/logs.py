@@ -1,4 +1,5 @@
-"""Third-party log lines that are understood and harmless, kept out of the way at their source.
+"""Third-party log lines that are understood and harmless, kept out of the way at their source;
+and progress bars, which follow findbox's log level.
 
 Each filter names the exact message it takes and says why it is harmless; nothing is filtered
 blanket-wide, and every filter is installed only around the call that triggers its message.
@@ -8,6 +9,8 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
+import sys
 from collections.abc import Iterator
 
 # SigLIP text towers pool the last position and never read their bos/eos ids; SigLIP folders carry
@@ -64,3 +67,34 @@ def quantization_quiet() -> contextlib.AbstractContextManager:
     so nothing is missing) go to DEBUG. ONNX Runtime logs them on the root logger."""
     root = logging.getLogger()
     return _filtered(root, _Demote(root, ("Quantization parameters for tensor",)))
+
+
+# --- progress bars ---------------------------------------------------------------------------------
+
+
+def progress_shown() -> bool:
+    """Whether progress bars show: a bar is INFO-level output, so `--quiet` / `--log-level warning`
+    (the "findbox" logger above INFO) hides it with the log lines."""
+    return logging.getLogger("findbox").isEnabledFor(logging.INFO)
+
+
+def progress(iterable=None, **kwargs):
+    """findbox's one progress bar: tqdm on stderr, off when the caller says `disable=True` or when
+    findbox logs above INFO (see progress_shown)."""
+    from tqdm import tqdm
+
+    kwargs["disable"] = bool(kwargs.get("disable")) or not progress_shown()
+    kwargs.setdefault("file", sys.stderr)
+    return tqdm(iterable, **kwargs)
+
+
+def quiet_third_party_bars() -> None:
+    """Hide the bars transformers and huggingface_hub draw themselves (e.g. "Writing model shards"):
+    they read HF_HUB_DISABLE_PROGRESS_BARS at import; an already imported transformers is told directly.
+    ultralytics' bars follow its VERBOSE, which findbox leaves off except in training (see
+    findbox.train.detector), where they are shown only while progress_shown()."""
+    os.environ["HF_HUB_DISABLE_PROGRESS_BARS"] = "1"
+    if "transformers" in sys.modules:
+        from transformers.utils import logging as transformers_logging
+
+        transformers_logging.disable_progress_bar()

@@ -174,7 +174,9 @@ def _save_name(path: Path, taken: set[str]) -> str:
 
 
 def main(args: argparse.Namespace) -> int:
-    from tqdm import tqdm
+    from tqdm import tqdm  # tqdm.write: lines printed between a bar's redraws
+
+    from findbox.logs import progress
 
     captions = read_captions(args.caption, args.captions)
     paths, unmatched = expand_image_paths(args.images)
@@ -208,7 +210,7 @@ def main(args: argparse.Namespace) -> int:
         print(f"findbox predict: {note}", file=sys.stderr)
     failed = len(unmatched)
     taken: set[str] = set()
-    for path in tqdm(paths, desc="predict", unit="img", file=sys.stderr, disable=len(paths) < PROGRESS_MIN_IMAGES):
+    for path in progress(paths, desc="predict", unit="img", disable=len(paths) < PROGRESS_MIN_IMAGES):
         try:
             image = load_image_file(path, config.server.max_image_pixels)
         except (ValueError, OSError) as exc:

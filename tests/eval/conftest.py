@@ -70,7 +70,8 @@ def model_args(models: dict[str, Path]) -> list[str]:
 
 @pytest.fixture(scope="session")
 def eval_data(eval_models, tmp_path_factory) -> Path:
-    """data/vlm.jsonl with N_IMAGES good JPEGs, then one missing and one corrupt image."""
+    """data/vlm.jsonl with N_IMAGES good JPEGs (split testA / testB alternately), then one missing and one
+    corrupt image (no split)."""
     from findbox.config import DetectorConfig
     from findbox.detect.ultralytics import Detector
     from findbox.images import load_image_file
@@ -90,7 +91,8 @@ def eval_data(eval_models, tmp_path_factory) -> Path:
             l, t, w, h = (round(float(v), 2) for v in proposals.ltwh[rank])
             annotations.append({"caption": CAPTIONS[(k + j) % len(CAPTIONS)], "bbox": [l, t, w, h]})
         annotations.append({"caption": CAPTIONS[(k + 5) % len(CAPTIONS)], "bbox": [1.0, 1.0, 3.0, 2.0]})
-        lines.append({"image": name, "annotations": annotations})
+        # the data set's own split (as RefCOCO's testA/testB), on the line; the bad images below have none
+        lines.append({"image": name, "split": "testA" if k % 2 == 0 else "testB", "annotations": annotations})
     lines.append({"image": "missing.jpg", "annotations": [{"caption": "grey missile", "bbox": [1, 2, 30, 20]}]})
     (root / "images" / "corrupt.jpg").write_bytes(b"\xff\xd8 this is not a jpeg")
     lines.append({"image": "corrupt.jpg", "annotations": [{"caption": "yellow drone", "bbox": [5, 5, 10, 10]},

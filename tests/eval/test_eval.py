@@ -38,8 +38,27 @@ def test_metrics_and_predictions(in_process_eval):
     d = metrics["diagnostics"]
     assert d["detector_recall"] == pytest.approx(N_IMAGES * len(TRUTH_RANKS) / N_INSTANCES)
     assert 0 < metrics["accuracy"] <= d["detector_recall"]
-    assert set(metrics["breakdowns"]) >= {"object_type", "colour_count", "size"}
-    assert sum(g["n"] for g in metrics["breakdowns"]["size"].values()) == N_INSTANCES
+    assert set(metrics["breakdowns"]) >= {"object_type", "colour_count", "size", "coco_size", "caption_length",
+                                          "data_split"}
+    for name in ("size", "coco_size", "caption_length", "data_split"):
+        assert sum(g["n"] for g in metrics["breakdowns"][name].values()) == N_INSTANCES, name
+    # the field's conventions, recomputed from the predictions (unanswered rows carry IoU 0)
+    ious = [r["iou"] for r in rows]
+    for key, k in (("acc_50", 0.5), ("acc_75", 0.75), ("acc_90", 0.9)):
+        assert metrics[key] == pytest.approx(sum(iou >= k for iou in ious) / len(ious)), key
+    assert metrics["mean_iou"] == pytest.approx(np.mean(ious))
+    assert metrics["acc_50"] >= metrics["accuracy"] and metrics["acc_50"] >= metrics["acc_75"] >= metrics["acc_90"]
+    splits = metrics["breakdowns"]["data_split"]
+    assert list(splits) == ["testA", "testB", "(none)"] and splits["(none)"]["n"] == 3  # the bad images' instances
+    for split in ("testA", "testB"):
+        mine = [r for r in rows if r.get("split") == split]
+        assert splits[split]["n"] == len(mine) and splits[split]["accuracy"] == pytest.approx(
+            sum(r["hit"] for r in mine) / len(mine))
+    # the detector's AP from faster-coco-eval: every distinct truth, proposals at the run's own conf
+    ap = metrics["detector_ap"]
+    assert ap["n_truths"] == N_INSTANCES and ap["conf"] == metrics["run"]["run_conf"]
+    assert ap["n_images"] == N_IMAGES + 2 and ap["n_detections"] > 0
+    assert 0 < ap["ap50_95"] <= ap["ap50"] <= 1
 
 
 def test_missing_and_corrupt_images_count_as_misses(in_process_eval):
@@ -60,6 +79,9 @@ def test_report_references_only_existing_files(in_process_eval):
         assert (in_process_eval / ref).is_file(), ref
         assert (in_process_eval / ref).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert "missing.jpg" in page  # bad images are listed, not dropped
+    for text in ("Acc@0.5", "Acc@0.75", "Acc@0.9", "mean IoU", "Detector AP (one class)", "AP50:95",
+                 "by COCO size", "by caption length", "by data split", "testB"):
+        assert text in page, text
     assert (in_process_eval / "overview.png").read_bytes()[:4] == b"\x89PNG"
 
 
@@ -134,3 +156,16 @@ def test_server_mode_rejects_model_options(eval_data, tmp_path):
 
     assert main(["eval", str(eval_data), "--out", str(tmp_path), "--server", "http://127.0.0.1:9",
                  "--conf", "0.5"]) == 2
+
+
+def test_summary_prints_the_field_conventions(eval_models, eval_data, tmp_path, capsys):
+    from findbox.cli import main
+
+    assert main(["eval", str(eval_data), "--out", str(tmp_path), "--limit", "2", "--no-sweep", "--no-progress",
+                 *model_args(eval_models)]) == 0
+    out = capsys.readouterr().out
+    metrics = json.loads((tmp_path / "metrics.json").read_text())
+    assert f"Acc@0.5/.75/.9  {metrics['acc_50']:.4f} / {metrics['acc_75']:.4f} / {metrics['acc_90']:.4f}" in out
+    assert f"mean IoU {metrics['mean_iou']:.4f}" in out
+    assert f"detector AP50   {metrics['detector_ap']['ap50']:.4f}" in out
+    assert "by COCO size" in out and "by words" in out and "by data split   testA" in out

@@ -28,6 +28,27 @@ from findbox.ranking import Ranking
 
 DEFAULT_SWEEP = (0.01, 0.05, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)
 SIZE_BINS = ("small", "medium", "large")  # terciles of true-box area over the evaluated instances
+# COCO's object sizes by true-box area in original pixels: small < 32², medium < 96², large the rest
+COCO_SMALL_MAX_PX2 = 32.0**2
+COCO_MEDIUM_MAX_PX2 = 96.0**2
+# caption length in words (whitespace-split): (label, fewest, most); RefCOCO's captions are ~3.5 words,
+# RefCOCOg's ~8.4, the task's synthetic ones 2-4
+CAPTION_LENGTH_BINS = (("0", 0, 0), ("1-2", 1, 2), ("3-4", 3, 4), ("5-8", 5, 8), ("9-16", 9, 16),
+                       ("17+", 17, None))
+NO_SPLIT = "(none)"  # the group of instances without a data-set split when others have one
+
+
+def acc_key(threshold: float) -> str:
+    """The metrics.json key of Acc@threshold: 0.5 -> "acc_50", 0.75 -> "acc_75", 0.9 -> "acc_90"."""
+    return f"acc_{round(threshold * 100)}"
+
+
+def iou_summary(scored: Sequence[Scored]) -> dict:
+    """Acc@0.5, Acc@0.75, Acc@0.9 (IoU >= k, the field's rule) and mean IoU; unanswered instances count IoU 0."""
+    ious = [s.iou for s in scored]
+    out = {acc_key(k): metric.accuracy_at(ious, k) for k in metric.ACC_IOU_THRESHOLDS}
+    out["mean_iou"] = metric.mean_iou(ious)
+    return out
 
 
 @dataclass(frozen=True)
@@ -95,13 +116,17 @@ def _rescore(r: InstanceResult, conf: float, run: Run) -> Scored:
 
 
 def headline(run: Run, scored: Sequence[Scored]) -> dict:
-    """accuracy, throughput, latency percentiles and the task score (speed score assumed, see metric)."""
+    """accuracy (the task's rule), Acc@k and mean IoU, throughput, latency percentiles and the task score.
+
+    The speed score is assumed (see metric).
+    """
     acc = metric.accuracy(s.hit for s in scored)
     seconds = [r.seconds for r in run.results if r.seconds is not None]
     latencies = np.asarray(run.latencies_s, dtype=np.float64)
     speed = float(np.mean([metric.speed_score(s) for s in seconds])) if seconds else 0.0
     return {
         "accuracy": acc,
+        **iou_summary(scored),
         "instances_per_s": len(seconds) / float(latencies.sum()) if latencies.sum() > 0 else 0.0,
         "latency_p50_s": float(np.percentile(latencies, 50)) if len(latencies) else None,
         "latency_p95_s": float(np.percentile(latencies, 95)) if len(latencies) else None,
@@ -168,8 +193,28 @@ def size_groups(samples: Sequence[Sample]) -> tuple[list[str], dict[str, list[fl
     return [SIZE_BINS[b] for b in bins], ranges
 
 
+def coco_size_groups(samples: Sequence[Sample]) -> list[str]:
+    """COCO's small / medium / large per instance, by true-box area in original pixels (w, h < 0 count 0)."""
+    groups = []
+    for s in samples:
+        area = max(s.truth_ltwh[2], 0.0) * max(s.truth_ltwh[3], 0.0)
+        groups.append("small" if area < COCO_SMALL_MAX_PX2 else "medium" if area < COCO_MEDIUM_MAX_PX2 else "large")
+    return groups
+
+
+def caption_length_groups(captions: Sequence[str]) -> list[str]:
+    """The `CAPTION_LENGTH_BINS` label of each caption's word count (whitespace-split)."""
+    labels = []
+    for caption in captions:
+        n = len(caption.split())
+        labels.append(next(label for label, lo, hi in CAPTION_LENGTH_BINS if n >= lo and (hi is None or n <= hi)))
+    return labels
+
+
 def _group_stats(scored: Sequence[Scored]) -> dict:
-    stats = {"n": len(scored), "accuracy": metric.accuracy(s.hit for s in scored)}
+    stats = {"n": len(scored), "accuracy": metric.accuracy(s.hit for s in scored),
+             acc_key(0.5): metric.accuracy_at((s.iou for s in scored), 0.5),
+             "mean_iou": metric.mean_iou(s.iou for s in scored)}
     if scored and scored[0].covered is not None:
         covered = [s for s in scored if s.covered]
         stats["detector_recall"] = len(covered) / len(scored)
@@ -178,15 +223,28 @@ def _group_stats(scored: Sequence[Scored]) -> dict:
 
 
 def breakdowns(samples: Sequence[Sample], scored: Sequence[Scored]) -> dict:
-    """Accuracy (and, in-process, recall and scorer accuracy) by object type, colour count and size."""
+    """Accuracy, Acc@0.5, mean IoU (and, in-process, recall and scorer accuracy) per group of instances.
+
+    Groups: object type, colour count, size (terciles), COCO size (`coco_size`), caption length in
+    words and, when some instance has one, the data set's own split (`data_split`; NO_SPLIT for
+    the instances without one). A breakdown lists only the groups that have instances.
+    """
     types, counts = caption_groups([s.caption for s in samples])
     sizes, size_ranges = size_groups(samples)
-    out = {}
-    for name, keys, order in (
+    coco_order = ("small", "medium", "large")
+    length_order = [label for label, _, _ in CAPTION_LENGTH_BINS]
+    groupings = [
         ("object_type", types, None),
         ("colour_count", counts, lambda k: (k == "?", k)),
         ("size", sizes, SIZE_BINS.index),
-    ):
+        ("coco_size", coco_size_groups(samples), coco_order.index),
+        ("caption_length", caption_length_groups([s.caption for s in samples]), length_order.index),
+    ]
+    if any(s.split is not None for s in samples):
+        splits = [s.split if s.split is not None else NO_SPLIT for s in samples]
+        groupings.append(("data_split", splits, lambda k: (k == NO_SPLIT, k)))
+    out = {}
+    for name, keys, order in groupings:
         groups: dict[str, list[Scored]] = {}
         for key, s in zip(keys, scored):
             groups.setdefault(key, []).append(s)
@@ -248,7 +306,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
     """
     from pathlib import Path
 
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar
 
     from findbox.crops import prepare_crops
     from findbox.images import load_image_file
@@ -264,7 +322,7 @@ def compare_scorers(run: Run, conf: float, scorers: dict[str, object], images_di
     covered_hits = {name: [] for name in scorers}
     embed_s = dict.fromkeys(scorers, 0.0)
     n_crops = 0
-    for image_name, results in tqdm(by_image.items(), disable=not progress, desc="scorers", unit="img"):
+    for image_name, results in progress_bar(by_image.items(), disable=not progress, desc="scorers", unit="img"):
         answered = [r for r in results if r.candidates is not None]
         for r in results:
             if r.candidates is None:

@@ -119,7 +119,10 @@ def _main(args: argparse.Namespace) -> int:
     metrics["bad_images"] = [{"image": k, "reason": v} for k, v in run.bad_images.items()]
     metrics["breakdowns"] = analysis.breakdowns([r.sample for r in run.results], scored)
     if conf is not None:
+        from findbox.eval.detector_ap import detector_ap
+
         metrics["diagnostics"] = analysis.diagnostics(run, scored)
+        metrics["detector_ap"] = detector_ap(run)  # {"error": ...} without faster-coco-eval: said, not fatal
         if not args.no_sweep:
             metrics["sweep"] = analysis.sweep(run, [t for t in args.sweep if t >= run.run_conf] + [conf])
             # WBF fuses the members' boxes before the threshold: weaker boxes move the fused ones
@@ -163,12 +166,18 @@ def _compare(args, run, conf, pipeline, config, images_dir, progress) -> list[di
     return compare_scorers(run, conf, scorers, images_dir, pipeline.upscaler, progress)
 
 
+# the breakdowns the text summary prints (accuracy by group); all of them are in metrics.json and the HTML
+BREAKDOWN_LINES = (("coco_size", "by COCO size"), ("caption_length", "by words"), ("data_split", "by data split"))
+
+
 def _print_summary(m: dict, out: Path, html_path: Path) -> None:
     def f(v):
         return "n/a" if v is None else f"{v:.4f}"
 
     lines = [f"accuracy        {f(m['accuracy'])}  ({m['n_hits']}/{m['n_instances']}, "
-             f"{m['n_bad_images']} bad images)",
+             f"{m['n_bad_images']} bad images; the task's rule: round(IoU) == 1)",
+             f"Acc@0.5/.75/.9  {f(m['acc_50'])} / {f(m['acc_75'])} / {f(m['acc_90'])}  (IoU >= k, the field's rule)   "
+             f"mean IoU {f(m['mean_iou'])}",
              f"task score      {f(m['task_score'])}  (speed score {f(m['speed_score'])}, assumed rule)",
              f"instances/s     {f(m['instances_per_s'])}",
              f"latency p50/p95 {f(m['latency_p50_s'])} / {f(m['latency_p95_s'])} s"]
@@ -176,6 +185,16 @@ def _print_summary(m: dict, out: Path, html_path: Path) -> None:
     if d:
         lines.append(f"detector recall {f(d['detector_recall'])}   scorer accuracy | covered "
                      f"{f(d['scorer_accuracy_given_covered'])}")
+    ap = m.get("detector_ap")
+    if ap is not None and "error" in ap:
+        lines.append(f"detector AP     n/a: {ap['error']}")
+    elif ap is not None:
+        lines.append(f"detector AP50   {f(ap['ap50'])}   AP50:95 {f(ap['ap50_95'])}  (one class, proposals at conf > "
+                     f"{ap['conf']:g}, {ap['evaluator']})")
+    for name, title in BREAKDOWN_LINES:
+        groups = m["breakdowns"].get(name)
+        if groups:
+            lines.append(f"{title:<16}" + "  ".join(f"{k} {f(v['accuracy'])} (n={v['n']})" for k, v in groups.items()))
     for row in m.get("scorers", []):
         lines.append(f"scorer          {f(row['accuracy'])}  {row['scorer']}")
     lines.append(f"wrote {out / 'metrics.json'}, {out / 'predictions.jsonl'}, {html_path}")

@@ -24,11 +24,15 @@ class SplitName(str, enum.Enum):
 
 @dataclass(frozen=True)
 class Sample:
-    """One instance to answer. truth_ltwh: [left, top, width, height] in image pixels."""
+    """One instance to answer. truth_ltwh: [left, top, width, height] in image pixels.
+
+    split: the data set's own split name from vlm.jsonl (e.g. "testA"); None when the data has none.
+    """
 
     image: str
     caption: str
     truth_ltwh: tuple[float, float, float, float]
+    split: str | None = None
 
 
 def select_split(records: list[VlmRecord], split: SplitName, split_file: str | Path | None = None) -> list[VlmRecord]:
@@ -57,7 +61,7 @@ def select_split(records: list[VlmRecord], split: SplitName, split_file: str | P
 
 def samples_of(records: list[VlmRecord]) -> list[Sample]:
     """One Sample per annotation, in jsonl order."""
-    return [Sample(r.image, a.caption, a.bbox_ltwh) for r in records for a in r.annotations]
+    return [Sample(r.image, a.caption, a.bbox_ltwh, r.split_of(a)) for r in records for a in r.annotations]
 
 
 def requests_of(samples: list[Sample], batch: int) -> Iterator[tuple[str, list[int]]]:

@@ -5,6 +5,10 @@ xyxy, like the original harness: float32 rounding of the coordinates could move
 an IoU across 0.5. A hit is `round(iou) == 1` with Python's round (half to even),
 so an IoU of exactly 0.5 is a miss.
 
+The field's convention (the REC papers': RefCOCO, MDETR, Grounding DINO) is Acc@0.5: a hit
+when IoU >= 0.5. It differs from the task's rule at exactly one value, IoU == 0.5 (float64),
+a hit there and a miss here. `accuracy_at` gives Acc@k for any k (0.5, 0.75, 0.9 in reports).
+
 The speed score was never published; `speed_score` is the rule one later harness
 used, `1 - min(30, seconds) / 30` per instance. It is an assumption.
 """
@@ -15,6 +19,7 @@ from collections.abc import Iterable, Sequence
 
 SPEED_CAP_S = 30.0  # seconds at which an instance's speed score reaches 0
 ACCURACY_WEIGHT = 0.9  # task score = 0.9 * accuracy + 0.1 * speed score
+ACC_IOU_THRESHOLDS = (0.5, 0.75, 0.9)  # Acc@k reported beside the task's accuracy
 SPEED_SCORE_RULE = "1 - min(30, seconds) / 30 per instance (assumed; the original never published it)"
 
 
@@ -42,6 +47,21 @@ def accuracy(hits: Iterable[bool]) -> float:
     """Mean of hits; 0.0 for no instances."""
     hits = list(hits)
     return sum(bool(h) for h in hits) / len(hits) if hits else 0.0
+
+
+def accuracy_at(ious: Iterable[float], threshold: float) -> float:
+    """Acc@threshold, the field's rule: share of IoUs >= threshold; 0.0 for no instances.
+
+    An unanswered instance enters with IoU 0.0, as in `accuracy`.
+    """
+    ious = list(ious)
+    return sum(float(iou) >= threshold for iou in ious) / len(ious) if ious else 0.0
+
+
+def mean_iou(ious: Iterable[float]) -> float:
+    """Mean IoU over all instances (unanswered ones count 0.0); 0.0 for no instances."""
+    ious = [float(iou) for iou in ious]
+    return sum(ious) / len(ious) if ious else 0.0
 
 
 def speed_score(seconds: float) -> float:

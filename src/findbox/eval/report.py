@@ -14,8 +14,8 @@ from pathlib import Path
 
 import numpy as np
 
-from findbox.eval.analysis import Scored
-from findbox.eval.metric import SPEED_SCORE_RULE
+from findbox.eval.analysis import Scored, acc_key
+from findbox.eval.metric import ACC_IOU_THRESHOLDS, SPEED_SCORE_RULE
 from findbox.eval.runner import Run
 
 GREEN, RED, YELLOW = "#1ca01c", "#e0201c", "#f0c419"
@@ -28,6 +28,8 @@ def write_predictions(path: Path, run: Run, scored: Sequence[Scored]) -> None:
             row = {"image": r.sample.image, "caption": r.sample.caption, "truth_ltwh": list(r.sample.truth_ltwh),
                    "pred_ltwh": list(s.pred_ltwh) if s.pred_ltwh is not None else None,
                    "iou": s.iou, "hit": s.hit}
+            if r.sample.split is not None:
+                row["split"] = r.sample.split
             if s.covered is not None:
                 row["covered"] = s.covered
             if r.error:
@@ -77,16 +79,29 @@ def plot_sweep(path: Path, rows: list[dict], conf: float | None) -> None:
     plt.close(fig)
 
 
+# breakdowns in the order the plot and the report show them; a missing one (data_split without splits) is skipped
+BREAKDOWN_PANELS = (("object_type", "by object type"), ("colour_count", "by number of colour words"),
+                    ("size", "by size (terciles)"), ("coco_size", "by COCO size (true-box area)"),
+                    ("caption_length", "by caption length (words)"), ("data_split", "by data split"))
+
+
 def plot_breakdowns(path: Path, breakdowns: dict) -> None:
     plt = _plt()
-    panels = [("object_type", "by object type"), ("colour_count", "by number of colour words"), ("size", "by size")]
-    heights = [max(2.0, 0.32 * len(breakdowns[name]) + 1.0) for name, _ in panels]
-    fig, axes = plt.subplots(1, 3, figsize=(12, max(heights)), dpi=110)
-    for ax, (name, title) in zip(axes, panels):
+    panels = [(name, title) for name, title in BREAKDOWN_PANELS if breakdowns.get(name)]
+    cols = 3
+    rows = (len(panels) + cols - 1) // cols
+    row_heights = [max(2.0, 0.32 * max(len(breakdowns[name]) for name, _ in panels[r * cols:(r + 1) * cols]) + 1.0)
+                   for r in range(rows)]
+    fig, axes = plt.subplots(rows, cols, figsize=(12, sum(row_heights)), dpi=110, squeeze=False,
+                             gridspec_kw={"height_ratios": row_heights})
+    for ax in axes.flat[len(panels):]:
+        ax.axis("off")
+    for ax, (name, title) in zip(axes.flat, panels):
         groups = breakdowns[name]
         labels = [f"{k} (n={v['n']})" for k, v in groups.items()]
         y = np.arange(len(labels))
         ax.barh(y, [v["accuracy"] for v in groups.values()], color="#1f5fbf", alpha=0.85, label="accuracy")
+        ax.plot([v["acc_50"] for v in groups.values()], y, "o", color="#b05a00", markersize=4, label="Acc@0.5")
         recall = [v.get("detector_recall") for v in groups.values()]
         if any(r is not None for r in recall):
             ax.plot([r if r is not None else np.nan for r in recall], y, "k|", markersize=14, mew=2,
@@ -96,7 +111,7 @@ def plot_breakdowns(path: Path, breakdowns: dict) -> None:
         ax.set_xlim(0, 1)
         ax.grid(axis="x", alpha=0.3)
         ax.set_title(title, fontsize=10)
-    axes[0].legend(fontsize=7, loc="lower right")
+    axes.flat[0].legend(fontsize=7, loc="lower right")
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
@@ -108,7 +123,7 @@ def plot_iou_histogram(path: Path, scored: Sequence[Scored]) -> None:
     fig, ax = plt.subplots(figsize=(6.4, 3.2), dpi=110)
     ax.hist(ious, bins=np.linspace(0, 1, 21), color="#1f5fbf", alpha=0.85)
     ax.axvline(0.5, color=RED, lw=1)
-    ax.set_xlabel("IoU of the prediction with the truth (hit: IoU > 0.5)")
+    ax.set_xlabel("IoU of the prediction with the truth (hit: IoU > 0.5; Acc@0.5: IoU >= 0.5)")
     ax.set_ylabel("instances")
     ax.set_title(f"IoU of {len(ious)} answered instances", fontsize=10)
     fig.tight_layout()
@@ -244,11 +259,23 @@ th{background:#f4f6f8} .big td{font-size:16px} img{max-width:100%;border:1px sol
 """
 
 
+def _detector_ap_html(ap: dict) -> str:
+    if "error" in ap:
+        return f"<p>not computed: {html.escape(ap['error'])}</p>"
+    return ("<p class=note>The detector's proposals at conf &gt; " + html.escape(f"{ap['conf']:g}") + " (the run's "
+            "own threshold) against the distinct true boxes of each image, as one class; COCOeval (bbox) of "
+            + html.escape(ap["evaluator"]) + ": AP50 at IoU 0.5, AP50:95 the mean over IoU 0.50:0.05:0.95.</p>"
+            + _kv_table({"AP50": ap["ap50"], "AP50:95": ap["ap50_95"], "images": ap["n_images"],
+                         "true boxes": ap["n_truths"], "proposals": ap["n_detections"],
+                         "proposals per image counted (max)": ap["max_dets"]}))
+
+
 def write_html(path: Path, metrics: dict, run: Run, scored: Sequence[Scored], failures: list[int],
                plots: dict[str, str]) -> None:
     """The report; `plots` maps a plot's role to its PNG file name in the same folder."""
     m = metrics
-    cards = [("accuracy", m["accuracy"]), ("task score", m["task_score"]), ("instances / s", m["instances_per_s"]),
+    cards = [("accuracy", m["accuracy"]), *((f"Acc@{k:g}", m[acc_key(k)]) for k in ACC_IOU_THRESHOLDS),
+             ("mean IoU", m["mean_iou"]), ("task score", m["task_score"]), ("instances / s", m["instances_per_s"]),
              ("latency p50 (s)", m["latency_p50_s"]), ("latency p95 (s)", m["latency_p95_s"]),
              ("instances", m["n_instances"]), ("bad images", m["n_bad_images"])]
     parts = [f"<h1>findbox eval: {html.escape(m['run']['data'])}</h1>",
@@ -257,6 +284,9 @@ def write_html(path: Path, metrics: dict, run: Run, scored: Sequence[Scored], fa
              f"{html.escape(m['run']['finished'])}</p>",
              "<div class=cards>" + "".join(f"<div class=card><b>{html.escape(_fmt(v))}</b><span>{html.escape(k)}"
                                           "</span></div>" for k, v in cards) + "</div>",
+             "<p class=note>Accuracy is the task's rule: a hit when round(IoU) == 1 (Python's round, so IoU must be "
+             "above 0.5). Acc@k is the field's (the REC papers'): a hit when IoU &gt;= k; Acc@0.5 differs from the "
+             "accuracy only at IoU exactly 0.5. Mean IoU counts an unanswered instance as 0.</p>",
              f"<p class=note>Speed score: {html.escape(SPEED_SCORE_RULE)}; an instance's seconds are its share of its "
              f"request's latency. Task score = 0.9 accuracy + 0.1 mean speed score.</p>"]
     run_info = {k: v for k, v in m["run"].items() if k not in ("data",)}
@@ -273,6 +303,8 @@ def write_html(path: Path, metrics: dict, run: Run, scored: Sequence[Scored], fa
                              "proposals per instance": d["mean_candidates"],
                              **{f"misses: {k.replace('_', ' ')}": v for k, v in d["misses"].items()},
                              "hits without a covering proposal": d["hits_without_covering_proposal"]})]
+    if "detector_ap" in m:
+        parts += ["<h3>Detector AP (one class)</h3>", _detector_ap_html(m["detector_ap"])]
     if m.get("sweep"):
         parts += ["<h2>Detector threshold sweep</h2>",
                   f"<p class=note>One run at conf {m['run']['run_conf']:g}; each threshold drops the proposals at or "
@@ -282,12 +314,17 @@ def write_html(path: Path, metrics: dict, run: Run, scored: Sequence[Scored], fa
         parts += ["<h2>Scorers on the same detections and crops</h2>", _table(m["scorers"])]
     b = m["breakdowns"]
     parts += ["<h2>Breakdowns</h2>", f"<img src=\"{plots['breakdowns']}\" alt=\"breakdowns\">"]
-    for name in ("object_type", "colour_count", "size"):
+    for name, title in BREAKDOWN_PANELS:
+        if not b.get(name):
+            continue
         rows = [{name: k, **v} for k, v in b[name].items()]
-        parts += [f"<h3>{name.replace('_', ' ')}</h3>", _table(rows)]
-    if b.get("size_area_px2"):
-        parts.append("<p class=note>Size bins are terciles of the true box area: " + html.escape(
-            ", ".join(f"{k} {v[0]:.0f}–{v[1]:.0f} px²" for k, v in b["size_area_px2"].items())) + "</p>")
+        parts += [f"<h3>{html.escape(title)}</h3>", _table(rows)]
+        if name == "size" and b.get("size_area_px2"):
+            parts.append("<p class=note>Size bins are terciles of the true box area: " + html.escape(
+                ", ".join(f"{k} {v[0]:.0f}–{v[1]:.0f} px²" for k, v in b["size_area_px2"].items())) + "</p>")
+        if name == "coco_size":
+            parts.append("<p class=note>COCO's sizes by true-box area in original pixels: small &lt; 32², "
+                         "medium &lt; 96², large the rest.</p>")
     parts += ["<h2>IoU of the predictions</h2>", f"<img src=\"{plots['iou']}\" alt=\"IoU histogram\">"]
     parts += ["<h2>Failures</h2>",
               "<p class=note>Truth green, prediction red, other proposals above the threshold dashed yellow.</p>",
@@ -318,7 +355,8 @@ def render_overview(path: Path, metrics: dict, plots: dict[str, Path]) -> None:
     height_in = header_in + pair_in + sum(single_in)
     fig = plt.figure(figsize=(width_in, height_in), dpi=dpi)
     m, run = metrics, metrics["run"]
-    headline = (f"accuracy {m['accuracy']:.4f}   task score {m['task_score']:.4f}   "
+    headline = (f"accuracy {m['accuracy']:.4f}   Acc@0.5 {m['acc_50']:.4f}   mean IoU {m['mean_iou']:.4f}   "
+                f"task score {m['task_score']:.4f}   "
                 f"{m['instances_per_s']:.2f} instances/s   latency p50 {_fmt(m['latency_p50_s'])} s, "
                 f"p95 {_fmt(m['latency_p95_s'])} s")
     counts = (f"{run['mode']} · split {run['split']} · {m['n_instances']} instances on {m['n_images']} images · "
@@ -328,8 +366,10 @@ def render_overview(path: Path, metrics: dict, plots: dict[str, Path]) -> None:
     lines = [counts]
     if "diagnostics" in m:
         d = m["diagnostics"]
+        ap = m.get("detector_ap", {})
+        ap_text = "" if "ap50" not in ap else f" · detector AP50 {_fmt(ap['ap50'])}, AP50:95 {_fmt(ap['ap50_95'])}"
         lines.append(f"detector recall {_fmt(d['detector_recall'])} · scorer accuracy | covered "
-                     f"{_fmt(d['scorer_accuracy_given_covered'])} · fallback rate {_fmt(d['fallback_rate'])}")
+                     f"{_fmt(d['scorer_accuracy_given_covered'])} · fallback rate {_fmt(d['fallback_rate'])}{ap_text}")
     fig.text(0.01, 1 - 1.15 / height_in, "\n".join(lines), fontsize=9, color="#555", va="center")
     top = height_in - header_in
     for k, im in enumerate(pair):

@@ -89,9 +89,9 @@ def _read_images(samples: list[Sample], images_dir: Path, results: list[Instance
 
 
 def _progress(total: int, enabled: bool, desc: str):
-    from tqdm import tqdm
+    from findbox.logs import progress
 
-    return tqdm(total=total, disable=not enabled, desc=desc, unit="req", file=sys.stderr, dynamic_ncols=True)
+    return progress(total=total, disable=not enabled, desc=desc, unit="req", dynamic_ncols=True)
 
 
 def run_in_process(pipeline: Pipeline, samples: list[Sample], images_dir: str | Path, batch: int,

@@ -8,7 +8,7 @@ import multiprocessing
 import os
 from pathlib import Path
 
-from tqdm import tqdm
+from findbox.logs import progress as progress_bar
 
 from findbox.synth.scene import SynthConfig, generate_scene_jpeg
 
@@ -70,7 +70,7 @@ def write_dataset(
     try:
         records = pool.imap(render, range(n_images), chunksize=4) if pool else map(render, range(n_images))
         with open(partial, "w", encoding="utf-8") as f:
-            for data, record in tqdm(records, total=n_images, desc="synth", unit="img", disable=not progress):
+            for data, record in progress_bar(records, total=n_images, desc="synth", unit="img", disable=not progress):
                 (images / record["image"]).write_bytes(data)
                 f.write(json.dumps(record) + "\n")
     finally:

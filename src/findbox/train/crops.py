@@ -189,7 +189,7 @@ def make_crops(
     Writes OUT/crops/, OUT/manifest.jsonl and OUT/crops.json (a previous OUT/crops/ is replaced).
     Raises ValueError for a malformed jsonl and when no crop could be made.
     """
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar
 
     from findbox.boxes import clip_xyxy, ltwh_to_xyxy
     from findbox.crops import prepare_crops
@@ -223,7 +223,7 @@ def make_crops(
     scale = upscaler.scale if upscaler is not None else 1
     manifest_tmp = out_dir / (MANIFEST + ".tmp")
     with open(manifest_tmp, "w", encoding="utf-8") as manifest:
-        for index, rec in enumerate(tqdm(records, desc="crops", unit="image", disable=not progress)):
+        for index, rec in enumerate(progress_bar(records, desc="crops", unit="image", disable=not progress)):
             split = "train" if index < n_train else "val"
             where = f"{jsonl_path}:{rec.line}"
             source = images_dir / rec.image

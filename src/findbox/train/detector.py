@@ -38,6 +38,7 @@ from findbox.cli import config_from_args as cli_config
 from findbox.config import Precision, option
 from findbox.train.augs import AugPreset, build_augs, describe_augs
 from findbox.data.vlm import VAL_FRACTION, read_split, write_split
+from findbox.logs import progress_shown
 from findbox.train.yolo_data import convert_vlm_to_yolo
 
 LOG = logging.getLogger(__name__)
@@ -198,7 +199,8 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
     if state is None:
         state = {"config": cfg.to_dict(), "data": dataset.report.to_dict(), "stages": []}
         _write_json(state_path, state)
-    _show_ultralytics_progress()
+    if progress_shown():  # --quiet keeps ultralytics' epoch bars and tables off too
+        _show_ultralytics_progress()
 
     # --- stages: each starts from the best weights of the one before
     weights = start_weights

@@ -375,7 +375,7 @@ def validate(run: Run):
 
 
 def fit(run: Run) -> dict:
-    from tqdm import tqdm
+    from findbox.logs import progress
 
     config, accelerator = run.config, run.accelerator
     out = Path(config.out)
@@ -397,7 +397,7 @@ def fit(run: Run) -> dict:
         log(epochs[-1])
         if main_process:
             LOG.info("epoch 0 (before training): val accuracy %.4f (chance %.4f)", acc.accuracy, acc.chance)
-    bar = tqdm(total=run.total_steps, desc="train scorer", unit="step", disable=not (main_process and config.progress))
+    bar = progress(total=run.total_steps, desc="train scorer", unit="step", disable=not (main_process and config.progress))
     step, started = 0, time.monotonic()
     image_ids = run.train_set.image_ids
     for epoch in range(1, config.epochs + 1):

@@ -55,6 +55,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              "images (the [ray] extra; same lines)")
     parser.add_argument("--out", metavar="FILE", help="append the lines to FILE instead of stdout; with --engine "
                         "ray a rerun skips the images FILE already holds")
+    parser.add_argument("--format", choices=("jsonl", "coco"), default="jsonl",
+                        help="jsonl: the JSON lines above (default); coco: one COCO results JSON list, every "
+                             "candidate as {image_id, category_id, bbox, score = the caption's scorer logit}, written "
+                             "when all images are done (--out FILE is then replaced, not appended to)")
+    parser.add_argument("--coco-instances", metavar="INSTANCES_JSON",
+                        help="--format coco: take image ids (by file_name) and category ids (by name = caption) from "
+                             "this COCO instances file; without it an image's id is its file stem (as an int where "
+                             "it is a number) and captions are categories 1, 2, ... in order")
     parser.add_argument("--actors", type=int, default=1, metavar="N",
                         help="--engine ray: pipeline actors (each loads the models once; default 1)")
     parser.add_argument("--ray-address", default="", metavar="ADDR",
@@ -188,7 +196,14 @@ def main(args: argparse.Namespace) -> int:
     if save_dir is not None:
         save_dir.mkdir(parents=True, exist_ok=True)
 
+    coco = args.format == "coco"
+    instances = _coco_instances(args.coco_instances) if coco else None
+    if args.coco_instances and not coco:
+        raise ValueError("coco_instances: --coco-instances goes with --format coco")
     if args.engine == "ray":
+        if coco:
+            raise ValueError("format: --format coco collects the answers in this process; with --engine ray write "
+                             "JSON lines (--out FILE) and convert them with findbox data export coco --predictions")
         if save_dir is not None:
             raise ValueError("save: --save draws in this process; with --engine ray, run without --save")
         if args.actors < 1:
@@ -204,7 +219,8 @@ def main(args: argparse.Namespace) -> int:
     from findbox.factory import load_pipeline
     from findbox.images import load_image_file
 
-    out = open(args.out, "a", encoding="utf-8") if args.out else sys.stdout
+    out = open(args.out, "a", encoding="utf-8") if args.out and not coco else sys.stdout
+    answers: list[tuple[str, dict]] = []  # --format coco: (where, line), written at the end
     pipeline = load_pipeline(config.pipeline)  # once, for every image
     for note in caption_notes(captions, pipeline.scorer):
         print(f"findbox predict: {note}", file=sys.stderr)
@@ -219,13 +235,44 @@ def main(args: argparse.Namespace) -> int:
             continue
         groundings = ground_image(pipeline, image, captions)
         for caption, g in zip(captions, groundings, strict=True):
-            tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=out)
+            if coco:
+                answers.append((str(path), grounding_record(str(path), caption, g)))
+            else:
+                tqdm.write(json.dumps(grounding_record(str(path), caption, g)), file=out)
         if save_dir is not None:
             draw_groundings(image, captions, groundings).save(save_dir / _save_name(path, taken))
+    if coco:
+        _write_coco_results(answers, instances, args.out)
     out.flush()
     if out is not sys.stdout:
         out.close()
     return _finish(failed, len(paths) + len(unmatched))
+
+
+def _coco_instances(path: str | None) -> dict | None:
+    if path is None:
+        return None
+    with open(path, encoding="utf-8") as f:
+        instances = json.load(f)
+    if not isinstance(instances, dict) or not all(isinstance(instances.get(k), list) for k in ("images", "categories")):
+        raise ValueError(f"{path}: expected a COCO instances object with 'images' and 'categories' lists")
+    return instances
+
+
+def _write_coco_results(answers: list[tuple[str, dict]], instances: dict | None, out: str | None) -> None:
+    """The answers as one COCO results list, on stdout or replacing `out` (atomically)."""
+    from findbox.data.coco import coco_results
+    from findbox.data.export_cli import write_atomic
+
+    results, fallbacks = coco_results(answers, instances)
+    text = json.dumps(results)
+    if out:
+        write_atomic(Path(out), text + "\n")
+    else:
+        print(text)
+    if fallbacks:
+        print(f"findbox predict: {fallbacks} answer(s) had nothing detected: a fallback box is no detection and is "
+              "not in the COCO results", file=sys.stderr)
 
 
 def _finish(failed: int, inputs: int) -> int:

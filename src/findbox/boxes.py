@@ -70,6 +70,9 @@ def crop_window(xyxy: np.ndarray, image_wh: tuple[int, int]) -> tuple[int, int, 
     return cx1, cy1, cx2, cy2
 
 
+# the key of `supervision.Detections.data` that carries match_score across to_supervision / from_supervision
+SV_MATCH_SCORE = "match_score"
+
 # ensemble_boxes' default IoU for joining boxes of different detectors into one cluster
 WBF_IOU = 0.55
 
@@ -134,6 +137,44 @@ class Candidates:
         if not len(boxes):
             return cls.empty()
         return cls(boxes.xyxy.detach().float().cpu().numpy(), boxes.conf.detach().float().cpu().numpy())
+
+    def to_supervision(self):
+        """These boxes as a `supervision.Detections`, to draw, track or filter with supervision's tools.
+
+        xyxy (float32, the same pixels) and confidence = det_score; class_id all 0, since findbox proposes
+        one class and supervision's annotators colour by class; match_score in `data["match_score"]`
+        (NaN until scored). `Candidates.from_supervision` reads all three back.
+        Needs the [supervision] extra.
+        """
+        from findbox.env import require
+        require("supervision", "supervision")
+        import supervision as sv
+
+        return sv.Detections(xyxy=self.xyxy.copy(), confidence=self.det_score.copy(),
+                             class_id=np.zeros(len(self), dtype=np.int64),
+                             data={SV_MATCH_SCORE: self.match_score.copy()})
+
+    @classmethod
+    def from_supervision(cls, detections) -> "Candidates":
+        """A `supervision.Detections` -> Candidates: xyxy, det_score = confidence, match_score = data["match_score"].
+
+        Boxes are taken as they are (same pixels, not clipped, not re-sorted). match_score is NaN when
+        `data` has no "match_score" (boxes from another tool). Class ids, masks and tracker ids are
+        dropped: findbox proposes class-agnostically. Detections without confidence (e.g. labels) raise
+        ValueError: det_score has no default. Needs the [supervision] extra.
+        """
+        from findbox.env import require
+        require("supervision", "supervision")
+        import supervision as sv
+
+        if not isinstance(detections, sv.Detections):
+            raise TypeError(f"Candidates.from_supervision: expected a supervision.Detections, "
+                            f"got {type(detections).__name__}")
+        if detections.confidence is None:
+            raise ValueError("Candidates.from_supervision: expected detections.confidence (the det_score of each "
+                             "box), got None")
+        match_score = detections.data.get(SV_MATCH_SCORE)
+        return cls(detections.xyxy, detections.confidence, match_score)
 
     @classmethod
     def concat(cls, parts: list["Candidates"]) -> "Candidates":

@@ -169,3 +169,19 @@ def test_summary_prints_the_field_conventions(eval_models, eval_data, tmp_path, 
     assert f"mean IoU {metrics['mean_iou']:.4f}" in out
     assert f"detector AP50   {metrics['detector_ap']['ap50']:.4f}" in out
     assert "by COCO size" in out and "by words" in out and "by data split   testA" in out
+
+
+def test_the_demo_bundle_run_names_its_models(tmp_path):
+    """With no model options the run and its report name the bundle's files (they read
+    `detector=–, scorer=–` before)."""
+    from findbox.bundle import BUNDLE_DIR
+    from findbox.cli import main
+
+    out = tmp_path / "eval"
+    assert main(["eval", "src/findbox/assets/sample/vlm.jsonl", "--out", str(out), "--device", "cpu",
+                 "--no-sweep", "--failures", "0"]) == 0
+    models = json.loads((out / "metrics.json").read_text())["run"]["models"]
+    assert models == {"detector": f"demo bundle {BUNDLE_DIR / 'detector.pt'}",
+                      "scorer": f"demo bundle {BUNDLE_DIR / 'scorer'}", "upscaler": "none"}
+    page = (out / "report.html").read_text()
+    assert f"detector=demo bundle {BUNDLE_DIR / 'detector.pt'}" in page and "detector=–" not in page

@@ -106,10 +106,11 @@ def _main(args: argparse.Namespace) -> int:
     else:
         run, conf, pipeline, config = _run_in_process(args, samples, images_dir, progress)
         run_info.update(mode="in-process", conf=conf, run_conf=run.run_conf,
-                        models={"detector": config.detector, "scorer": config.scorer,
-                                "upscaler": None if config.no_upscaler else config.upscaler},
+                        models=_models_loaded(config),
                         device=str(pipeline.scorer.device),
-                        config=dataclasses.asdict(config))
+                        # the model paths are in "models", as loaded (the config holds None for the bundle's)
+                        config={k: v for k, v in dataclasses.asdict(config).items()
+                                if k not in ("detector", "scorer", "upscaler")})
     run_info["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
 
     scored = analysis.score_at(run, conf)
@@ -153,6 +154,24 @@ def _run_in_process(args, samples, images_dir, progress):
     pipeline = load_pipeline(run_config)
     run = run_in_process(pipeline, samples, images_dir, args.batch, run_conf, progress)
     return run, conf, pipeline, config
+
+
+def _models_loaded(config) -> dict:
+    """The models the run loaded: each as given, or the demo bundle's file where none was given
+    (the report would otherwise show "detector=–" for the bundle); the upscaler "none" when off."""
+    from findbox.factory import resolve_model_paths
+
+    paths = resolve_model_paths(config)
+    models = {}
+    for part in ("detector", "scorer", "upscaler"):
+        given = getattr(config, part)
+        if part == "upscaler" and paths["upscaler"] is None:
+            models[part] = "none"
+        elif given is not None:
+            models[part] = given
+        else:
+            models[part] = f"demo bundle {paths[part]}"
+    return models
 
 
 def _compare(args, run, conf, pipeline, config, images_dir, progress) -> list[dict]:

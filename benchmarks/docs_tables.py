@@ -181,9 +181,79 @@ def memory() -> list[str]:
     return rows
 
 
+
+# --- docs/SCALE_OUT.md -------------------------------------------------------------------------------------
+
+SCALE_OUT_LABELS = {"inprocess": "in-process", "ray, 1 scorer replica": "Ray, 1 scorer replica",
+                    "ray, 2 scorer replicas": "Ray, 2 scorer replicas"}
+
+
+def scale_out() -> list[str]:
+    """scale_out.py: in-process against the Ray engine with 1 and 2 scorer replicas, 16 clients."""
+    r = _json(RESULTS / "scale_out.json")
+    rows = ["| contender | ready after | one client, median | clients: requests/s | instances/s | p50 / p99 | "
+            "answers | accuracy | RSS, all processes (idle) |", "|---|---|---|---|---|---|---|---|---|"]
+    for name, c in r["contenders"].items():
+        load = c["loaded"]
+        answers = ", ".join(f"{n} × {status}" for status, n in load["statuses"].items())
+        rows.append(f"| {SCALE_OUT_LABELS.get(name, name)} | {c['ready_s']:.1f} s | {c['one_client_median_ms']} ms | "
+                    f"{load['requests_per_s']:.2f} ({load['clients']} clients) | {load['instances_per_s']:.1f} | "
+                    f"{load['p50_ms']} / {load['p99_ms']} ms | {answers} | {load['accuracy']:.4f} | "
+                    f"{c['rss_tree_mb_idle']} MB |")
+    return rows
+
+
+def _statuses(statuses: dict) -> str:
+    return ", ".join(f"{n} × {status}" for status, n in statuses.items()) or "none"
+
+
+def scale_out_faults() -> list[str]:
+    """ray_faults.py: one of two scorer replicas SIGKILLed under load."""
+    r = _json(RESULTS / "scale_out_faults.json")
+    retry, plain = r["retrying_clients"], r["plain_clients"]
+    rows = ["| what | figure |", "|---|---|",
+            f"| clients (half retrying as README shows, half plain) | {r['clients']} |",
+            f"| retrying clients: requests, answers | {retry['requests']}: {_statuses(retry['statuses'])} |",
+            f"| retrying clients: requests lost | **{retry['lost']}** |",
+            f"| plain clients: requests, answers | {plain['requests']}: {_statuses(plain['statuses'])} |",
+            f"| plain clients: errors seen without retries | {plain['errors']} |",
+            f"| Serve noticed the dead replica after | {r['noticed_after_s']:.1f} s |",
+            f"| both scorer replicas running again after | {r['back_after_s']:.1f} s |"]
+    for phase, label in (("before", "before the kill"), ("during", "one replica missing"), ("after", "after it is back")):
+        f = r["phases"][phase]
+        rows.append(f"| p50 / p99, requests started {label} | {f['p50_ms']} / {f['p99_ms']} ms "
+                    f"({f['requests']} requests, accuracy {f['accuracy']}) |")
+    b = r["detector_frames_per_call"]
+    rows.append(f"| detector frames per call under this load (cross-request batching) | mean {b['mean']}, "
+                f"max {b['max']} over {b['calls']} calls |")
+    return rows
+
+
+def scale_out_cluster() -> list[str]:
+    """ray_cluster.py: two simulated nodes, no-op overhead, sleep-bound scaling, batching."""
+    r = _json(RESULTS / "scale_out_cluster.json")
+    two, o, sl, b = r["two_nodes"], r["overhead"], r["sleep_scaling"], r["batching"]
+    rows = ["| what | figure |", "|---|---|",
+            f"| two nodes: scorer replicas / nodes holding them / cluster nodes | {two['scorer_replicas']} / "
+            f"{two['nodes_holding_scorer_replicas']} / {two['cluster_nodes']} |",
+            f"| two nodes: requests answered | {_statuses(two['requests'])} |",
+            f"| two nodes: after SIGTERM (`--address`) | exit {two['exit_code']}, "
+            f"{two['nodes_alive_after_sigterm']} nodes alive, Serve applications {two['serve_applications_after_sigterm']} |"]
+    for key, label in (("uvicorn_floor", "plain uvicorn, no-op (the floor)"), ("serve_one_hop", "Serve, one no-op deployment"),
+                       ("serve_three_hops", "Serve, ingress -> no-op -> no-op (findbox's hops)")):
+        rows.append(f"| {label}: p50 / p99 | {o[key]['p50_ms']:.2f} / {o[key]['p99_ms']:.2f} ms |")
+    rows.append(f"| Ray's per-request overhead, three hops over the floor (p50) | **{o['three_hops_over_floor_ms']:.1f} ms** |")
+    one, two_r = sl["1_replicas"], sl["2_replicas"]
+    rows.append(f"| sleep-bound stage ({sl['ideal_calls_per_s_1_replica']:.0f} calls/s a replica at most): 1 / 2 replicas | "
+                f"{one['calls_per_s']:.1f} / {two_r['calls_per_s']:.1f} calls/s (**{sl['ratio']:.2f}x**) |")
+    rows.append(f"| `@serve.batch` (up to {b['max_batch_size']}), {b['clients']} callers: batch sizes seen | mean "
+                f"{b['mean']}, {b['batches']} batches, {b['histogram']} |")
+    return rows
+
 TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
           "ablation": ablation, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
-          "memory": memory}
+          "memory": memory, "scale-out": scale_out, "scale-out-faults": scale_out_faults,
+          "scale-out-cluster": scale_out_cluster}
 
 
 def render(text: str, where: str = "doc") -> str:

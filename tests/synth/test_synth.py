@@ -242,3 +242,16 @@ def test_cli(tmp_path, capsys):
     assert main([*args, "--force"]) == 0
     assert main([*args[:-4], "--min-objects", "4", "--max-objects", "3", "--force"]) == 2
     assert "min_objects <= max_objects" in capsys.readouterr().err
+
+
+def test_the_command_defaults_to_low_noise(tmp_path):
+    """`findbox synth` with no --noise writes the README's headline level, low (it wrote clean images before)."""
+    from findbox.cli import main
+
+    small = ["--images", "1", "--seed", "3", "--width", "640", "--height", "400", "--min-objects", "1",
+             "--max-objects", "2"]
+    for name, noise in (("default", []), ("low", ["--noise", "low"]), ("none", ["--noise", "none"])):
+        assert main(["synth", str(tmp_path / name), *small, *noise]) == 0
+    image = "images/image_0.jpg"
+    assert (tmp_path / "default" / image).read_bytes() == (tmp_path / "low" / image).read_bytes()
+    assert (tmp_path / "default" / image).read_bytes() != (tmp_path / "none" / image).read_bytes()

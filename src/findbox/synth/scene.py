@@ -32,7 +32,7 @@ class SynthConfig:
 
     width: int = 1520  # the original images' size
     height: int = 870
-    noise: NoiseLevel = NoiseLevel.NONE
+    noise: NoiseLevel = NoiseLevel.NONE  # a clean render; `findbox synth` defaults to low (see synth/cli.py)
     min_objects: int = 3  # the original has 3-8 objects per image
     max_objects: int = 8
     # long side of an object (before rotation) as a fraction of the width, drawn

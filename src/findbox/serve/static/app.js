@@ -6,6 +6,8 @@ const COLORS = ["#ff5d8f", "#ffc53d", "#3ddc97", "#4cc9f0", "#c77dff", "#ff8c42"
 const STAGES = ["decode", "queue", "image_cache", "detect", "crop_upscale", "embed_images", "embed_texts", "choose"];
 const STAGE_NAMES = { image_cache: "image cache", crop_upscale: "crop+upscale", embed_images: "embed crops",
   embed_texts: "embed captions" };
+// the image half of the work: skipped (exactly 0 ms) when the image came from the server's image cache
+const IMAGE_STAGES = ["detect", "crop_upscale", "embed_images"];
 
 const $ = (id) => document.getElementById(id);
 const state = { b64: null, imageWH: null, response: null, captions: [] };
@@ -213,7 +215,7 @@ function render(data, captions, roundTripMs) {
     const { caption, color } = captions[k];
     const nth = (sameBox[r.box.join(",")] = (sameBox[r.box.join(",")] ?? -1) + 1);
     const box = placeBox(el("div", { class: "box chosen", color, title: caption,
-      dataset: { caption, box: r.box.join(","), index: r.chosen } },
+      dataset: { caption, box: r.box.join(","), index: r.chosen, nth } },
       el("span", { class: "label", textContent: r.fallback ? `${caption} (fallback)` : caption })), r.box, wh);
     if (nth) {
       const px = 5 * nth;
@@ -221,7 +223,6 @@ function render(data, captions, roundTripMs) {
       box.style.top = `calc(${box.style.top} + ${px}px)`;
       box.style.width = `calc(${box.style.width} - ${2 * px}px)`;
       box.style.height = `calc(${box.style.height} - ${2 * px}px)`;
-      box.querySelector(".label").style.top = `${19 * nth - px}px`;
     }
     overlay.append(box);
 
@@ -264,7 +265,30 @@ function render(data, captions, roundTripMs) {
   table.tBodies[0].replaceChildren(...rows);
   table.hidden = false;
 
+  placeLabels();
   renderTimings(data.timings_ms, roundTripMs);
+}
+
+// Each chosen box's caption sits outside the box, above it (below it where the image's top edge leaves no
+// room), so the label never hides the object, however small the box; it is moved left where it would run
+// past the image's right edge. Captions that chose the same box stack their labels outward.
+function placeLabels() {
+  const frame = $("frame").getBoundingClientRect();  // boxes sit at fractional pixels: measure, don't round
+  for (const box of $("overlay").querySelectorAll(".box.chosen")) {
+    const label = box.querySelector(".label");
+    label.style.maxWidth = `${frame.width}px`;
+    const b = box.getBoundingClientRect();
+    const h = label.offsetHeight;
+    const border = box.clientTop;  // top/left are measured from the box's padding edge, inside its border
+    const nth = Number(box.dataset.nth);
+    const outward = 5 * nth + nth * h;  // the nested frame's inset (render) + the labels stacked before
+    const above = b.top - frame.top - outward - h >= 0;
+    label.classList.toggle("below", !above);
+    label.style.top = above ? `${-(border + outward + h)}px` : `${b.height - border + outward}px`;
+    const left = b.left - frame.left;
+    const shift = Math.max(0, Math.min(left + label.getBoundingClientRect().width - frame.width, left));
+    label.style.left = `${-(border + shift)}px`;
+  }
 }
 
 function renderTimings(timings, roundTripMs) {
@@ -280,6 +304,14 @@ function renderTimings(timings, roundTripMs) {
   const known = STAGES.filter((s) => s in timings);
   const other = Object.keys(timings).filter((s) => !STAGES.includes(s) && s !== "total");
   const rows = [...known, ...other].map((s) => row(s, timings[s], ""));
+  // a cache hit skipped the image's work: say so rather than show "detect 0.00 ms"
+  if ("image_cache" in timings && IMAGE_STAGES.every((s) => timings[s] === 0)) {
+    for (const r of rows.filter((r) => IMAGE_STAGES.includes(r.dataset.stage))) {
+      r.classList.add("cached");
+      r.querySelector("td.ms").textContent = "cached";
+      r.title = "the image's boxes and crop embeddings came from the server's image cache";
+    }
+  }
   rows.push(row("total", total, "total"), row("round trip", roundTripMs, "total roundtrip"));
   $("timings").tBodies[0].replaceChildren(...rows);
 }
@@ -302,7 +334,7 @@ function init() {
     const item = [...(e.clipboardData?.items || [])].find((i) => i.type.startsWith("image/"));
     if (item) readFile(item.getAsFile());
   });
-  window.addEventListener("resize", layoutFrame);
+  window.addEventListener("resize", () => { layoutFrame(); placeLabels(); });
   $("sample").addEventListener("click", sampleScene);
   $("add-caption").addEventListener("click", () => addCaption("", true));
   $("find").addEventListener("click", find);

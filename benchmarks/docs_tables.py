@@ -256,6 +256,97 @@ TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds":
           "scale-out-cluster": scale_out_cluster}
 
 
+# --- docs/OPERATIONS.md: the serving records (benchmarks/bench_timeout.py, flood.py, load.py, fuzz.py, hostile.py)
+
+def _answers(statuses: dict) -> str:
+    """'10 x 200, 110 x 503', statuses in numeric order."""
+    return ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items(), key=lambda s: int(s[0])))
+
+
+def _probe_ms(v: float) -> str:
+    """A probe time: one decimal below 20 ms, whole milliseconds above."""
+    return f"{v:.1f}" if v < 20 else f"{v:.0f}"
+
+
+def ops_timeout() -> list[str]:
+    """bench_timeout.py: a request past its timeout, then one small request (1 new frame) as its 504 arrives."""
+    r = _json(RESULTS / "ops_timeout.json")["row"]
+    chunks = r["timeout_s"] / r["one_chunk_s"]
+    return ["| one chunk | `--request-timeout-s` | big request | small request after it | images detected by then |",
+            "|---|---|---|---|---|",
+            f"| {r['one_chunk_s']:.1f} s | {r['timeout_s']:.1f} ({chunks:.0f} chunks) | {r['big_status']} at "
+            f"{r['big_answered_s']:.1f} s | {r['small_status']} in {r['small_latency_s']:.1f} s | "
+            f"{r['images_detected_by_then']} of {r['big_images'] + 1} |"]
+
+
+def ops_flood() -> list[str]:
+    """flood.py: N clients each posting one new 30 MB image to the demo server for a while, /health probed."""
+    r = _json(RESULTS / "ops_flood.json")
+    rows = ["| clients | answers | admitted: throughput, p50 latency | refused: p50 time to the 503 | "
+            "server RSS before / peak (growth) | `/health` p50 / p99 / max |", "|---|---|---|---|---|---|"]
+    for level in r["levels"]:
+        statuses, h, rss = level["statuses"], level["health"], level["rss_mib"]
+        only = ", nothing else" if set(statuses) <= {"200", "503"} else ""
+        probes = f"all {next(iter(h['statuses']))}" if len(h["statuses"]) == 1 else _answers(h["statuses"])
+        rows.append(f"| {level['clients']} | {_answers(statuses)}{only} | {level['admitted_per_s']:.2f} req/s, "
+                    f"{level['admitted_latency_s']['p50']:.0f} s | {level['refused_latency_s']['p50']:.1f} s | "
+                    f"{rss['before']} / {rss['peak']} MiB (+{rss['growth_peak']}) | {_probe_ms(h['p50_ms'])} / "
+                    f"{_probe_ms(h['p99_ms'])} / {_probe_ms(h['max_ms'])} ms, {h['probes']} probes {probes} |")
+    return rows
+
+
+def ops_load() -> list[str]:
+    """load.py: 64 clients for 5 minutes, the published client's requests, /health probed throughout."""
+    r = _json(RESULTS / "ops_load.json")
+    lat, rss, h, load = r["latency_ms"], r["rss_mib"], r["health"], r["load_average"]
+    errors = r["requests"] - r["ok"]
+    all_ok = " (all 200)" if set(r["statuses"]) == {"200"} else f" ({_answers(r['statuses'])})"
+    health_ok = "all 200" if set(h["statuses"]) == {"200"} else _answers(h["statuses"])
+    return ["| requests | errors | throughput | p50 / p90 / p99 | server RSS start / middle / end (peak) | "
+            "`/health` p50 / p99 / max | load average |", "|---|---|---|---|---|---|---|",
+            f"| {r['requests']} in {r['wall_s']:.0f} s | {errors}{all_ok} | {r['throughput_rps']:.2f} req/s "
+            f"({r['instances_per_s']:.1f} instances/s) | {lat['p50'] / 1000:.1f} / {lat['p90'] / 1000:.1f} / "
+            f"{lat['p99'] / 1000:.1f} s | {rss['start']:.0f} / {rss['middle']:.0f} / {rss['end']:.0f} MiB "
+            f"({rss['peak']:.0f}) | {_probe_ms(h['p50_ms'])} / {_probe_ms(h['p99_ms'])} / {_probe_ms(h['max_ms'])} ms "
+            f"({h['probes']} probes, {health_ok}) | {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end |"]
+
+
+def ops_fuzz() -> list[str]:
+    """fuzz.py: schemathesis from /openapi.json (check not_a_server_error), then the server's own 5xx count."""
+    r = _json(RESULTS / "ops_fuzz.json")
+    schemathesis_5xx = 0 if r["exit"] == 0 else "failed (see the record's summary)"
+    return ["| command | test cases | 5xx (schemathesis / server-counted) |", "|---|---|---|",
+            f"| `{r['command'].removeprefix('.venv/bin/python ')}` (load average {r['load_average']['start'][0]:.1f}) | "
+            f"{r['test_cases']} in {r['seconds']:.0f} s | {schemathesis_5xx} / {r['server_errors']} |"]
+
+
+def _hostile_answer(row: dict) -> str:
+    """An error's detail without its location prefix (shortened past 87 characters), or what a 200 answered."""
+    if row["status"] != 200:
+        detail = row["detail"].split(": ", 1)[1]
+        return detail if len(detail) <= 90 else detail[:87] + "..."
+    first = row["first"]
+    if first is None:
+        return '`{"results": [], ...}`'
+    n = first["candidates"]
+    return (f"answered: `image_wh` {first['image_wh']}, {n} candidate{'' if n == 1 else 's'}"
+            + (", the fallback box" if first["fallback"] else ""))
+
+
+def ops_hostile() -> list[str]:
+    """hostile.py: hand-made requests to /v1/ground of `findbox serve` with its defaults, one at a time."""
+    r = _json(RESULTS / "ops_hostile.json")
+    rows = ["| case | status | field | answer |", "|---|---|---|---|"]
+    for row in r["rows"]:
+        field = f"`{row['field']}`" if row.get("field") else ""
+        rows.append(f"| {row['case']} | {row['status']} | {field} | {_hostile_answer(row)} |")
+    return rows
+
+
+TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": ops_load, "ops-fuzz": ops_fuzz,
+               "ops-hostile": ops_hostile})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

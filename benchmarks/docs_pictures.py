@@ -1,6 +1,6 @@
 """The README's pictures, made from the bundled demo models (`make docs-pictures`, ~3 min on 2 cores).
 
-    .venv/bin/python benchmarks/docs_pictures.py [--work runs/docs_pictures] [--out docs]
+    .venv/bin/python benchmarks/docs_pictures.py [--work runs/docs_pictures] [--out docs] [--only page]
 
 docs/predict_example.png  `findbox predict --save` on the shipped sample scene, three of its captions
 docs/eval_report.png      report.html of `findbox eval` on a fresh synth set (20 images, seed 7001, low noise)
@@ -35,6 +35,7 @@ PREDICT_CAPTIONS = ["grey and orange fighter plane", "brown missile", "orange, b
 EVAL_SYNTH = ["--images", "20", "--seed", "7001", "--noise", "low"]  # a seed no demo model saw
 VIEWPORT = {"width": 1360, "height": 900}
 PICTURE_WIDTH = 1360  # wider pictures only add bytes: the README shows them at page width
+PICTURES = ("predict", "eval", "page")  # predict_example.png, eval_report.png, page.png
 
 
 def findbox(*args: str) -> None:
@@ -59,11 +60,15 @@ def predict_example(work: Path, out: Path) -> None:
     save_png(Image.open(work / "predict" / f"{image.stem}.png"), out / "predict_example.png")
 
 
-def eval_report(browser, work: Path, out: Path) -> Path:
-    """Returns the synth data set, for the page picture."""
+def eval_data(work: Path) -> Path:
+    """The fresh synth set the report and the page picture show (made once per work folder)."""
     data = work / "eval_data"
     if not (data / "vlm.jsonl").exists():
         findbox("synth", str(data), *EVAL_SYNTH)
+    return data
+
+
+def eval_report(browser, data: Path, work: Path, out: Path) -> None:
     findbox("eval", str(data / "vlm.jsonl"), "--out", str(work / "eval"), "--split", "all", "--device", "cpu",
             "--no-progress")
     metrics = json.loads((work / "eval" / "metrics.json").read_text())
@@ -77,7 +82,6 @@ def eval_report(browser, work: Path, out: Path) -> Path:
     full = Image.open(shot)
     # the top of the report (headline numbers, breakdowns); the long failure gallery stays in the file
     save_png(full.crop((0, 0, full.width, min(full.height, 2 * VIEWPORT["height"]))), out / "eval_report.png")
-    return data
 
 
 def page_picture(browser, data: Path, work: Path, out: Path) -> None:
@@ -118,6 +122,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--work", default="runs/docs_pictures", help="scratch folder (relative to the repository)")
     parser.add_argument("--out", default="docs", help="where the three PNGs go (relative to the repository)")
+    parser.add_argument("--only", choices=PICTURES, action="append",
+                        help="make only this picture (repeatable; default all three)")
     args = parser.parse_args()
     os.chdir(ROOT)  # paths in the pictures (the report's title, the page's file name) read as in the README
     work, out = Path(args.work), Path(args.out)
@@ -131,12 +137,17 @@ def main() -> int:
     os.environ.setdefault("PYTHONUNBUFFERED", "1")
     from playwright.sync_api import sync_playwright
 
-    predict_example(work, out)
+    only = set(args.only or PICTURES)
+    if "predict" in only:
+        predict_example(work, out)
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path="/usr/bin/chromium", args=CHROMIUM_ARGS)
         try:
-            data = eval_report(browser, work, out)
-            page_picture(browser, data, work, out)
+            data = eval_data(work)
+            if "eval" in only:
+                eval_report(browser, data, work, out)
+            if "page" in only:
+                page_picture(browser, data, work, out)
         finally:
             browser.close()
     return 0

@@ -250,10 +250,26 @@ def scale_out_cluster() -> list[str]:
                 f"{b['mean']}, {b['batches']} batches, {b['histogram']} |")
     return rows
 
+
+# --- docs/DATA.md: a RefCOCO-sized import (benchmarks/data_import.py) ------------------------------------
+
+def data_import() -> list[str]:
+    r = _json(RESULTS / "data_import.json")
+    s, goal = r["set"], r["goal"]
+    return ["| set | seconds | peak RSS MB | goal | met |", "|---|---|---|---|---|",
+            f"| {s['images']:,} images, {s['refs']:,} refs, {s['sentences']:,} sentences, {s['instances_annotations']:,} "
+            f"instances ({s['refs_p_mb']:.0f} MB pickle, {s['instances_json_mb']:.0f} MB json) -> "
+            f"{r['output']['annotations']:,} annotations, {sum(r['output']['skipped_counts'].values())} skipped | "
+            f"{r['seconds']:.1f} | {r['peak_rss_mb']:.0f} | < {goal['seconds']:.0f} s, < {goal['peak_rss_mb']:.0f} MB | "
+            f"{'yes' if r['met'] else 'no'} |",
+            "", f"({r['machine']['cpus']}-core {r['machine']['cpu_model']}, commit "
+                f"{r['commit'][:7]}{'' if r['clean_tree'] else ' with uncommitted changes beside it'}, {r['date'][:10]})"]
+
+
 TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
           "ablation": ablation, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
           "memory": memory, "scale-out": scale_out, "scale-out-faults": scale_out_faults,
-          "scale-out-cluster": scale_out_cluster}
+          "scale-out-cluster": scale_out_cluster, "data-import": data_import}
 
 
 # --- docs/OPERATIONS.md: the serving records (benchmarks/bench_timeout.py, flood.py, load.py, fuzz.py, hostile.py)

@@ -36,8 +36,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         p.add_argument("--images", metavar="DIR", help="its image folder, for the sizes (default: images/ beside it)")
         if name == "odvg":
             p.add_argument("--kind", choices=[k.value for k in OdvgKind], default=OdvgKind.GROUNDING.value,
-                           help="grounding records (caption + phrases) or detection records (categories; a label "
-                                "map PATH_STEM.label_map.json is written beside) (default grounding)")
+                           help="grounding records (caption + phrases) or detection records (categories, with the "
+                                "label map beside: det.odvg.jsonl -> det.label_map.json) (default grounding)")
         else:
             p.add_argument("--predictions", metavar="PREDICT_JSONL", help="findbox predict's JSON lines on these "
                            "images: written as COCO results for the instances file")

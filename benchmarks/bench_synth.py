@@ -1,6 +1,6 @@
 """Speed of `findbox synth`: images per second on one core, per noise level.
 
-    .venv/bin/python benchmarks/bench_synth.py [--images 100] [--width 1520] [--height 870]
+    taskset -c 0 .venv/bin/python benchmarks/bench_synth.py [--images 100] [--out benchmarks/results/synth.json]
 
 Runs write_dataset into a temporary directory (render, noise, JPEG encode, file write)
 with OpenCV and BLAS held to one thread; pin to one core with `taskset -c 0` as well.
@@ -18,6 +18,7 @@ import tempfile  # noqa: E402
 import time  # noqa: E402
 
 import cv2  # noqa: E402
+from common import RESULTS, write_result  # noqa: E402
 
 from findbox.synth import NoiseLevel, SynthConfig, write_dataset  # noqa: E402
 from findbox.synth.noise import add_noise, encode_jpeg  # noqa: E402
@@ -30,6 +31,7 @@ def main() -> None:
     parser.add_argument("--width", type=int, default=1520)
     parser.add_argument("--height", type=int, default=870)
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--out", help=f"also write the figures with the machine and commit (e.g. {RESULTS / 'synth.json'})")
     args = parser.parse_args()
     cv2.setNumThreads(1)
     cpus = sorted(os.sched_getaffinity(0))
@@ -37,6 +39,7 @@ def main() -> None:
     print(f"{args.images} images {args.width}x{args.height}, one thread, cpu affinity {cpus}, load average {load:.1f}")
     print("images/s from wall time and from this process's CPU time (the fair one on a busy machine)")
     print(f"{'noise':>8} {'wall/s':>7} {'cpu/s':>7} {'cpu ms':>7}   cpu ms: clean / noise / jpeg (first 20)")
+    rows = []
     for level in NoiseLevel:
         config = SynthConfig(width=args.width, height=args.height, noise=level)
         with tempfile.TemporaryDirectory() as tmp:
@@ -58,6 +61,12 @@ def main() -> None:
                 parts[j] += (t[j + 1] - t[j]) * 1000 / min(20, args.images)
         print(f"{level.value:>8} {args.images / dt:7.1f} {args.images / dc:7.1f} {dc / args.images * 1000:7.1f}   "
               + " / ".join(f"{p:.1f}" for p in parts))
+        rows.append({"noise": level.value, "wall_images_per_s": args.images / dt, "cpu_images_per_s": args.images / dc,
+                     "cpu_ms_scene_noise_jpeg": parts})
+    if args.out:
+        write_result(args.out, {"images": args.images, "image_wh": [args.width, args.height], "seed": args.seed,
+                                "cpu_affinity": cpus, "load_average": {"start": load, "end": os.getloadavg()[0]},
+                                "rows": rows})
 
 
 if __name__ == "__main__":

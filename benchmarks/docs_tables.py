@@ -363,6 +363,25 @@ TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": o
                "ops-hostile": ops_hostile})
 
 
+# --- docs/SYNTH.md: the generator's speed (benchmarks/bench_synth.py) -------------------------------------
+
+def synth_speed() -> list[str]:
+    """bench_synth.py --out: write_dataset per noise level on one core, from the process's CPU time and wall time."""
+    r = _json(RESULTS / "synth.json")
+    rows = ["| noise | images/s (CPU time) | images/s (wall time) | ms/image: scene / noise / JPEG |", "|---|---|---|---|"]
+    for row in r["rows"]:
+        rows.append(f"| {row['noise']} | {row['cpu_images_per_s']:.0f} | {row['wall_images_per_s']:.0f} | "
+                    + " / ".join(f"{ms:.0f}" for ms in row["cpu_ms_scene_noise_jpeg"]) + " |")
+    load, m = r["load_average"], r["machine"]
+    return rows + ["", f"({r['images']} images {r['image_wh'][0]}x{r['image_wh'][1]} a level on core "
+                       f"{', '.join(map(str, r['cpu_affinity']))} of a {m['cpus']}-core {m['cpu_model']}, load average "
+                       f"{load['start']:.1f} at the start, {load['end']:.1f} at the end; commit {r['commit'][:7]}, "
+                       f"{'clean tree' if r['clean_tree'] else 'tree with uncommitted changes'}, {r['date'][:10]}.)"]
+
+
+TABLES.update({"synth-speed": synth_speed})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

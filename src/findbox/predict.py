@@ -15,7 +15,8 @@ Boxes are in pixels of the original image, rounded to 0.01 px; `score` is the sc
 logit for the caption, `det_conf` the detector's confidence; `chosen` indexes
 `candidates` (-1 when nothing was detected and `box_ltwh` is the fallback box).
 An unreadable image is named on stderr, the others are still answered, and the exit
-status is then 1.
+status is then 1. `--format coco` writes one COCO results list instead (every candidate as
+{image_id, category_id, bbox, score}; `findbox.data.coco.coco_results`).
 """
 
 from __future__ import annotations

@@ -325,6 +325,7 @@ def test_odvg_lines_of_one_file_are_one_image_and_bad_boxes_are_skipped(tmp_path
     ({**GROUNDING, "grounding": {"regions": [{"bbox": [1, 2, 3], "phrase": "p"}]}},
      "grounding.regions[0].bbox: expected [x1, y1, x2, y2], got [1, 2, 3]"),
     ({**GROUNDING, "grounding": {"regions": [{"bbox": [1, 2, 3, 4]}]}}, "grounding.regions[0]: expected a 'phrase'"),
+    ({**GROUNDING, "width": 401}, "g.jpg is 401 x 300 here and 400 x 300 where it first appeared"),
 ])
 def test_malformed_odvg_lines_are_refused_naming_file_and_line(tmp_path, capsys, row, message):
     path, images = write_odvg(tmp_path, [GROUNDING, row])

@@ -134,6 +134,10 @@ class ImportSet:
             found = self.images[name] = ImportImage(name, path, (float(w), float(h)))
         elif found.path != path:
             raise ValueError(f"{where}: {path} and {found.path} would both be images/{name}; expected distinct names")
+        elif tuple(map(float, image_wh)) != found.image_wh:
+            w, h = found.image_wh
+            raise ValueError(f"{where}: {name} is {image_wh[0]} x {image_wh[1]} here and {w:g} x {h:g} where it "
+                             "first appeared; expected one size per image")
         return found
 
     def add_box(self, image: ImportImage, caption: str, ltwh, record: str, split: str | None = None) -> bool:

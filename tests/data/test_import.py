@@ -375,6 +375,23 @@ def test_coco_caption_is_the_category_and_images_without_boxes_are_background(tm
     assert "skipped 1 records (crowd box (iscrowd 1) 1)" in stdout
 
 
+def test_coco_images_of_another_import_keep_every_object_of_those_images(tmp_path, capsys):
+    """The detector's data for a RefCOCO split: every object of that split's images, from instances.json."""
+    paths = write_refcoco(tmp_path / "src", SCENES)
+    coco = json.loads(paths["instances"].read_text())
+    coco["annotations"].append({"id": 99, "image_id": 1, "category_id": 1, "bbox": [500, 300, 40, 40], "iscrowd": 0})
+    paths["instances"].write_text(json.dumps(coco))  # an object of image 1 that no ref points to
+    assert run(capsys, *refcoco_args(paths, tmp_path / "testA", "--split", "testA"))[0] == 0
+    out = tmp_path / "det"
+    code, _, err = run(capsys, "coco", "--instances", str(paths["instances"]), "--images", str(paths["images"]),
+                       "--images-of", str(tmp_path / "testA" / "vlm.jsonl"), "--out", str(out))
+    assert code == 0, err
+    ((image, annotations),) = records(out)
+    assert image == "COCO_train2014_000000000009.jpg"
+    assert [a.bbox_ltwh for a in annotations] == [(10.5, 20.25, 100.0, 50.0), (300.0, 200.0, 80.5, 60.0),
+                                                  (500.0, 300.0, 40.0, 40.0)]
+
+
 @pytest.mark.parametrize("edit, message", [
     (lambda c: c.pop("categories"), "expected a COCO instances object with 'images', 'annotations' and 'categories'"),
     (lambda c: c["annotations"].append({"id": 9, "image_id": 1, "category_id": 1, "bbox": [0, 0, 1, 1]}),

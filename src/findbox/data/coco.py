@@ -31,8 +31,12 @@ def _load_json(path: Path, what: str):
             raise ValueError(f"{path}: expected {what}, got invalid JSON ({exc.msg} at line {exc.lineno})") from None
 
 
-def read_coco(instances_path: str | Path, images_dir: str | Path) -> ImportSet:
-    """The instances file as an ImportSet; ValueError naming the file and the entry for a malformed one."""
+def read_coco(instances_path: str | Path, images_dir: str | Path, only: set[str] | None = None) -> ImportSet:
+    """The instances file as an ImportSet; ValueError naming the file and the entry for a malformed one.
+
+    only: image names (as under DIR/images/) to keep, e.g. those of another import; the rest are
+    left out before anything is checked. None keeps every image.
+    """
     path, images_dir = Path(instances_path), Path(images_dir)
     coco = _load_json(path, "COCO instances JSON")
     if not isinstance(coco, dict) or not all(isinstance(coco.get(k), list) for k in ("images", "annotations", "categories")):
@@ -48,17 +52,22 @@ def read_coco(instances_path: str | Path, images_dir: str | Path) -> ImportSet:
         if not isinstance(im, dict) or not all(k in im for k in ("id", "file_name", "width", "height")):
             raise ValueError(f"{path}: images[{i}]: expected id, file_name, width and height, got {im!r}"[:300])
         where = f"{path}: image id {im['id']}"
-        by_id[im["id"]] = result.image(image_name(str(im["file_name"]), where), images_dir / str(im["file_name"]),
-                                       (im["width"], im["height"]), where)
+        name = image_name(str(im["file_name"]), where)
+        if only is not None and name not in only:
+            continue
+        by_id[im["id"]] = result.image(name, images_dir / str(im["file_name"]), (im["width"], im["height"]), where)
+    known_ids = {im["id"] for im in coco["images"] if isinstance(im, dict)}
     for i, ann in enumerate(coco["annotations"]):
         where = f"{path}: annotations[{i}]"
         if not isinstance(ann, dict) or not all(k in ann for k in ("image_id", "category_id", "bbox")):
             raise ValueError(f"{where}: expected image_id, category_id and bbox, got {ann!r}"[:300])
         where = f"{path}: annotation id {ann.get('id', i)}"
-        if ann["image_id"] not in by_id:
+        if ann["image_id"] not in known_ids:
             raise ValueError(f"{where}: image_id {ann['image_id']} is not among the file's images")
         if ann["category_id"] not in names:
             raise ValueError(f"{where}: category_id {ann['category_id']} is not among the file's categories")
+        if ann["image_id"] not in by_id:
+            continue  # an image `only` leaves out
         image = by_id[ann["image_id"]]
         record = f"annotation id {ann.get('id', i)}"
         if ann.get("iscrowd"):

@@ -63,6 +63,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         elif name == "coco":
             p.add_argument("--instances", required=True, metavar="INSTANCES_JSON", help="the COCO instances JSON")
             p.add_argument("--images", required=True, metavar="DIR", help="the folder its file_names are relative to")
+            p.add_argument("--images-of", metavar="VLM_JSONL", help="only the images this vlm.jsonl lists, e.g. every "
+                           "object of a RefCOCO import's images, for the detector")
         else:
             p.add_argument("data", metavar="DATA_YAML", help="the data set's data.yaml")
             p.add_argument("--split", action="append", default=[], choices=YOLO_SPLITS,
@@ -82,8 +84,10 @@ def read_source(args: argparse.Namespace):
         return read_odvg(args.file, args.images, read_label_map(args.label_map) if args.label_map else None)
     if args.format == "coco":
         from findbox.data.coco import read_coco
+        from findbox.data.vlm import read_vlm_jsonl
 
-        return read_coco(args.instances, args.images)
+        only = {r.image for r in read_vlm_jsonl(args.images_of)} if args.images_of else None
+        return read_coco(args.instances, args.images, only)
     from findbox.data.yolo import read_yolo
 
     return read_yolo(args.data, tuple(args.split))

@@ -311,6 +311,25 @@ def ops_flood() -> list[str]:
     return rows
 
 
+HEALTH_UNDER_LOAD_LABELS = {"": "the models busy", "--batch-window-ms 8000": "all held in the batch window's queue"}
+
+
+def ops_health_under_load() -> list[str]:
+    """health_under_load.py --out: /health and /metrics probed while half of N concurrent requests are unanswered."""
+    r = _json(RESULTS / "health_under_load.json")
+    rows = ["| command | requests | `/health` p50 / p99 / max | `/metrics` p50 / p99 |", "|---|---|---|---|"]
+    for row in r["rows"]:
+        h, m = row["/health"], row["/metrics"]
+        flags = f"--pending {row['pending']}" + (f' --server-args "{row["server_args"]}"' if row["server_args"] else "")
+        answers = f"all {next(iter(row['statuses']))}" if len(row["statuses"]) == 1 else _answers(row["statuses"])
+        label = HEALTH_UNDER_LOAD_LABELS.get(row["server_args"])
+        rows.append(f"| `benchmarks/health_under_load.py {flags}`{f' ({label})' if label else ''} | {row['pending']}, "
+                    f"{answers} in {row['last_answered_s']:.1f} s | {_probe_ms(h['p50_ms'])} / {_probe_ms(h['p99_ms'])} / "
+                    f"{_probe_ms(h['max_ms'])} ms ({h['probes']} probes) | {_probe_ms(m['p50_ms'])} / "
+                    f"{_probe_ms(m['p99_ms'])} ms |")
+    return rows
+
+
 def ops_load() -> list[str]:
     """load.py: 64 clients for 5 minutes, the published client's requests, /health probed throughout."""
     r = _json(RESULTS / "ops_load.json")
@@ -360,7 +379,7 @@ def ops_hostile() -> list[str]:
 
 
 TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": ops_load, "ops-fuzz": ops_fuzz,
-               "ops-hostile": ops_hostile})
+               "ops-hostile": ops_hostile, "ops-health-under-load": ops_health_under_load})
 
 
 # --- docs/SYNTH.md: the generator's speed (benchmarks/bench_synth.py) -------------------------------------

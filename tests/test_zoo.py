@@ -214,8 +214,9 @@ def test_clip_folder_tokenizer_matches_open_clip(zoo):
 
     hf = load_scorer(zoo["clip"]).tokenize(["red, white, and blue light aircraft"])["input_ids"][0].tolist()
     oc = open_clip.get_tokenizer("ViT-B-32")(["a photo of red, white, and blue light aircraft."])[0].tolist()
-    eot = 49407  # both pool at the end of text; padding after it differs (eot vs 0) and is never read
-    assert hf[: hf.index(eot) + 1] == oc[: oc.index(eot) + 1] and len(hf) == len(oc) == 77
+    eot = 49407  # both pool at the end of text; padding after it is never read, so findbox pads a CLIP
+    # batch to its longest caption (here: none), open_clip to 77
+    assert hf == oc[: oc.index(eot) + 1] and len(oc) == 77
 
 
 @pytest.mark.parametrize("spec, expected", [

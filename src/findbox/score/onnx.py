@@ -100,7 +100,7 @@ def export_towers(scorer: TransformersScorer, out_dir: Path) -> dict[str, Path]:
     out_dir.mkdir(parents=True, exist_ok=True)
     model = scorer.model.float().cpu().eval()
     h, w = scorer.preprocess.size_hw
-    tokens = scorer.tokenize(["a caption", "another caption"])
+    tokens = scorer.tokenize(["a caption", "another caption"], padding="max_length")  # the graph's fixed length
     with_mask = "attention_mask" in tokens
     paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
     text_inputs = ["input_ids", "attention_mask"] if with_mask else ["input_ids"]

@@ -42,13 +42,28 @@ def naflex_inputs(pixels: torch.Tensor, patch_size: int) -> dict[str, torch.Tens
     }
 
 
-def tokenize_prompted(tokenizer, prompt: str, captions: list[str], max_length: int):
-    """Captions -> the tokenizer's CPU batch of prompted texts, padded to max_length.
+# Families whose text tower is causal and pools at the first EOS token (CLIP, MetaCLIP): tokens after it
+# change nothing, so a batch of captions pads to its longest only. SigLIP and SigLIP 2 pool the LAST
+# position, a pad token for any caption shorter than max_length: padding there changes the embedding
+# (tests/score/test_attention.py), so they keep max_length, as they were trained.
+POOLS_AT_EOS = frozenset({"clip"})
 
-    SigLIP was trained on max_length padding; the ONNX towers take the same batch.
+
+def tokenize_prompted(tokenizer, prompt: str, captions: list[str], max_length: int, padding: str = "max_length"):
+    """Captions -> the tokenizer's CPU batch of prompted texts, padded to max_length (or with
+    padding="longest", to the batch's longest, cut at max_length).
+
+    SigLIP was trained on max_length padding; the ONNX towers take the same batch (their text
+    graphs have a fixed length).
     """
     texts = [format_prompt(prompt, c) for c in captions]
-    return tokenizer(texts, padding="max_length", truncation=True, max_length=max_length, return_tensors="pt")
+    return tokenizer(texts, padding=padding, truncation=True, max_length=max_length, return_tensors="pt")
+
+
+# fused attention (torch's scaled_dot_product_attention) where the model class has it: same answers
+# (tests/score/test_attention.py), faster (benchmarks/scorer_attention.py); transformers' default
+# today, pinned so that a changed default cannot slow the towers down unnoticed
+ATTENTION = "sdpa"
 
 
 # findbox's own settings beside a save_pretrained folder: what transformers' files cannot say.
@@ -79,6 +94,21 @@ def write_scorer_settings(folder: str | Path, scorer: "TransformersScorer") -> N
 
     settings = {"text_attention_mask": bool(scorer.text_attention_mask)}
     (Path(folder) / SCORER_SETTINGS_FILE).write_text(json.dumps(settings, indent=2) + "\n")
+
+
+def load_model(auto_class, path: Path):
+    """The folder's model with fused attention (`ATTENTION`), or transformers' eager attention for a
+    model class that has no SDPA path (logged, not an error: the answers are the same)."""
+    try:
+        return auto_class.from_pretrained(str(path), local_files_only=True, attn_implementation=ATTENTION)
+    except ValueError as exc:
+        if ATTENTION not in str(exc) and "scaled_dot_product_attention" not in str(exc):
+            raise
+        import logging
+
+        logging.getLogger("findbox").info("scorer %s: no fused attention for this model class (%s); eager "
+                                          "attention", path, exc)
+        return auto_class.from_pretrained(str(path), local_files_only=True)
 
 
 class TransformersScorer(base.Scorer):
@@ -131,7 +161,7 @@ class TransformersScorer(base.Scorer):
 
         try:
             with scorer_load_quiet(folder_model_type(path)):
-                model = AutoModel.from_pretrained(str(path), local_files_only=True)
+                model = load_model(AutoModel, path)
             tokenizer = AutoTokenizer.from_pretrained(str(path), local_files_only=True)
             image_processor = AutoImageProcessor.from_pretrained(str(path), local_files_only=True)
         except Exception as exc:
@@ -160,7 +190,8 @@ class TransformersScorer(base.Scorer):
     @property
     def info(self) -> dict:
         return {"kind": "transformers", "family": self.model.config.model_type, "prompt": self.prompt,
-                "loss": "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax"}
+                "loss": "sigmoid" if getattr(self.model, "logit_bias", None) is not None else "softmax",
+                "attention": getattr(self.model.config, "_attn_implementation", None) or "eager"}
 
     @property
     def embed_dim(self) -> int:
@@ -171,12 +202,16 @@ class TransformersScorer(base.Scorer):
     def logit_scale_bias(self) -> tuple[float, float]:
         return base.logit_scale_bias_of(self.model)
 
-    def tokenize(self, captions: list[str]) -> dict[str, torch.Tensor]:
-        """Captions -> {"input_ids": (m, max_text_length) int64[, "attention_mask"]} on `device`.
+    def tokenize(self, captions: list[str], padding: str | None = None) -> dict[str, torch.Tensor]:
+        """Captions -> {"input_ids": (m, L) int64[, "attention_mask"]} on `device`.
 
+        L is `max_text_length`, or the longest caption's length for a family that pools at EOS
+        (`POOLS_AT_EOS`); padding="max_length" asks for the fixed length (an ONNX export's).
         The mask is left out when the weights were trained without one (`text_attention_mask`).
         """
-        batch = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length)
+        if padding is None:
+            padding = "longest" if self.model.config.model_type in POOLS_AT_EOS else "max_length"
+        batch = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length, padding)
         keep = ("input_ids", "attention_mask") if self.text_attention_mask else ("input_ids",)
         return {k: v.to(self.device) for k, v in batch.items() if k in keep}
 

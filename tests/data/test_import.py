@@ -173,6 +173,21 @@ def test_an_import_interrupted_while_writing_leaves_no_vlm_jsonl(tmp_path, refco
     assert [p.name for p in out.iterdir() if p.is_file()] == []  # no temporary file either
 
 
+def test_check_sizes_leaves_out_an_image_whose_file_is_not_its_declared_size(tmp_path, refcoco, capsys):
+    grey(refcoco["images"] / "COCO_train2014_000000000025.jpg", (321, 240))  # instances.json says 320 x 240
+    assert len(records_of(run(capsys, *refcoco_args(refcoco, tmp_path / "trusting")), tmp_path / "trusting")) == 3
+    out = tmp_path / "checked"
+    code, stdout, _ = run(capsys, *refcoco_args(refcoco, out, "--check-sizes"))
+    assert code == 0
+    assert [image for image, _ in records(out)] == ["COCO_train2014_000000000009.jpg", "COCO_train2014_000000000030.jpg"]
+    assert "image file's size is not the declared one 1" in stdout
+
+
+def records_of(result, out: Path) -> list:
+    assert result[0] == 0, result[2]
+    return records(out)
+
+
 def test_a_missing_image_file_is_named_and_left_out(tmp_path, refcoco, capsys):
     (refcoco["images"] / "COCO_train2014_000000000025.jpg").unlink()
     out = tmp_path / "out"

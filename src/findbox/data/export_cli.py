@@ -52,7 +52,7 @@ def image_sizes(records, images_dir: Path) -> dict[str, tuple[int, int]]:
     """(width, height) of each record's image, upright; ValueError naming a missing or unreadable file."""
     from tqdm import tqdm
 
-    from findbox.data.yolo import image_wh_upright
+    from findbox.data.importing import image_wh_upright
 
     sizes = {}
     for rec in tqdm(records, desc="image sizes", unit="image", file=sys.stderr, disable=len(records) < 200):

@@ -69,6 +69,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("data", metavar="DATA_YAML", help="the data set's data.yaml")
             p.add_argument("--split", action="append", default=[], choices=YOLO_SPLITS,
                            help="only this split (repeatable; default every one the yaml names)")
+        if name != "yolo":  # YOLO's sizes are read from the files already
+            p.add_argument("--check-sizes", action="store_true", help="also read every image's header and leave out, "
+                           "named, an image whose size is not the one the annotation file declares (default: trust "
+                           "the declared size; no image is opened)")
         _common(p)
 
 
@@ -98,6 +102,7 @@ def main(args: argparse.Namespace) -> int:
 
     result = read_source(args)
     jsonl = write_import(result, Path(args.out), copy=args.copy, strict=args.strict,
-                         keep_empty=args.format in ("coco", "yolo", "odvg"), progress=not args.no_progress)
+                         keep_empty=args.format in ("coco", "yolo", "odvg"),
+                         check_sizes=getattr(args, "check_sizes", False), progress=not args.no_progress)
     print(f"findbox data import {args.format}: {result.summary()} -> {jsonl}")
     return 0

@@ -41,6 +41,8 @@ ZERO_AREA = "zero area"
 OUT_OF_BOUNDS = "out of bounds"
 IMAGE_MISSING = "image file missing"
 EMPTY_CAPTION = "empty caption"
+SIZE_DIFFERS = "image file's size is not the declared one"
+UNREADABLE = "image file unreadable"
 
 
 def box_problem(ltwh: tuple[float, float, float, float], image_wh: tuple[float, float]) -> str | None:
@@ -97,6 +99,19 @@ def image_name(relative: str, where: str) -> str:
     if not parts or relative.startswith("/") or ".." in parts:
         raise ValueError(f"{where}: expected an image path relative to the image folder, got {relative!r}")
     return "/".join(parts)
+
+
+def image_wh_upright(path: Path) -> tuple[int, int]:
+    """(width, height) from the file's header, its EXIF orientation applied; ValueError naming the file."""
+    from findbox.images import EXIF_ORIENTATION, _pil_open, upright_wh
+
+    try:
+        with _pil_open(path) as im:
+            return upright_wh(im.size, im.getexif().get(EXIF_ORIENTATION, 1))
+    except FileNotFoundError:
+        raise
+    except Exception as exc:  # PIL raises many types for a file that is not an image
+        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 @dataclass
@@ -178,18 +193,33 @@ class ImportSet:
         return text
 
 
-def check_files(result: ImportSet, keep_empty: bool) -> None:
+def check_files(result: ImportSet, keep_empty: bool, check_sizes: bool = False, progress: bool = True) -> None:
     """Drop images whose file is missing (each named in `skipped`) and, unless `keep_empty`, images
     whose every box was skipped. `keep_empty`: formats where an image without boxes is a real
-    background image (COCO, YOLO) keep those that had none to begin with."""
-    for name in list(result.images):
+    background image (COCO, YOLO) keep those that had none to begin with. `check_sizes`: also read
+    each file's header and drop (naming it) an image whose upright size is not the declared one."""
+    from tqdm import tqdm
+
+    names = list(result.images)
+    for name in tqdm(names, desc="check image sizes", unit="image", file=sys.stderr,
+                     disable=not (check_sizes and progress) or len(names) < PROGRESS_MIN_IMAGES):
         image = result.images[name]
         if not image.path.is_file():
             result.skip(f"image {image.path}", name, IMAGE_MISSING)
+        elif check_sizes and (problem := _size_problem(image)):
+            result.skip(f"image {image.path}", name, problem)
         elif image.annotations or (keep_empty and image.boxes_skipped == 0):
             continue
         del result.images[name]
         result.images_dropped += 1
+
+
+def _size_problem(image: ImportImage) -> str | None:
+    try:
+        file_wh = image_wh_upright(image.path)
+    except ValueError:
+        return UNREADABLE
+    return None if tuple(map(float, file_wh)) == image.image_wh else SIZE_DIFFERS
 
 
 def refuse_if_strict(result: ImportSet, strict: bool) -> None:
@@ -201,17 +231,18 @@ def refuse_if_strict(result: ImportSet, strict: bool) -> None:
 
 
 def write_import(result: ImportSet, out_dir: str | Path, copy: bool = False, strict: bool = False,
-                 keep_empty: bool = False, progress: bool = True) -> Path:
+                 keep_empty: bool = False, check_sizes: bool = False, progress: bool = True) -> Path:
     """Check the image files, then write OUT/images/ (symlinks, or copies with `copy`), OUT/vlm.jsonl
     and OUT/import.json; returns the vlm.jsonl path.
 
+    `check_sizes` compares each file's header with the size the source declares (`check_files`).
     With `strict` any skipped record refuses the whole import before anything is written (ValueError).
     vlm.jsonl goes to a temporary name first and is renamed last: a refused, failed or interrupted
     import leaves any earlier vlm.jsonl as it was and never half a new one.
     """
     from tqdm import tqdm
 
-    check_files(result, keep_empty)
+    check_files(result, keep_empty, check_sizes, progress)
     refuse_if_strict(result, strict)
     if not result.images:
         raise ValueError(f"{result.format}: nothing to import: no image with a usable box "

@@ -16,7 +16,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from findbox.data.importing import ImportSet, image_name
+from findbox.data.importing import ImportSet, image_name, image_wh_upright
 
 SPLIT_KEYS = ("train", "val", "test")
 IMAGE_SUFFIXES = frozenset({".bmp", ".jpg", ".jpeg", ".png", ".tif", ".tiff", ".webp", ".dng", ".mpo", ".pfm"})
@@ -59,19 +59,6 @@ def label_path(image: Path) -> Path:
         head, tail = text.rsplit(sep, 1)
         text = f"{head}{os.sep}labels{os.sep}{tail}"
     return Path(text).with_suffix(".txt")
-
-
-def image_wh_upright(path: Path) -> tuple[int, int]:
-    """(width, height) from the file's header, its EXIF orientation applied; ValueError naming the file."""
-    from findbox.images import EXIF_ORIENTATION, _pil_open, upright_wh
-
-    try:
-        with _pil_open(path) as im:
-            return upright_wh(im.size, im.getexif().get(EXIF_ORIENTATION, 1))
-    except FileNotFoundError:
-        raise
-    except Exception as exc:  # PIL raises many types for a file that is not an image
-        raise ValueError(f"{path}: not a readable image ({type(exc).__name__}: {exc})") from None
 
 
 def read_yolo(yaml_path: str | Path, splits: tuple[str, ...] = ()) -> ImportSet:

@@ -89,7 +89,7 @@ def scenes_from_vlm(jsonl: str | Path, val_fraction: float = 0.2) -> list[Scene]
     """A findbox vlm.jsonl (e.g. `findbox synth`'s) as RefCOCO scenes: one ref a box, its caption the
     sentence; the last val_fraction of the images are the val split (findbox's own split rule)."""
     from findbox.data.vlm import read_vlm_jsonl, split_index
-    from findbox.data.yolo import image_wh_upright
+    from findbox.data.importing import image_wh_upright
 
     jsonl = Path(jsonl)
     records = read_vlm_jsonl(jsonl, captions_required=True)

@@ -401,6 +401,31 @@ def synth_speed() -> list[str]:
 TABLES.update({"synth-speed": synth_speed})
 
 
+# --- README.md: the performance highlights (bench_pipeline.py -> cpu.json) -----------------------------------
+
+def _ratio1(c: dict) -> str:
+    """A median ratio and its range in one decimal: '3.9x (3.7-4.5)'."""
+    return f"{c['ratio_vs_reference']:.1f}x ({c['ratio_min']:.1f}-{c['ratio_max']:.1f})"
+
+
+def readme_performance() -> list[str]:
+    """bench_pipeline.py (cpu.json): workloads (a) and (b) as ratios to the reference, (c) as p50 latency."""
+    sections = _json(RESULTS / "cpu.json")["sections"]
+    a, b, c = (sections[k]["contenders"] for k in ("a", "b", "c"))
+    default = "findbox (int8, auto)"  # cpu.json's --precision auto ran int8 on that machine
+    return ["| workload | `--precision int8` (auto's choice once a record unlocks it) | `--precision fp32` (auto without "
+            "a record) | `--precision bf16` |", "|---|---|---|---|",
+            "| (a) 4 captions of one image per request | **{}x** ({} the reference | {} | {} |".format(
+                *_ratio1(a[default]).split("x (", 1), _ratio1(a["findbox fp32"]), _ratio1(a["findbox bf16"])),
+            "| (b) 4 distinct images, one caption each | **{}x** ({} | {} | {} |".format(
+                *_ratio1(b[default]).split("x (", 1), _ratio1(b["findbox fp32"]), _ratio1(b["findbox bf16"])),
+            f"| (c) one instance per request, repeated images | p50 latency **{c[default]['p50_s']:.2f} s** vs "
+            f"{c['reference']['p50_s']:.2f} s (image cache) | {c['findbox fp32']['p50_s']:.2f} s | |"]
+
+
+TABLES.update({"readme-performance": readme_performance})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

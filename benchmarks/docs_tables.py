@@ -346,6 +346,20 @@ def ops_load() -> list[str]:
             f"({h['probes']} probes, {health_ok}) | {load['start'][0]:.1f} at the start, {load['end'][0]:.1f} at the end |"]
 
 
+def ops_load_8() -> list[str]:
+    """load.py --clients 8: the tiny models' serving path, one new 320x240 JPEG with 4 captions a request."""
+    r = _json(RESULTS / "ops_load_8.json")
+    lat, rss, load = r["latency_ms"], r["rss_mib"], r["load_average"]
+    errors = r["requests"] - r["ok"]
+    return ["| command | requests | throughput | p50 / p90 / p99 | errors | server RSS |", "|---|---|---|---|---|---|",
+            f"| `{r['command'].removeprefix('.venv/bin/python ')}` | {r['requests']} | {r['throughput_rps']:.1f} req/s "
+            f"({r['instances_per_s']:.1f} instances/s) | {lat['p50']:.0f} / {lat['p90']:.0f} / {lat['p99']:.0f} ms | "
+            f"{errors} | {rss['start']:.1f} -> {rss['end']:.1f} MiB ({rss['growth']:+.1f}) |",
+            "", f"Server RSS every 5 s: {', '.join(map(str, rss['timeline']))} MiB. Load average {load['start'][0]:.1f} at "
+                f"the start, {load['end'][0]:.1f} at the end; commit {r['commit'][:7]}, "
+                f"{'clean tree' if r['clean_tree'] else 'tree with uncommitted changes'}, {r['date'][:10]}."]
+
+
 def ops_fuzz() -> list[str]:
     """fuzz.py: schemathesis from /openapi.json (check not_a_server_error), then the server's own 5xx count."""
     r = _json(RESULTS / "ops_fuzz.json")
@@ -379,7 +393,8 @@ def ops_hostile() -> list[str]:
 
 
 TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": ops_load, "ops-fuzz": ops_fuzz,
-               "ops-hostile": ops_hostile, "ops-health-under-load": ops_health_under_load})
+               "ops-hostile": ops_hostile, "ops-health-under-load": ops_health_under_load,
+               "ops-load-8": ops_load_8})
 
 
 # --- docs/SYNTH.md: the generator's speed (benchmarks/bench_synth.py) -------------------------------------

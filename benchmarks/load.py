@@ -294,7 +294,7 @@ def main() -> int:
     parser.add_argument("--image-pool", type=int, default=0, help="cycle N images (0: a new image per request)")
     parser.add_argument("--timeout", type=float, default=120, help="client timeout per request, seconds")
     parser.add_argument("--json", action="store_true", help="print one JSON object only")
-    parser.add_argument("--out", help="also write the JSON result (with the command) to this file")
+    parser.add_argument("--out", help="also write the JSON result (with the command, machine and commit) to this file")
     args = parser.parse_args()
     size = tuple(int(v) for v in args.size.lower().split("x"))
     if not 1 <= args.clients <= 256 or not 0 < args.seconds <= 3600:
@@ -346,8 +346,12 @@ def main() -> int:
             tmp.cleanup()
     result["command"] = " ".join([".venv/bin/python", *sys.argv])
     if args.out:
-        Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-        Path(args.out).write_text(json.dumps(result, indent=1) + "\n")
+        from contextlib import redirect_stdout
+
+        from common import write_result  # with the machine, commit, clean-tree flag and date
+
+        with redirect_stdout(sys.stderr):  # --json keeps stdout to one JSON object
+            write_result(args.out, result)
     if args.json:
         print(json.dumps(result))
         return 0

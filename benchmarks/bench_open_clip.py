@@ -119,6 +119,8 @@ def main() -> None:
     parser.add_argument("--device", default="cpu")
     parser.add_argument("--threads", type=int, default=0, help="torch threads (0: torch's default)")
     parser.add_argument("--workdir", help="where to write the models (default: a temporary folder)")
+    parser.add_argument("--out", help="also write the figures with the machine and commit (e.g. "
+                                      "benchmarks/results/open_clip.json)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -170,6 +172,15 @@ def main() -> None:
         for name in libraries:
             cells = [f"{statistics.median(t[name]):.3f} ({min(t[name]):.3f})" for t in (embed, tower, text)]
             print(f"| {name} | {' | '.join(cells)} |")
+    if args.out:
+        from common import write_result
+
+        seconds = {stage: {name: {"median_s": statistics.median(t[name]), "min_s": min(t[name]), "runs_s": t[name]}
+                           for name in libraries} for stage, t in (("embed_images", embed), ("image_tower", tower),
+                                                                   ("embed_texts", text))}
+        write_result(args.out, {"arch": ARCH, "device": args.device, "threads": torch.get_num_threads(),
+                                "crops": args.crops, "captions": len(CAPTIONS), "repeats": args.repeats,
+                                "outputs": results, "seconds": seconds})
 
 
 if __name__ == "__main__":

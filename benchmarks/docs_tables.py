@@ -182,6 +182,49 @@ def memory() -> list[str]:
 
 
 
+def _ms(row: dict) -> str:
+    return f"{row['median_ms']:.0f} ({row['min_ms']:.0f}-{row['max_ms']:.0f})"
+
+
+def _provenance(r: dict) -> str:
+    m = r["machine"]
+    return (f"({m['cpus']}-core {m['cpu_model']}, torch threads {m['torch_threads']}; commit {r['commit'][:7]}, "
+            f"{'clean tree' if r['clean_tree'] else 'tree with uncommitted changes'}, {r['date'][:16]} UTC; "
+            f"`{r['command']}`)")
+
+
+def detector_backend() -> list[str]:
+    """detector_backend.py: the demo detector on torch and ONNX Runtime, alone and beside two concurrent loads."""
+    r = _json(RESULTS / "detector_backend.json")
+    rows = ["| condition | 1-min load before / after | torch ms a frame | ONNX Runtime ms a frame | onnx vs torch | "
+            "frames with torch's boxes | load processes' frames/s | auto picks |", "|---|---|---|---|---|---|---|---|"]
+    for name, c in r["conditions"].items():
+        calls = f"{c['load_calls_per_s']:.2f}" if c["load_calls_per_s"] is not None else "-"
+        diff = c["onnx"]["max_box_diff_px"]
+        rows.append(f"| {name} | {c['load_1min_before']:.1f} / {c['load_1min_after']:.1f} | {_ms(c['torch'])} | "
+                    f"{_ms(c['onnx'])} | **{c['onnx_vs_torch']:.2f}x** | {c['onnx']['frames_same_boxes']} of "
+                    f"{r['frames']} (max diff {diff:.1g} px) | {calls} | {c['auto_picks']['backend']} |")
+    d = r["detection"]
+    return rows + ["", f"Demo detector at imgsz {d['imgsz']} (conf {d['conf']}, iou {d['iou']}, max_det {d['max_det']}), "
+                       f"{r['frames']} synth frames {r['image_wh'][0]}x{r['image_wh'][1]}, {r['rounds']} passes per "
+                       f"condition; median (min-max). " + _provenance(r)]
+
+
+def scorer_attention() -> list[str]:
+    """scorer_attention.py: fused attention and caption padding, each change alone."""
+    r = _json(RESULTS / "scorer_attention.json")
+    rows = ["| change | before ms | after ms | speedup | largest embedding difference |", "|---|---|---|---|---|"]
+    for label, row in r["rows"].items():
+        rows.append(f"| {label} | {_ms(row['a'])} | {_ms(row['b'])} | **{row['speedup']:.2f}x** | "
+                    f"{row['max_abs_diff']:.1g} |")
+    ops = r["open_clip_attention_ops"]
+    return rows + ["", "open_clip ViT-B-32 (random weights), attention and softmax ops the torch profiler saw: image "
+                       f"tower {', '.join(f'`{o}`' for o in ops['image'])}; text tower "
+                       f"{', '.join(f'`{o}`' for o in ops['text'])}.", "",
+                   f"{r['runs']} alternating calls a side after a warm-up, median (min-max); 1-min load "
+                   f"{r['load_before'][0]:.1f} before, {r['load_after'][0]:.1f} after. " + _provenance(r)]
+
+
 # --- docs/SCALE_OUT.md -------------------------------------------------------------------------------------
 
 SCALE_OUT_LABELS = {"inprocess": "in-process", "ray, 1 scorer replica": "Ray, 1 scorer replica",
@@ -268,7 +311,8 @@ def data_import() -> list[str]:
 
 TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
           "ablation": ablation, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
-          "memory": memory, "scale-out": scale_out, "scale-out-faults": scale_out_faults,
+          "memory": memory, "detector-backend": detector_backend, "scorer-attention": scorer_attention,
+          "scale-out": scale_out, "scale-out-faults": scale_out_faults,
           "scale-out-cluster": scale_out_cluster, "data-import": data_import}
 
 

@@ -35,7 +35,7 @@ def test_bundle_steps_are_the_recipe_in_code():
     assert [name for s in steps for name in s["detector_runs"]] == [name for name, _, _ in detector_runs(recipe)]
     assert steps[0]["detector_runs"]  # the detector is never a continuation's
     assert [k for s in steps for k in s["scorer_rounds"]] == list(range(1, len(scorer_runs(recipe)) + 1))
-    trained = [tuple(d) for s in steps for d in s["data"] if not d[0].startswith("eval_")]
+    trained = [tuple(d) for s in steps for d in s["data"] if not d[0].startswith(("eval_", "calib_"))]
     wanted = detector_data(recipe) + [(d, n, seed, noise) for d, _, n, seed, noise in scorer_data(recipe)]
     assert sorted(trained) == sorted(wanted)
     # each step evaluated on fresh sets; the figures shipped are the last step's, on the recipe's seeds
@@ -43,6 +43,10 @@ def test_bundle_steps_are_the_recipe_in_code():
         assert sorted(tuple(d) for d in s["data"] if d[0].startswith("eval_")) == sorted(
             eval_data(recipe, s["eval_seeds"]))
     assert steps[-1]["eval_seeds"] == list(recipe.eval_seeds)
+    # the calibration record --precision auto reads was made by the last step, on the weights shipped
+    record = json.loads((BUNDLE_DIR / "scorer" / "findbox_calibration.json").read_text())
+    assert steps[-1]["calibration"] == record["results"]
+    assert f"calib_{recipe.noise}_{recipe.calibration_seed}" in record["data"]["path"]
     assert all(f["seeds"] == list(recipe.eval_seeds) for f in manifest["figures"].values())
     # the training record: one entry per detector stage and per scorer round, as the recipe has them
     stages = [(name, int(size), int(epochs)) for name, _, spec in detector_runs(recipe)

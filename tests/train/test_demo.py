@@ -102,7 +102,7 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
                         det_finetunes=(("det_data", "160:1"), ("det_more_data", "160:1")), det_imgsz=160,
                         scorer_preset="tiny", scorer_rounds=((1, 1e-3, 6), (1, 5e-4, 10)),
                         scorer_mix=((4, 2100, "low"), (3, 2200, "high")), scorer_mix_rounds=((1, 5e-4),), scorer_batch=16,
-                        scorer_micro_batch=8, eval_images=2, eval_seeds=(9001,))
+                        scorer_micro_batch=8, eval_images=2, eval_seeds=(9001,), calibration_images=2)
     out = tmp_path / "bundle"
     manifest = build(recipe, tmp_path / "work", out, command="python -m findbox.train.demo --out b")
     # one step, from nothing: everything it shipped it ran itself, at a recorded commit and date
@@ -113,6 +113,13 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
 
     assert (out / "detector.pt").is_file() and (out / "scorer" / "config.json").is_file()
     assert not list((out / "scorer").glob("*.jsonl"))  # training logs stay in the work folder
+    # the build calibrates the scorer it ships: --precision auto reads that record, keyed to these weights
+    from findbox.calibration import read_calibration
+
+    record = json.loads((out / "scorer" / "findbox_calibration.json").read_text())
+    assert record["data"]["images"] == 2 and "calib_low_9501" in record["data"]["path"]
+    assert step["calibration"] == record["results"] and {r["precision"] for r in record["results"]} >= {"fp32"}
+    assert read_calibration(out / "scorer") is not None
     assert json.loads((out / "manifest.json").read_text()) == json.loads(json.dumps(manifest))
     assert manifest["serve"]["detection"]["imgsz"] == 160 and manifest["serve"]["ranking"]["score_fusion"] == "product"
     assert set(manifest["figures"]) == {"low", "high"}
@@ -142,7 +149,7 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert continued["steps"][0] == step and continued["steps"][1]["continued_from"] == str(out)
     assert continued["steps"][1]["scorer_rounds"] == [4] and continued["steps"][1]["detector_runs"] == []
     assert [d[0] for d in continued["steps"][1]["data"]] == ["scorer_mix_low_2100", "scorer_mix_high_2200",
-                                                             "eval_low_9001", "eval_high_9001"]
+                                                             "calib_low_9501", "eval_low_9001", "eval_high_9001"]
     # continuing the continued bundle in the same work folder: no round is left, and the step says what
     # it found there instead of running it
     again_step = build(longer, tmp_path / "work2", tmp_path / "b2", continue_from=out)["steps"][-1]

@@ -22,6 +22,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from findbox.calibration import CALIBRATION_FILE
 from findbox.provenance import provenance
 
 
@@ -64,6 +65,10 @@ class DemoRecipe:
     # fresh seeds, never trained on nor used to choose anything (9001-9003, the earlier bundle's, chose
     # det_imgsz, score_fusion and the mixed round)
     eval_seeds: tuple[int, ...] = (9301, 9302, 9303)
+    # `findbox calibrate` on a fresh set of its own (never trained on, not an eval seed): the record beside
+    # the scorer that lets --precision auto pick a faster precision where it keeps fp32's answers
+    calibration_images: int = 100
+    calibration_seed: int = 9501
     conf: float = 0.05
     iou: float = 0.3
     max_det: int = 12
@@ -373,6 +378,14 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
                                                    "checkpoints"))
     detection = {"imgsz": r.det_imgsz, "conf": r.conf, "iou": r.iou, "max_det": r.max_det}
 
+    # --- calibration: which faster precisions keep the scorer's answers (read by --precision auto):
+    # first, so that the evaluation measures what `findbox serve` then serves ---
+    data = synth(f"calib_{r.noise}_{r.calibration_seed}", r.calibration_images, r.calibration_seed)
+    run(findbox("calibrate", "--data", str(data), "--detector", str(out / "detector.pt"), "--scorer", str(out / "scorer"),
+                "--no-upscaler", "--device", "cpu", "--imgsz", str(r.det_imgsz), "--conf", str(r.conf), "--iou",
+                str(r.iou), "--max-det", str(r.max_det), "--score-fusion", r.score_fusion, "--fusion-weight",
+                str(r.fusion_weight), "--no-progress"), log)
+    step["calibration"] = json.loads((out / "scorer" / CALIBRATION_FILE).read_text())["results"]
     # --- evaluation on fresh data ---------------------------------------------------------
     figures = {}
     for noise in (r.noise, "high"):
@@ -388,6 +401,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
             runs.append(json.loads((report / "metrics.json").read_text()))
         figures[noise] = pooled_figures(runs, r.eval_seeds)
     step["eval_seeds"] = list(r.eval_seeds)
+
     step["build_seconds"] = round(time.time() - started, 1)
 
     manifest = {

@@ -18,6 +18,7 @@ import os
 import sys
 from pathlib import Path
 
+from findbox.data.import_cli import log_options
 from findbox.data.odvg import OdvgKind
 
 FORMATS = {
@@ -42,10 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
             p.add_argument("--predictions", metavar="PREDICT_JSONL", help="findbox predict's JSON lines on these "
                            "images: written as COCO results for the instances file")
             p.add_argument("--results", metavar="RESULTS_JSON", help="where the results go (with --predictions)")
-        p.add_argument("--log-level", default=argparse.SUPPRESS, type=str.lower,
-                       choices=("debug", "info", "warning", "error"), help="log level (default info)")
-        p.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,
-                       help="warnings and errors only (--log-level warning)")
+        log_options(p)
 
 
 def image_sizes(records, images_dir: Path) -> dict[str, tuple[int, int]]:

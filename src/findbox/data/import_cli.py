@@ -36,7 +36,12 @@ def _common(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--strict", action="store_true", help="refuse the whole import if any record has to be "
                         "skipped (default: skip it, name it and count it)")
     parser.add_argument("--no-progress", action="store_true", help="no progress bar")
-    # also after FORMAT; SUPPRESS keeps the value given before it
+    log_options(parser)
+
+
+def log_options(parser: argparse.ArgumentParser) -> None:
+    """--log-level and -q after FORMAT too (`data import` and `data export`); SUPPRESS keeps the value
+    given before it."""
     parser.add_argument("--log-level", default=argparse.SUPPRESS, type=str.lower,
                         choices=("debug", "info", "warning", "error"), help="log level (default info)")
     parser.add_argument("-q", "--quiet", action="store_true", default=argparse.SUPPRESS,

@@ -152,3 +152,16 @@ def test_ready_line_names_the_measured_choice(tiny_models, cache):
     line = describe_models(config, detector)
     assert f"; backend {c.backend.value} (auto: " in line
     assert f"torch {c.torch_ms:.0f} ms, onnx {c.onnx_ms:.0f} ms a frame at imgsz {TINY_DETECTION['imgsz']}" in line
+
+
+@pytest.mark.slow
+def test_serve_says_the_choice_in_its_ready_line(tiny_models, cache):
+    from .conftest import ServerProcess, tiny_serve_args
+
+    server = ServerProcess(tiny_serve_args(tiny_models, upscaler=False))
+    try:
+        ready = next(line for line in server.output().splitlines() if "models loaded; ready:" in line)
+    finally:
+        server.stop()
+    record = json.loads(next(cache.rglob("*.backend.json")).read_text())["choice"]
+    assert f"; backend {record['backend']} (auto: {record['reason']}; torch {record['torch_ms']:.0f} ms" in ready

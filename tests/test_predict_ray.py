@@ -15,8 +15,9 @@ pytest.importorskip("ray")
 
 
 def predict(args: list[str], models) -> subprocess.CompletedProcess:
+    # one detector backend: `auto` decides per thread count, and each actor runs with fewer threads than here
     model_args = ["--detector", str(models["detector"]), "--scorer", str(models["scorer"]), "--no-upscaler",
-                  "--device", "cpu", "--precision", "fp32"]
+                  "--device", "cpu", "--precision", "fp32", "--detector-backend", "torch"]
     for key, value in TINY_DETECTION.items():
         model_args += [f"--{key.replace('_', '-')}", str(value)]
     return subprocess.run([sys.executable, "-m", "findbox.cli", "predict", *args, *model_args],

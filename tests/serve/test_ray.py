@@ -26,8 +26,9 @@ pytest.importorskip("ray")
 
 RAY_ARGS = ["--engine", "ray", "--ray-num-cpus", "4", "--detector-num-cpus", "0.5", "--scorer-num-cpus", "0.5",
             "--scorer-replicas", "2", "--detector-threads", "1", "--scorer-threads", "1"]
-# what both servers get: live_server's flags (tests/serve/conftest.py)
-SHARED_ARGS = ["--max-image-pixels", "4000000"]
+# what both servers get: live_server's flags (tests/serve/conftest.py); one detector backend for both, as
+# `auto` decides per thread count and the Ray detector replica runs with other threads than live_server
+SHARED_ARGS = ["--max-image-pixels", "4000000", "--detector-backend", "torch"]
 
 
 KEY = {"Authorization": "Bearer ray-test-key"}  # the key file guards the Ray ingress as it guards in-process

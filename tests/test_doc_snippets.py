@@ -215,7 +215,7 @@ def assert_same_json(printed: str, shown: str, name: str) -> None:
 @pytest.mark.parametrize("block", [b for b in BLOCKS if b.language in RUN], ids=lambda b: b.name)
 def test_block_runs_as_pasted(block, workspaces, demo_server):
     if block.skip:
-        pytest.skip(block.skip)
+        pytest.skip(f"{block.name}: {block.skip}")
     cwd = workspaces(block.document)
     code = block.runnable_code()
     if SERVER_URL.search(code):

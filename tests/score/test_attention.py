@@ -66,3 +66,13 @@ def test_clip_pads_a_batch_to_its_longest_caption_with_the_same_embeddings(clip_
         torch.testing.assert_close(scorer.token_features(tokens),
                                    scorer.token_features(scorer.tokenize(SHORT, padding="max_length")),
                                    atol=1e-5, rtol=1e-4)
+
+
+def test_a_model_class_without_fused_attention_loads_with_eager(tiny_models, monkeypatch, caplog):
+    """A class that declares no SDPA path (transformers refuses attn_implementation="sdpa") loads eager."""
+    from transformers import SiglipModel
+
+    monkeypatch.setattr(SiglipModel, "_supports_sdpa", False)
+    with caplog.at_level("INFO", logger="findbox"):
+        scorer = TransformersScorer.from_pretrained(tiny_models["scorer"])
+    assert scorer.info["attention"] == "eager" and "no fused attention for this model class" in caplog.text

@@ -83,3 +83,15 @@ def test_quiet_hides_the_progress_bars_too(tmp_path):
                 assert f"{name}: 100%" in r.stderr, (name, r.stderr)
             else:
                 assert "100%" not in r.stderr and "it/s" not in r.stderr, (name, flags, r.stderr)
+
+
+def test_every_progress_bar_goes_through_findbox_logs():
+    """A bar drawn with tqdm directly would ignore --quiet; findbox.logs.progress is the one bar."""
+    import re
+    from pathlib import Path
+
+    src = Path(__file__).resolve().parents[1] / "src" / "findbox"
+    direct = [f"{path.relative_to(src)}:{n}" for path in src.rglob("*.py") if path.name != "logs.py"
+              for n, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1)
+              if re.search(r"\btqdm\(", line.split("#")[0])]
+    assert direct == [], f"use findbox.logs.progress: {direct}"

@@ -48,12 +48,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def image_sizes(records, images_dir: Path) -> dict[str, tuple[int, int]]:
     """(width, height) of each record's image, upright; ValueError naming a missing or unreadable file."""
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar  # off under --quiet, like every findbox bar
 
     from findbox.data.importing import image_wh_upright
 
     sizes = {}
-    for rec in tqdm(records, desc="image sizes", unit="image", file=sys.stderr, disable=len(records) < 200):
+    for rec in progress_bar(records, desc="image sizes", unit="image", file=sys.stderr, disable=len(records) < 200):
         path = images_dir / rec.image
         if not path.is_file():
             raise ValueError(f"line {rec.line}: image {rec.image!r}: no file {path}; expected the images beside "

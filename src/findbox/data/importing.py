@@ -198,11 +198,11 @@ def check_files(result: ImportSet, keep_empty: bool, check_sizes: bool = False, 
     whose every box was skipped. `keep_empty`: formats where an image without boxes is a real
     background image (COCO, YOLO) keep those that had none to begin with. `check_sizes`: also read
     each file's header and drop (naming it) an image whose upright size is not the declared one."""
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar  # off under --quiet, like every findbox bar
 
     names = list(result.images)
-    for name in tqdm(names, desc="check image sizes", unit="image", file=sys.stderr,
-                     disable=not (check_sizes and progress) or len(names) < PROGRESS_MIN_IMAGES):
+    for name in progress_bar(names, desc="check image sizes", unit="image", file=sys.stderr,
+                             disable=not (check_sizes and progress) or len(names) < PROGRESS_MIN_IMAGES):
         image = result.images[name]
         if not image.path.is_file():
             result.skip(f"image {image.path}", name, IMAGE_MISSING)
@@ -240,7 +240,7 @@ def write_import(result: ImportSet, out_dir: str | Path, copy: bool = False, str
     vlm.jsonl goes to a temporary name first and is renamed last: a refused, failed or interrupted
     import leaves any earlier vlm.jsonl as it was and never half a new one.
     """
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar  # off under --quiet, like every findbox bar
 
     check_files(result, keep_empty, check_sizes, progress)
     refuse_if_strict(result, strict)
@@ -254,8 +254,8 @@ def write_import(result: ImportSet, out_dir: str | Path, copy: bool = False, str
     tmp = out_dir / f".vlm.jsonl.{os.getpid()}.tmp"
     try:
         with open(tmp, "w", encoding="utf-8") as f:
-            for image in tqdm(result.images.values(), desc=f"import {result.format}", unit="image", file=sys.stderr,
-                              disable=not progress or len(result.images) < PROGRESS_MIN_IMAGES):
+            for image in progress_bar(result.images.values(), desc=f"import {result.format}", unit="image",
+                                      file=sys.stderr, disable=not progress or len(result.images) < PROGRESS_MIN_IMAGES):
                 _place(image.path, images_dir / image.name, copy)
                 f.write(json.dumps(image.line(), ensure_ascii=False) + "\n")
         read_vlm_jsonl(tmp, captions_required=True)  # what was written reads back, or nothing replaces vlm.jsonl

@@ -65,7 +65,7 @@ def read_yolo(yaml_path: str | Path, splits: tuple[str, ...] = ()) -> ImportSet:
     """The data set's `splits` (default: every train/val/test key the yaml has) as an ImportSet;
     ValueError naming the file (and line) for a malformed yaml or label row or an unknown class."""
     import yaml
-    from tqdm import tqdm
+    from findbox.logs import progress as progress_bar  # off under --quiet, like every findbox bar
 
     yaml_path = Path(yaml_path)
     try:
@@ -86,7 +86,7 @@ def read_yolo(yaml_path: str | Path, splits: tuple[str, ...] = ()) -> ImportSet:
     for key in keys:
         entries = data[key] if isinstance(data[key], list) else [data[key]]
         files = [p for entry in entries for p in _image_files(str(entry), root, yaml_path, key)]
-        for path in tqdm(files, desc=f"yolo {key}", unit="image", disable=len(files) < 200):
+        for path in progress_bar(files, desc=f"yolo {key}", unit="image", disable=len(files) < 200):
             _read_image(path, root, key, names, result)
     return result
 

@@ -27,6 +27,7 @@ import re
 import shlex
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -171,7 +172,6 @@ def run_shell(script: str, cwd: Path, name: str) -> str:
 def start_and_stop_serve(command: str, cwd: Path, name: str) -> None:
     """Start the block's `findbox serve` on a free port, wait for /health, stop it: it serves as pasted."""
     import httpx
-    import time
 
     port = free_port()
     argv = shlex.split(command) + ["--host", "127.0.0.1", "--port", str(port)]

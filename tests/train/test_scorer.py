@@ -221,3 +221,24 @@ def test_config_rejects_bad_values_naming_the_field(overrides, message):
 def test_batch_smaller_than_micro_batch_is_one_micro_batch():
     # the issue's "Done when" line: --batch 8 with the default micro-batch of 12
     assert TrainScorerConfig(init="i", crops="c", out="o", batch=8).micro_batch == 12
+
+
+def test_patience_stops_on_a_plateau_and_keeps_the_best_epochs_weights(colour_scorer, tmp_path):
+    """lr 1e-12: no epoch can beat the starting weights, so --patience 1 stops after epoch 1 and keeps them."""
+    crops = write_colour_crops(tmp_path / "crops")
+    metrics = train(tiny_config(colour_scorer, crops, tmp_path / "flat", lr=1e-12, patience=1))
+    assert metrics["early_stop"] == {"patience": 1, "min_delta": 0.001, "best_epoch": 0, "stopped_after_epoch": 1,
+                                     "epochs_run": 1}
+    assert [e["epoch"] for e in metrics["epochs"]] == [0, 1]
+    saved = load_file(str(tmp_path / "flat" / "model.safetensors"))
+    start = load_file(str(colour_scorer / "model.safetensors"))
+    assert all(torch.equal(saved[k], start[k]) for k in start)
+
+    # learning: the weights kept are the best epoch's, and the record says which
+    metrics = train(tiny_config(colour_scorer, crops, tmp_path / "learn", epochs=12, patience=3))
+    record = metrics["early_stop"]
+    best = max(metrics["epochs"], key=lambda e: e["val_accuracy"])
+    assert record["best_epoch"] >= 1 and metrics["val_accuracy"] == pytest.approx(
+        next(e for e in metrics["epochs"] if e["epoch"] == record["best_epoch"])["val_accuracy"])
+    assert metrics["val_accuracy"] >= best["val_accuracy"] - 0.001
+    assert json.loads((tmp_path / "learn" / "metrics.json").read_text())["early_stop"] == record

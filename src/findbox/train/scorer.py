@@ -94,6 +94,11 @@ class TrainScorerConfig:
     crops: list[str] = option(help="folder made by `findbox crops`; repeat to train on several as one set")
     out: str = option(help="output folder: the trained model (save_pretrained) and logs")
     epochs: int = option(5, help="epochs (10 overfit in the original)")  # the original: 5 is enough, 10 overfits
+    # 0: every epoch runs and the last one's weights are saved (what the recipes measured); N: an epoch that
+    # does not move validation accuracy costs its time for nothing, and the original overfit after 5
+    patience: int = option(0, help="stop once validation accuracy has not beaten its best (by more than "
+                           "--min-delta) for this many epochs, and keep the best epoch's weights; 0 = run every epoch")
+    min_delta: float = option(0.001, help="the gain in validation accuracy that counts as better (--patience)")
     lr: float = option(2e-5, help="peak AdamW learning rate")  # the original's; SigLIP is pretrained, small steps
     # a linear ramp, then cosine to 0
     warmup: float = option(0.1, help="warmup fraction of all steps")
@@ -137,6 +142,8 @@ class TrainScorerConfig:
             raise ValueError(f"precision: expected one of {', '.join(p.value for p in PRECISIONS)}, "
                              f"got {self.precision.value!r}")
         _check_range("epochs", self.epochs, 1, 100_000)
+        _check_range("patience", self.patience, 0, 100_000)
+        _check_range("min_delta", self.min_delta, 0.0, 1.0)
         _check_range("lr", self.lr, 0.0, 1.0)
         _check_range("warmup", self.warmup, 0.0, 1.0)
         _check_range("weight_decay", self.weight_decay, 0.0, 10.0)
@@ -399,6 +406,11 @@ def fit(run: Run) -> dict:
             LOG.info("epoch 0 (before training): val accuracy %.4f (chance %.4f)", acc.accuracy, acc.chance)
     bar = progress(total=run.total_steps, desc="train scorer", unit="step", disable=not (main_process and config.progress))
     step, started = 0, time.monotonic()
+    # --patience: the best validation accuracy so far, its epoch (its weights saved in `out` as they came)
+    best = (acc.accuracy if acc is not None else -1.0, 0)
+    stopped_after = None
+    if config.patience and acc is not None:
+        save(run, out)  # the starting weights, kept if no epoch beats them
     image_ids = run.train_set.image_ids
     for epoch in range(1, config.epochs + 1):
         run.sampler.set_epoch(epoch)
@@ -425,6 +437,16 @@ def fit(run: Run) -> dict:
                           f"(chance {acc.chance:.4f}, {acc.queries} captions on {acc.images} images)")
         epochs.append(record)
         log(record)
+        if config.patience and acc is not None:
+            if acc.accuracy > best[0] + config.min_delta:
+                best = (acc.accuracy, epoch)
+                save(run, out)  # every rank validated the same weights, so every rank takes this branch
+            elif epoch - best[1] >= config.patience:
+                stopped_after = epoch
+                if main_process:
+                    bar.write(f"epoch {epoch}: no gain over epoch {best[1]}'s {best[0]:.4f} for {config.patience} "
+                              f"epoch(s) (--patience): stopping, keeping epoch {best[1]}'s weights")
+                break
     bar.close()
 
     # save
@@ -438,11 +460,16 @@ def fit(run: Run) -> dict:
         "val_crops": len(run.val_set),
         "seconds": round(time.monotonic() - started, 1),
     }
-    last = epochs[-1] if epochs else {}
+    kept = epochs[-1] if epochs else {}
+    if config.patience and acc is not None:
+        kept = next(e for e in epochs if e["epoch"] == best[1])
+        metrics["early_stop"] = {"patience": config.patience, "min_delta": config.min_delta, "best_epoch": best[1],
+                                 "stopped_after_epoch": stopped_after, "epochs_run": epochs[-1]["epoch"]}
     for key in ("val_accuracy", "val_chance", "val_queries", "val_images"):
-        if key in last:
-            metrics[key] = last[key]
-    save(run, out)
+        if key in kept:
+            metrics[key] = kept[key]
+    if not config.patience or acc is None:
+        save(run, out)
     if main_process:
         (out / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
         log_file.close()

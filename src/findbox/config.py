@@ -252,12 +252,12 @@ class RayConfig:
                           "on exit; empty = start a local one and stop it on exit")
     num_cpus: float = option(0.0, flag="--ray-num-cpus", help="logical CPUs of a local cluster started here; "
                              "0 = this machine's cores")
-    ingress_replicas: int = option(1, help="HTTP ingress replicas")
-    ingress_num_cpus: float = option(0.25, help="CPUs each ingress replica reserves")  # parsing and answers: light
-    detector_replicas: int = option(1, help="detector replicas (the least with autoscaling)")
     # Prometheus scrapes each node's metrics agent: findbox's series come out as ray_findbox_* there
     metrics_export_port: int = option(0, flag="--ray-metrics-port", help="port of a local cluster's Prometheus "
                                       "metrics (ray_findbox_* and ray_serve_* series); 0 = Ray's choice")
+    ingress_replicas: int = option(1, help="HTTP ingress replicas")
+    ingress_num_cpus: float = option(0.25, help="CPUs each ingress replica reserves")  # parsing and answers: light
+    detector_replicas: int = option(1, help="detector replicas (the least with autoscaling)")
     # 0: a fixed replica count; above detector_replicas: Serve's autoscaler between the two
     detector_max_replicas: int = option(0, help="autoscale the detector up to this many replicas; 0 = fixed")
     detector_num_cpus: float = option(1.0, help="CPUs each detector replica reserves")
@@ -271,11 +271,11 @@ class RayConfig:
     scorer_num_cpus: float = option(1.0, help="CPUs each scorer replica reserves")
     scorer_num_gpus: float = option(0.0, help="GPUs each scorer replica reserves (fractions share one)")
     scorer_threads: int = option(0, help="torch threads per scorer replica; 0 = its CPUs rounded up")
+    # 1 spreads the replicas over the nodes (one per GPU node, or the nodes of a CPU cluster)
+    scorer_max_replicas_per_node: int = option(0, help="most scorer replicas on one node; 0 = no limit")
     # requests a scorer replica holds at once: its model worker runs one and gathers the rest
     scorer_max_ongoing: int = option(8, help="requests a scorer replica takes at once")
 
-    # 1 spreads the replicas over the nodes (one per GPU node, or the nodes of a CPU cluster)
-    scorer_max_replicas_per_node: int = option(0, help="most scorer replicas on one node; 0 = no limit")
     def __post_init__(self) -> None:
         for name in ("ingress_replicas", "detector_replicas", "scorer_replicas", "detector_batch_size",
                      "scorer_max_ongoing"):
@@ -283,10 +283,10 @@ class RayConfig:
         for name in ("detector_max_replicas", "scorer_max_replicas", "detector_threads", "scorer_threads",
                      "scorer_max_replicas_per_node"):
             _check_range(name, getattr(self, name), 0, 10_000)
+        _check_range("metrics_export_port", self.metrics_export_port, 0, 65535)
         for name in ("num_cpus", "ingress_num_cpus", "detector_num_cpus", "detector_num_gpus", "scorer_num_cpus",
                      "scorer_num_gpus", "detector_batch_wait_ms"):
             _check_range(name, getattr(self, name), 0, 100_000)
-        _check_range("metrics_export_port", self.metrics_export_port, 0, 65535)
 
 
 @dataclass

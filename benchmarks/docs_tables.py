@@ -485,6 +485,324 @@ def readme_performance() -> list[str]:
 TABLES.update({"readme-performance": readme_performance})
 
 
+# --- docs/BENCHMARKS.md: `make bench`'s records (bench_pipeline.py -> cpu.json, bench_precision.py, bench_flops.py,
+# bench_small_crops.py, bench_detector_export.py, bench_sliced.py) and the demo scorer's calibration record ---------
+
+def _spread(median: float, low: float, high: float, unit: str = "", digits: int = 2) -> str:
+    """'median (min-max)', the form every timing and ratio of cpu.json's tables takes."""
+    return f"{median:.{digits}f}{unit} ({low:.{digits}f}-{high:.{digits}f})"
+
+
+def _pct(v: float) -> str:
+    """A share: '100%' when whole, else one decimal."""
+    return "100%" if v == 1 else f"{100 * v:.1f}%"
+
+
+CPU_DEFAULT = "findbox (int8, auto)"  # the contender cpu.json ran at --precision auto (int8 on that machine)
+CPU_ORDER = ["reference", CPU_DEFAULT, "findbox fp32", "findbox bf16", "findbox --image-cache 0"]
+CPU_LABELS = {"reference": "reference (fp32)", CPU_DEFAULT: "**findbox** (default: auto = int8)",
+              "findbox fp32": "findbox `--precision fp32`", "findbox bf16": "findbox `--precision bf16`",
+              "findbox --image-cache 0": "findbox `--image-cache 0` (int8)"}
+
+
+def _cpu() -> dict:
+    return _json(RESULTS / "cpu.json")["sections"]
+
+
+def _workload(section: dict) -> list[str]:
+    """One of cpu.json's paired workloads: each contender's median ratio of the reference's request time to its own."""
+    rows = ["| contender | ratio vs reference, median (min-max) | request s, median (min-max) | peak RSS MB | "
+            "same box as reference |", "|---|---|---|---|---|"]
+    contenders = section["contenders"]
+    for name in (n for n in CPU_ORDER if n in contenders):
+        c = contenders[name]
+        ratio = ("1.00x" if name == "reference"
+                 else _spread(c["ratio_vs_reference"], c["ratio_min"], c["ratio_max"], "x"))
+        rows.append(f"| {CPU_LABELS[name]} | {f'**{ratio}**' if name == CPU_DEFAULT else ratio} | "
+                    f"{_spread(c['p50_s'], c['min_s'], c['max_s'])} | {c['peak_rss_mb']:.0f} | "
+                    f"{100 * c['same_box_as_reference']:.0f}% |")
+    return rows
+
+
+def bench_a() -> list[str]:
+    """bench_pipeline.py, workload (a): the client's order, 4 captions of one image per request."""
+    return _workload(_cpu()["a"])
+
+
+def bench_b() -> list[str]:
+    """bench_pipeline.py, workload (b): 4 distinct images per request, one caption each."""
+    return _workload(_cpu()["b"])
+
+
+def bench_c() -> list[str]:
+    """bench_pipeline.py, workload (c): one instance per request, each image sent 4 times (the image cache's case):
+    the ratio of total times, as a cached request against an uncached one is no ratio to take the median of."""
+    contenders = _cpu()["c"]["contenders"]
+    labels = {**CPU_LABELS, CPU_DEFAULT: "**findbox** (default: auto = int8, image cache)",
+              "findbox fp32": "findbox `--precision fp32` (image cache)"}
+    rows = ["| contender | ratio of total times | latency s, median (min-max) | same box as reference |",
+            "|---|---|---|---|"]
+    for name in (n for n in CPU_ORDER if n in contenders):
+        c = contenders[name]
+        ratio, latency = f"{c['ratio_of_totals']:.2f}x", _spread(c["p50_s"], c["min_s"], c["max_s"])
+        if name == CPU_DEFAULT:
+            ratio, latency = f"**{ratio}**", f"**{c['p50_s']:.2f}** ({c['min_s']:.2f}-{c['max_s']:.2f})"
+        rows.append(f"| {labels[name]} | {ratio} | {latency} | {100 * c['same_box_as_reference']:.0f}% |")
+    return rows
+
+
+def _sweep(key: str, head: str) -> list[str]:
+    """Default findbox against the reference at each value of one knob; workload (a) is the knob's default."""
+    sections, knob_of_a = _cpu(), {"captions": 4, "max_det": _json(RESULTS / "cpu.json")["settings"]["max_det"]}
+    runs = {int(v): s for v, s in sections[key].items()}
+    runs[knob_of_a[key]] = sections["a"]
+    rows = [f"| {head} | reference s | findbox s | ratio, median (min-max) |", "|---|---|---|---|"]
+    for value in sorted(runs):
+        ref, fb = runs[value]["contenders"]["reference"], runs[value]["contenders"][CPU_DEFAULT]
+        label = f"{value} (workload a)" if runs[value] is sections["a"] else str(value)
+        rows.append(f"| {label} | {_spread(ref['p50_s'], ref['min_s'], ref['max_s'])} | "
+                    f"{_spread(fb['p50_s'], fb['min_s'], fb['max_s'])} | "
+                    f"{_spread(fb['ratio_vs_reference'], fb['ratio_min'], fb['ratio_max'], 'x')} |")
+    return rows
+
+
+def bench_captions() -> list[str]:
+    """bench_pipeline.py --captions: time against captions per image."""
+    return _sweep("captions", "captions of one image in one request")
+
+
+def bench_max_det() -> list[str]:
+    """bench_pipeline.py --max-dets: time against boxes per image."""
+    return _sweep("max_det", "max_det (4 captions of one image)")
+
+
+def _request_ratios(section: dict, name: str) -> list[float]:
+    """Each paired request's ratio, reference seconds over the contender's."""
+    ref = section["contenders"]["reference"]["request_seconds"]
+    return [r / c for r, c in zip(ref, section["contenders"][name]["request_seconds"])]
+
+
+def bench_goals() -> list[str]:
+    """Issue 17's goals, from cpu.json (a) and (b) and precision.json's demo sets (same box as fp32, accuracy)."""
+    sections, demo = _cpu(), _json(RESULTS / "precision.json")["sets"]
+    demo_sets = [s for s in demo.values() if s["trained"]]
+    rows = ["| goal | default (`--precision auto` = int8 here) | `--precision fp32` | `--precision bf16` | "
+            "met by the default? |", "|---|---|---|---|---|"]
+    for key, goal, target in (("a", "(a) >= 10x the original's loop", 10), ("b", "(b) >= 2x", 2)):
+        s = sections[key]["contenders"]
+        cells = [_spread(s[n]["ratio_vs_reference"], s[n]["ratio_min"], s[n]["ratio_max"], "x")
+                 for n in (CPU_DEFAULT, "findbox fp32", "findbox bf16")]
+        cells[0] = "**{}x** ({}".format(*cells[0].split("x (", 1))
+        below = sorted(r for r in _request_ratios(sections[key], CPU_DEFAULT) if r < target)
+        n = len(below)
+        if not below:
+            verdict = "**met** on every request"
+        elif s[CPU_DEFAULT]["ratio_vs_reference"] >= target:
+            verdict = (f"**median met**; {n} of {len(s[CPU_DEFAULT]['request_seconds'])} requests below {target}x ("
+                       + ", ".join(f"{r:.1f}x" for r in below) + ")")
+        else:
+            verdict = "not met"
+        rows.append(f"| {goal} | " + " | ".join(cells) + f" | {verdict} |")
+
+    def agreement(variant: str) -> str:
+        same = [s["rows"][variant]["same_box_as_fp32"] for s in demo_sets]
+        change = [100 * (s["rows"][variant]["accuracy"] - s["rows"]["fp32"]["accuracy"]) for s in demo_sets]
+        same_cell = _pct(min(same)) if min(same) == max(same) else f"{_pct(min(same))[:-1]}-{_pct(max(same))}"
+        if variant == "fp32":
+            return same_cell
+        return f"{same_cell}, {min(change):+.1f} to {max(change):+.1f} points"
+
+    int8 = [s["rows"]["int8"] for s in demo_sets]
+    met = all(r["same_box_as_fp32"] >= 0.99 for r in int8) and all(
+        r["accuracy"] - s["rows"]["fp32"]["accuracy"] >= -0.005 for r, s in zip(int8, demo_sets))
+    rows.append(f"| same box as fp32 on >= 99% of the demo bundle's instances, accuracy within 0.5 points | "
+                f"{agreement('int8')} | {agreement('fp32')} | {agreement('bf16').split(',')[0]} | "
+                f"{'**met**' if met else 'not met'} (precision section) |")
+    return rows
+
+
+def _sci(v: float, digits: int = 1) -> str:
+    """A small difference in scientific notation, `digits` after the point: 6.6e-04 -> '6.6e-4'."""
+    return "0" if v == 0 else f"{v:.{digits}e}".replace("e-0", "e-").replace("e+0", "e+")
+
+
+def precision_paths() -> list[str]:
+    """bench_precision.py: the float paths against fp32, random base-size weights and the trained demo bundle."""
+    sets = _json(RESULTS / "precision.json")["sets"]
+    base, demo = sets["base_random"], sets["demo"]
+    rows = [f"| variant | base size, random weights: same box as fp32 ({base['queries']} queries) | max logit diff | "
+            f"demo bundle, trained: same box ({demo['queries']} queries) | demo accuracy |", "|---|---|---|---|---|"]
+    for variant in ("fp32", "bf16-mixed", "bf16", "onnx"):
+        b, d = base["rows"][variant], demo["rows"][variant]
+        rows.append(f"| {variant} | {_pct(b['same_box_as_fp32'])} | {_sci(b['max_logit_diff'])} | "
+                    f"{_pct(d['same_box_as_fp32'])} | {_acc(d['accuracy'])} |")
+    return rows
+
+
+PRECISION_LABELS = {"int8": "**int8** (ONNX Runtime)"}
+
+
+def precision_int8() -> list[str]:
+    """bench_precision.py: same box as fp32 and accuracy per variant on the demo sets, same box on random base size."""
+    sets = _json(RESULTS / "precision.json")["sets"]
+    demos = [(name, s) for name, s in sets.items() if s["trained"]]
+    base = sets["base_random"]
+    head = " | ".join(f"demo {s['noise']}: same box | accuracy" for _, s in demos)
+    rows = [f"| variant | {head} | base size, random weights: same box ({base['queries']}) |",
+            "|---|" + "---|---|" * len(demos) + "---|",
+            "| queries | " + "".join(f"{s['queries']} | | " for _, s in demos) + "|"]
+    for variant in ("fp32", "bf16", "bf16-mixed", "int8", "int8-torch"):
+        bold = "**{}**" if variant == "int8" else "{}"
+        cells = [bold.format(c) for _, s in demos
+                 for c in (_pct(s["rows"][variant]["same_box_as_fp32"]), _acc(s["rows"][variant]["accuracy"]))]
+        rows.append(f"| {PRECISION_LABELS.get(variant, variant)} | " + " | ".join(cells)
+                    + f" | {100 * base['rows'][variant]['same_box_as_fp32']:.0f}% |")
+    return rows
+
+
+def precision_tower() -> list[str]:
+    """bench_precision.py --tower-batch: one forward of the base-size image tower per variant."""
+    tower = _json(RESULTS / "precision.json")["tower"]
+    rows = [f"| variant | seconds per {tower['batch']} crops (range) | vs fp32 |", "|---|---|---|"]
+    for variant, t in tower["rows"].items():
+        label = {"onnx": "onnx (fp32)", "int8": "int8 (ONNX Runtime)"}.get(variant, variant)
+        cells = [label, _spread(t["median_s"], t["min_s"], t["max_s"]), f"{t['speedup_vs_fp32']:.2f}x"]
+        if variant == "int8":
+            cells = [f"**{c}**" for c in cells]
+        rows.append("| " + " | ".join(cells) + " |")
+    return rows
+
+
+DEMO_CALIBRATION = MANIFEST.parent / "scorer" / "findbox_calibration.json"
+
+
+def demo_calibration() -> list[str]:
+    """`findbox calibrate`'s record shipped beside the demo scorer: each path against fp32 through the pipeline."""
+    r = _json(DEMO_CALIBRATION)
+    rows = ["| path | same box as fp32 | accuracy |", "|---|---|---|"]
+    for p in r["results"]:
+        backend = {"onnxruntime": "ONNX Runtime"}.get(p["backend"], p["backend"])
+        rows.append(f"| {p['precision']} ({backend}) | {_pct(p['same_box'])} | {p['accuracy']:.4f} |")
+    return rows
+
+
+def small_crops_speed() -> list[str]:
+    """bench_small_crops.py: the base-size image tower with and without --small-crop-input."""
+    base = _json(RESULTS / "small_crops.json")["base"]
+    rows = ["| precision | small input | crops scored small | seconds for {} crops | vs off |".format(base["crops"]),
+            "|---|---|---|---|---|"]
+    tokens_said = False
+    for precision, sides in base["rows"].items():
+        for side, t in sides.items():
+            side_cell = "off" if side == "0" else side
+            if side != "0" and not tokens_said:
+                side_cell, tokens_said = f"{side} ({(int(side) // 16) ** 2} tokens)", True
+            speedup = f"{t['speedup_vs_off']:.2f}x"
+            rows.append(f"| {precision} | {side_cell} | {100 * t['small_share']:.0f}% | "
+                        f"{_spread(t['median_s'], t['min_s'], t['max_s'])} | "
+                        f"{speedup if side == '0' else f'**{speedup}**'} |")
+    return rows
+
+
+def small_crops_accuracy() -> list[str]:
+    """bench_small_crops.py: the demo bundle with each small input, low and high noise, against it off."""
+    demo = _json(RESULTS / "small_crops.json")["demo"]
+    low, high = demo["low"]["rows"], demo["high"]["rows"]
+    rows = ["| small input | low noise: crops small | same box as off | accuracy | high noise: crops small | same box | "
+            "accuracy |", "|---|---|---|---|---|---|---|"]
+    for side in low:
+        cells = [f"{100 * r['small_share']:.0f}% | {_pct(r['same_box_as_off'])} | {_acc(r['accuracy'])}"
+                 for r in (low[side], high[side])]
+        rows.append(f"| {'off' if side == '0' else side} | {cells[0]} | {cells[1]} |")
+    return rows
+
+
+FLOPS_ORDER = ["reference", "findbox fp32", "findbox bf16", CPU_DEFAULT]
+FLOPS_LABELS = {CPU_DEFAULT: "**findbox (auto)**"}
+
+
+def flops_achieved() -> list[str]:
+    """bench_flops.py: the arithmetic each contender achieved per request, against the matmul peak of its precision."""
+    r = _json(RESULTS / "flops.json")
+    rows = ["| run (`make bench`, 2026-12-01) | precision | achieved GFLOP/s | of its peak |", "|---|---|---|---|"]
+    for workload in ("a", "b"):
+        for name in FLOPS_ORDER:
+            a = r["achieved"][f"{workload}/{name}"]
+            rows.append(f"| ({workload}) {FLOPS_LABELS.get(name, name)} | {a['precision']} | {a['gflops']:.1f} | "
+                        f"{100 * a['of_peak']:.0f}% |")
+    return rows
+
+
+FLOPS_WORK = {"detect": "image", "embed_images": "crops", "embed_texts": "captions"}
+
+
+def flops_stages() -> list[str]:
+    """bench_flops.py: each model stage's time per request against its floor (its FLOPs at the matmul peak)."""
+    r = _json(RESULTS / "flops.json")
+    rows = ["| workload, stage | work per request | GFLOP | default (int8): s | floor s | floor/time | bf16: s | "
+            "floor/time | fp32: s | floor s | floor/time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    for workload in ("a", "b"):
+        for stage, unit in FLOPS_WORK.items():
+            d, bf, fp = (r["stages"][f"{workload}/{n}"][stage] for n in (CPU_DEFAULT, "findbox bf16", "findbox fp32"))
+            work = d["work_per_request"]
+            unit = unit + "s" if unit == "image" and work != 1 else unit
+            gflop = f"{d['gflop_per_request']:.1f}".removesuffix(".0")
+
+            def share(s: dict) -> str:
+                return f"{100 * s['floor_s_per_request'] / s['seconds_per_request']:.0f}%"
+
+            rows.append(f"| ({workload}) {stage} | {work:g} {unit} | {gflop} | {d['seconds_per_request']:.3f} | "
+                        f"{d['floor_s_per_request']:.3f} | {share(d)} | {bf['seconds_per_request']:.3f} | {share(bf)} | "
+                        f"{fp['seconds_per_request']:.3f} | {fp['floor_s_per_request']:.3f} | {share(fp)} |")
+    return rows
+
+
+DETECTOR_EXPORT_LABELS = {"torch": "torch (`detector.pt`, as served)",
+                          "onnx 1280x1280": "ONNX `export(imgsz=1280, dynamic=False)`: 1280x1280 input",
+                          "onnx 736x1280": "ONNX `export(imgsz=(736, 1280), dynamic=False)`",
+                          "onnx dynamic": "ONNX `export(imgsz=1280, dynamic=True)`"}
+
+
+def detector_export() -> list[str]:
+    """bench_detector_export.py: the demo detector through torch and through three ONNX Runtime exports."""
+    r = _json(RESULTS / "detector_export.json")
+    rows = [f"| detector | ms per frame, {r['started'][11:16]} | vs torch | frames with the same boxes |",
+            "|---|---|---|---|"]
+    for name, c in r["contenders"].items():
+        same, speedup = c["frames_same_boxes"] == r["frames"], f"{c['speedup_vs_torch']:.2f}x"
+        frames = f"{c['frames_same_boxes']} of {r['frames']}"
+        if same and c["max_box_diff_px"] > 0:
+            frames += f" (max diff {_sci(c['max_box_diff_px'], 0)} px)"
+        rows.append(f"| {DETECTOR_EXPORT_LABELS.get(name, name)} | "
+                    f"{c['median_ms']:.0f} ({c['min_ms']:.0f}-{c['max_ms']:.0f}) | "
+                    f"{f'**{speedup}**' if same and name != 'torch' else speedup} | {frames if same else f'**{frames}**'} |")
+    return rows
+
+
+def sliced() -> list[str]:
+    """bench_sliced.py at imgsz 1280 (sliced.json) and 640 (sliced_640.json): slices against small-object recall."""
+    rows = None
+    for name in ("sliced.json", "sliced_640.json"):
+        r = _json(RESULTS / name)
+        if rows is None:
+            small, other = (next(iter(r["rows"].values()))["recall"][k]["objects"] for k in ("small", "other"))
+            rows = [f"| imgsz | slices | ms per image | boxes per image | small-object recall ({small}) | "
+                    f"other recall ({other}) |", "|---|---|---|---|---|---|"]
+        for slices, row in r["rows"].items():
+            rows.append(f"| {r['imgsz']} | {'off (1x1)' if slices == '1x1' else slices} | "
+                        f"{1000 * row['seconds_per_image']:.0f} | {row['boxes_per_image']:.1f} | "
+                        f"{row['recall']['small']['recall']:.2f} | {row['recall']['other']['recall']:.2f} |")
+    return rows
+
+
+TABLES.update({"bench-a": bench_a, "bench-b": bench_b, "bench-c": bench_c, "bench-captions": bench_captions,
+               "bench-max-det": bench_max_det, "bench-goals": bench_goals, "precision-paths": precision_paths,
+               "precision-int8": precision_int8, "precision-tower": precision_tower,
+               "demo-calibration": demo_calibration, "small-crops-speed": small_crops_speed,
+               "small-crops-accuracy": small_crops_accuracy, "flops-achieved": flops_achieved,
+               "flops-stages": flops_stages, "detector-export": detector_export, "sliced": sliced})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

@@ -2,8 +2,9 @@
 
     .venv/bin/python benchmarks/ray_faults.py --clients 16 --before 20 --after 40
 
-`findbox serve --engine ray` on the demo bundle with 2 scorer replicas (the fractional layout of
-scale_out.py, so both fit 2 cores), image cache off. `--clients` clients post fresh scenes in the
+`findbox serve --engine ray --address ...` on the demo bundle with 2 scorer replicas (the fractional
+layout of scale_out.py, so both fit 2 cores), image cache off, joined to a one-node cluster this
+script starts (`ray.cluster_utils.Cluster`, 2 logical CPUs), so it can watch Serve and the replicas. `--clients` clients post fresh scenes in the
 published client's order (each of a scene's captions an instance): half of them plainly, half through
 the retry README documents (urllib3's `Retry` on 502/503/504 and dropped connections, honouring
 Retry-After). After `--before` seconds one scorer replica's process is SIGKILLed; the load goes on for
@@ -46,11 +47,12 @@ def retrying_session():
     return session
 
 
-def replica_pids(server_pid: int) -> list[int]:
+def replica_pids() -> list[int]:
+    """The scorer replicas' worker processes: under the cluster's raylet, a child of this process."""
     import psutil
 
     pids = []
-    for child in psutil.Process(server_pid).children(recursive=True):
+    for child in psutil.Process(os.getpid()).children(recursive=True):
         try:
             if REPLICA in " ".join(child.cmdline()):
                 pids.append(child.pid)
@@ -60,7 +62,7 @@ def replica_pids(server_pid: int) -> list[int]:
 
 
 def running_scorers() -> int:
-    """Scorer replicas Serve reports RUNNING (from a driver joined to the server's local cluster)."""
+    """Scorer replicas Serve reports RUNNING (this script is a driver of the cluster)."""
     from ray import serve
 
     app = serve.status().applications.get("findbox")
@@ -84,7 +86,18 @@ def main() -> int:
     args = parser.parse_args()
 
     bodies = scene_bodies(args.scenes, args.seed)
-    extra = ["--device", "cpu", "--image-cache", "0", "--engine", "ray", "--scorer-replicas", "2", *RAY_ARGS]
+    from findbox.env import ensure_offline
+
+    ensure_offline()
+    import ray
+    from ray.cluster_utils import Cluster
+
+    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 2, "include_dashboard": False})
+    ray.init(address=cluster.address, logging_level="ERROR", log_to_driver=False)
+    layout = list(RAY_ARGS)  # the stages' layout; the cluster's CPUs are set above
+    del layout[layout.index("--ray-num-cpus"):layout.index("--ray-num-cpus") + 2]
+    extra = ["--device", "cpu", "--image-cache", "0", "--engine", "ray", "--address", cluster.address,
+             "--scorer-replicas", "2", *layout]
     records: list[dict] = []  # per request: kind, start, end, status, right
     lock = threading.Lock()
     counter = iter(range(10**9))
@@ -92,10 +105,7 @@ def main() -> int:
         proc, url, log = start_demo_server(Path(tmp), extra)
         try:
             wait_ready(url, proc, timeout=600)
-            import ray
-
-            ray.init(address="auto", logging_level="ERROR", log_to_driver=False)  # the server's local cluster
-            pids = replica_pids(proc.pid)
+            pids = replica_pids()
             assert len(pids) == 2 and running_scorers() == 2, (pids, running_scorers())
             stop = threading.Event()
             t0 = time.monotonic()
@@ -135,10 +145,11 @@ def main() -> int:
             batches_before = ray_batches()
             run_clients([lambda k=k: client(k) for k in kinds] + [conductor])
             frames_per_call = ray_batches()[len(batches_before):]
-            ray.shutdown()
         finally:
             proc.terminate()
             proc.wait(180)
+            ray.shutdown()
+            cluster.shutdown()
 
     kill, back = events["kill"], events["back"]
 

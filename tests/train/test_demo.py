@@ -146,6 +146,7 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     assert continued["training"]["detector"] == manifest["training"]["detector"]
     assert continued["continued_from"]["scorer_rounds_reused"] == 3
     assert continued["continued_from"]["figures"] == manifest["figures"]
+    assert continued["continued_from"]["continued_from"] is None  # the bundle it continued was built from nothing
     assert continued["steps"][0] == step and continued["steps"][1]["continued_from"] == str(out)
     assert continued["steps"][1]["scorer_rounds"] == [4] and continued["steps"][1]["detector_runs"] == []
     assert [d[0] for d in continued["steps"][1]["data"]] == ["scorer_mix_low_2100", "scorer_mix_high_2200",

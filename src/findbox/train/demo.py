@@ -427,6 +427,8 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
             "bundle": str(continue_from), "scorer_rounds_reused": done_rounds,
             "command": earlier_steps[-1]["command"],
             "build_seconds": earlier.get("build_seconds"), "figures": earlier.get("figures"),
+            # what that bundle itself continued, so every earlier build's figures stay in the record
+            "continued_from": earlier.get("continued_from"),
         }
         manifest["build_seconds"] = round(earlier.get("build_seconds", 0) + manifest["build_seconds"], 1)
     manifest["steps"] = earlier_steps + [step]

@@ -105,6 +105,10 @@ def main() -> int:
         proc, url, log = start_demo_server(Path(tmp), extra)
         try:
             wait_ready(url, proc, timeout=600)
+            for _ in range(600):  # ready means one scorer replica is up; the load starts with both
+                if running_scorers() == 2:
+                    break
+                time.sleep(0.5)
             pids = replica_pids()
             assert len(pids) == 2 and running_scorers() == 2, (pids, running_scorers())
             stop = threading.Event()

@@ -58,3 +58,19 @@ def test_ray_engine_refuses_what_it_cannot_do(tiny_models, tmp_path):
     result = predict(["--engine", "ray", "--save", str(tmp_path / "drawn"), str(tmp_path / "f.png"),
                       "--caption", "x"], tiny_models)
     assert result.returncode == 2 and "save: --save draws in this process" in result.stderr
+
+
+def test_a_cluster_already_running_here_is_left_alone(tiny_models, tmp_path):
+    """Without --ray-address predict starts a cluster of its own, even where one runs on this machine
+    (`ray start`, another findbox): before, Ray joined that one and refused the CPU count."""
+    from ray.cluster_utils import Cluster
+
+    Image.fromarray(make_image(0)).save(tmp_path / "f.png")
+    other = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        result = predict(["--engine", "ray", "--actors", "1", str(tmp_path / "f.png"), "--caption", "x"], tiny_models)
+        assert result.returncode == 0, result.stderr[-2000:]
+        assert "Connecting to existing Ray cluster" not in result.stderr
+        assert len(result.stdout.splitlines()) == 1
+    finally:
+        other.shutdown()

@@ -89,7 +89,8 @@ def run(paths: Sequence[Path], captions: Sequence[str], config: ServeConfig, out
         return 0
     started_here = not address and not ray.is_initialized()
     if started_here:
-        ray.init(num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
+        # address "local": a cluster of its own even where another runs on this machine (ray start)
+        ray.init(address="local", num_cpus=os.cpu_count(), include_dashboard=False, log_to_driver=False)
     elif not ray.is_initialized():
         ray.init(address=address, log_to_driver=False)
     try:

@@ -375,7 +375,8 @@ def run(config: ServeConfig, log_level: str = "info") -> int:
     stage = config.ray
     started_here = not stage.address
     if started_here:
-        ray.init(num_cpus=stage.num_cpus or os.cpu_count(), include_dashboard=False,
+        # address "local": a cluster of its own even where another runs on this machine (ray start)
+        ray.init(address="local", num_cpus=stage.num_cpus or os.cpu_count(), include_dashboard=False,
                  logging_level=log_level.upper(), log_to_driver=log_level == "debug",
                  **({"_metrics_export_port": stage.metrics_export_port} if stage.metrics_export_port else {}))
     else:

@@ -803,6 +803,7 @@ TABLES.update({"bench-a": bench_a, "bench-b": bench_b, "bench-c": bench_c, "benc
                "flops-stages": flops_stages, "detector-export": detector_export, "sliced": sliced})
 
 
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

@@ -6,11 +6,13 @@ from __future__ import annotations
 
 import base64
 import io
+import socket
 import threading
 import time
 
 import httpx
 import numpy as np
+import requests
 from PIL import Image
 
 from tests.conftest import CAPTIONS, ServerProcess, tiny_serve_args
@@ -71,4 +73,61 @@ def test_requests_over_the_bytes_in_flight_get_503_at_once(tiny_models):
         metrics = httpx.get(server.url + "/metrics", timeout=30).text
         assert 'findbox_requests_total{endpoint="/identify",status="503"}' in metrics
     finally:
+        server.stop()
+
+
+def _raw_post_headers(url: str, length: int) -> socket.socket:
+    """A connection that has sent a POST's headers (Content-Length `length`) and none of its body."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.create_connection((host, int(port)), timeout=10)
+    sock.sendall(f"POST /identify HTTP/1.1\r\nHost: {host}\r\nContent-Length: {length}\r\n\r\n".encode())
+    return sock
+
+
+def _read_response(sock: socket.socket) -> tuple[int, dict[str, str], bytes]:
+    """One HTTP/1.1 response (status, lower-cased headers, body) read from `sock`."""
+    data = b""
+    while b"\r\n\r\n" not in data:
+        chunk = sock.recv(65536)
+        assert chunk, f"connection closed before a response: {data!r}"
+        data += chunk
+    head, body = data.split(b"\r\n\r\n", 1)
+    lines = head.decode().split("\r\n")
+    headers = dict(line.split(": ", 1) for line in lines[1:])
+    headers = {k.lower(): v for k, v in headers.items()}
+    while len(body) < int(headers.get("content-length", 0)):
+        body += sock.recv(65536)
+    return int(lines[0].split()[1]), headers, body
+
+
+def test_a_refused_body_is_answered_before_it_is_read_and_the_connection_stays_usable(tiny_models):
+    """The 503 goes out when the headers say the body would not fit, not after the upload: a client
+    that reads while it sends (curl) stops early, and one that sends first (requests) finds the answer
+    waiting. The rest of the body is drained by the server, so the connection is not reset."""
+    length = 4_000_000
+    server = ServerProcess(tiny_serve_args(tiny_models, upscaler=False) +
+                           ["--max-inflight-bytes", str(4 * length + 1000)])
+    holder = refused = None
+    try:
+        holder = _raw_post_headers(server.url, length)  # holds the whole budget while its body never comes
+        time.sleep(0.5)
+        refused = _raw_post_headers(server.url, length)
+        refused.settimeout(5)
+        start = time.monotonic()
+        status, headers, body = _read_response(refused)  # before a byte of the body was sent
+        assert status == 503, body
+        assert time.monotonic() - start < 5
+        assert headers["retry-after"].isdigit() and b"--max-inflight-bytes" in body
+        # the client sends its body anyway (as requests does) and then asks again on the same connection
+        refused.sendall(b"x" * length)
+        refused.sendall(f"GET /health HTTP/1.1\r\nHost: {server.url[7:]}\r\n\r\n".encode())
+        status, _, body = _read_response(refused)
+        assert status == 200 and b"ok" in body.lower(), body
+        # and requests, which sends the whole body before reading, gets the 503, not a reset
+        r = requests.post(server.url + "/identify", data=b"{" + b" " * (length - 2) + b"}", timeout=30)
+        assert r.status_code == 503 and r.json()["field"] == "body", r.text
+    finally:
+        for sock in (holder, refused):
+            if sock is not None:
+                sock.close()
         server.stop()

@@ -79,8 +79,10 @@ class BodySizeLimit:
 
     The budget is reserved from the declared Content-Length before any byte is read (a chunked
     body: chunk by chunk as it streams) and held until the request's answer is sent. A refused
-    body is read and discarded before the 503 goes out: clients send their whole body before
-    they read an answer, and one answered mid-upload sees a reset connection instead of the 503.
+    request is answered at once, before its body is read: the connection stays open (keep-alive),
+    so uvicorn's parser drops the rest of the body as it arrives instead of the app relaying it.
+    A client that reads while it sends (curl) stops uploading; one that sends its whole body first
+    (requests, httpx) finds the 503 waiting, not a reset connection.
     """
 
     def __init__(self, app, max_bytes: int, budget: InFlightBudget):
@@ -116,7 +118,7 @@ class BodySizeLimit:
                     )
                 if declared is None and self._reserve(len(chunks[-1]), reservation) is None:  # chunked
                     del chunks
-                    return await self._refuse(scope, receive, send, seen)
+                    return await self._refuse(scope, receive, send)
             held = [b"".join(chunks)]
             del chunks  # one copy of the body, not two; the app takes it from `held`
             await self.app(scope, self._replay(held, receive), send)
@@ -131,15 +133,8 @@ class BodySizeLimit:
             return self.budget.reserve(cost)
         return reservation if reservation.grow(cost) else None
 
-    async def _refuse(self, scope, receive, send, seen: int = 0) -> None:
-        """Read and drop the rest of the body (up to the cap), then answer 503 with Retry-After."""
-        more = True
-        while more and seen <= self.max_bytes:
-            message = await receive()
-            if message["type"] == "http.disconnect":
-                return
-            seen += len(message.get("body", b""))
-            more = message.get("more_body", False)
+    async def _refuse(self, scope, receive, send) -> None:
+        """Answer 503 with Retry-After now; the server drops the unread rest of the body."""
         response = _error(503, f"body: the server holds its limit of request bytes in flight "
                                f"({self.budget.capacity} bytes, --max-inflight-bytes); retry later", None, "body")
         response.headers["Retry-After"] = str(RETRY_AFTER_S)

@@ -86,6 +86,7 @@ def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tin
     record = json.loads((calibrated_scorer / CALIBRATION_FILE).read_text())
     measured = {(r["precision"], r["backend"]): r for r in record["results"]}
     assert measured[("int8", "onnxruntime")]["same_box"] == 1.0 and ("int8", "torch") in measured
+    assert measured[("int8", "onnxruntime-static")]["same_box"] == 1.0  # static int8, measured as its own path
     assert record["instances"] == 6 and record["data"]["images"] == 3
     assert set(record["machine_flags"]) == cpu_flags() & (BF16_FLAGS | VNNI_FLAGS)
     server = ServerProcess(tiny_serve_args({**tiny_models, "scorer": calibrated_scorer}, upscaler=False))
@@ -93,8 +94,58 @@ def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tin
         line, log = ready_line(server), server.output()
     finally:
         server.stop()
-    assert "precision int8 (auto; calibrated on onnxruntime: 100.0% of fp32's boxes on 6 instances) on cpu" in line
-    assert "precision int8: scorer towers on onnxruntime" in log  # what runs is what the line says
+    # static int8 comes first where its row kept the answers
+    assert "precision int8 (auto; calibrated on onnxruntime-static: 100.0% of fp32's boxes on 6 instances) on cpu" \
+        in line
+    assert "precision int8: scorer towers on onnxruntime-static" in log  # what runs is what the line says
+
+
+def test_calibrate_stores_static_scales_and_explicit_int8_uses_them(calibrated_scorer, tiny_models, val_data,
+                                                                     cache_env, monkeypatch):
+    """The record keeps the static ranges of both towers, calibrated on the run's crops and captions; an explicit
+    --precision int8 then runs static (crops batched), and a scorer without them runs dynamic int8."""
+    from findbox.config import PipelineConfig
+    from findbox.factory import load_pipeline
+    from findbox.serve.app import describe_models
+
+    record = json.loads((calibrated_scorer / CALIBRATION_FILE).read_text())
+    static = record["int8_static"]
+    assert set(static["towers"]) == {"image", "text"} and static["method"] == "MinMax"
+    # the data's crops (one box per image) and its distinct captions, not the pipeline's warm-up
+    captions = {a["caption"] for line in val_data.read_text().splitlines() for a in json.loads(line)["annotations"]}
+    assert static["calibration_rows"] == {"image": 3, "text": len(captions)}
+    assert list(record)[-1] == "int8_static"  # the bulky part last, after what people read
+    monkeypatch.setenv("FINDBOX_CACHE", cache_env["FINDBOX_CACHE"])
+    kwargs = {"detector": str(tiny_models["detector"]), "device": "cpu", "no_upscaler": True, "precision": "int8"}
+    static_pipeline = load_pipeline(scorer=str(calibrated_scorer), **kwargs)
+    assert static_pipeline.scorer.info["backend"] == "onnxruntime-static"
+    assert all(".static" in p.name for p in static_pipeline.scorer.paths.values())
+    assert "precision int8 (onnxruntime-static: scales from the calibration record) on cpu" in describe_models(
+        PipelineConfig(scorer=str(calibrated_scorer), **kwargs))
+    assert load_pipeline(scorer=str(tiny_models["scorer"]), **kwargs).scorer.info["backend"] == "onnxruntime"
+    assert describe_models(PipelineConfig(scorer=str(tiny_models["scorer"]), **kwargs)).endswith("precision int8 on cpu")
+
+
+def test_a_record_whose_static_int8_changed_answers_runs_dynamic_int8_under_auto(calibrated_scorer, tmp_path):
+    """Static int8 below the rule and dynamic int8 within it: auto runs int8, the dynamic towers."""
+    from findbox.calibration import Calibration, write_calibration
+    from findbox.config import PipelineConfig
+    from findbox.device import resolve_device
+    from findbox.factory import int8_static_ranges, precision_choice
+
+    folder = tmp_path / "scorer"
+    shutil.copytree(calibrated_scorer, folder)
+    record = Calibration.from_json(json.loads((folder / CALIBRATION_FILE).read_text()), "record")
+    worse = tuple(type(m)(m.precision, m.backend, 0.98, m.accuracy) if m.backend == "onnxruntime-static" else m
+                  for m in record.results)
+    write_calibration(folder, Calibration(record.weights, worse, record.machine_flags, record.instances, record.extra))
+    cpu = resolve_device("cpu")
+    auto = PipelineConfig(scorer=str(folder), device="cpu")
+    choice = precision_choice(auto, cpu, str(folder))
+    assert choice.precision == Precision.INT8 and choice.backend == "onnxruntime", choice
+    assert int8_static_ranges(auto, cpu, str(folder)) is None  # auto: dynamic towers
+    explicit = PipelineConfig(scorer=str(folder), device="cpu", precision="int8")
+    assert int8_static_ranges(explicit, cpu, str(folder)) == record.extra["int8_static"]  # explicit: the scales
 
 
 def test_a_record_of_other_weights_is_ignored(calibrated_scorer, tiny_models, tmp_path, caplog):

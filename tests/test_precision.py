@@ -84,6 +84,32 @@ def test_auto_precision_per_machine_and_record(device_type, flags, backend, cali
     assert choose_precision(device_type, flags, backend, calibration=calibration, int8_backend=int8_backend) == expected
 
 
+STATIC_KEPT = record(**{"int8_onnxruntime-static": 0.995, "int8_onnxruntime": 0.996})
+STATIC_CHANGED = record(**{"int8_onnxruntime-static": 0.97, "int8_onnxruntime": 0.996, "bf16_torch": 1.0})
+NO_INT8_KEPT = record(**{"int8_onnxruntime-static": 0.97, "int8_onnxruntime": 0.96, "bf16_torch": 1.0})
+
+
+@pytest.mark.parametrize("flags, calibration, int8_static, expected, backend", [
+    # a record with static scales: static int8 first where its row kept the answers
+    (SAPPHIRE_RAPIDS, STATIC_KEPT, True, Precision.INT8, "onnxruntime-static"),
+    (CASCADE_LAKE, STATIC_KEPT, True, Precision.INT8, "onnxruntime-static"),
+    # its row changed answers: dynamic int8 where that row kept them, else bf16 / fp32
+    (SAPPHIRE_RAPIDS, STATIC_CHANGED, True, Precision.INT8, "onnxruntime"),
+    (SAPPHIRE_RAPIDS, NO_INT8_KEPT, True, Precision.BF16, "torch"),
+    (CASCADE_LAKE, NO_INT8_KEPT, True, Precision.FP32, None),
+    # no scales this machine can use (none stored, or made for another export): the static row is not read
+    (SAPPHIRE_RAPIDS, STATIC_KEPT, False, Precision.INT8, "onnxruntime"),
+    (AMX_ONLY, STATIC_KEPT, True, Precision.FP32, None),  # no VNNI: no int8 at all (no bf16 row here)
+])
+def test_auto_with_static_int8_scales(flags, calibration, int8_static, expected, backend):
+    choice = auto_choice("cpu", flags, ScorerBackend.TORCH, calibration=calibration, int8_static=int8_static)
+    assert (choice.precision, choice.backend) == (expected, backend), choice
+    if backend == "onnxruntime-static":
+        assert choice.note == "calibrated on onnxruntime-static: 99.5% of fp32's boxes on 500 instances"
+    if calibration is NO_INT8_KEPT and expected == Precision.FP32:
+        assert "int8 on onnxruntime-static 97.0% of fp32's boxes, int8 on onnxruntime 96.0%" in choice.note
+
+
 @pytest.mark.parametrize("flags, expected", [(ZEN4, Precision.FP32), (SAPPHIRE_RAPIDS, Precision.FP32),
                                              (CASCADE_LAKE, Precision.FP32), (PLAIN, Precision.FP32)])
 def test_auto_for_a_scorer_without_int8(flags, expected):

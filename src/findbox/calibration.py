@@ -32,7 +32,7 @@ class Measured:
     """One precision path measured against fp32 on the record's data.
 
     precision: "bf16" or "int8" (or "fp32", the reference); backend: what ran the scorer's towers
-    ("torch" or "onnxruntime"); same_box: share of instances answered with fp32's box, in [0, 1];
+    ("torch", "onnxruntime", or "onnxruntime-static": int8 with the record's static scales); same_box: share of instances answered with fp32's box, in [0, 1];
     accuracy: share of hits (IoU > 0.5) in [0, 1]; instances_per_s: the pipeline's throughput.
     """
 
@@ -69,10 +69,11 @@ class Calibration:
         return measured.same_box >= MIN_SAME_BOX and change <= MAX_ACCURACY_CHANGE + 1e-12  # 0.5 points, as rounded
 
     def to_json(self) -> dict:
-        return {**self.extra, "weights": self.weights, "instances": self.instances,
-                "machine_flags": sorted(self.machine_flags),
+        bulky = ("int8_static",)  # static int8 ranges (findbox.score.int8_static): last, after what people read
+        return {**{k: v for k, v in self.extra.items() if k not in bulky}, "weights": self.weights,
+                "instances": self.instances, "machine_flags": sorted(self.machine_flags),
                 "rule": {"min_same_box": MIN_SAME_BOX, "max_accuracy_change": MAX_ACCURACY_CHANGE},
-                "results": [vars(m) for m in self.results]}
+                "results": [vars(m) for m in self.results], **{k: self.extra[k] for k in bulky if k in self.extra}}
 
     @classmethod
     def from_json(cls, data: dict, where: str) -> Calibration:

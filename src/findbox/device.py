@@ -55,18 +55,22 @@ class AutoChoice:
 
     precision: Precision
     note: str = ""  # e.g. "calibrated: 99.7% of fp32's boxes on 535 instances"; "" when nothing needs saying
+    backend: str | None = None  # the record's row that unlocked it, e.g. "onnxruntime-static"; None: not from one
 
 
 def choose_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
                      backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
-                     calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> Precision:
+                     calibration: Calibration | None = None, int8_backend: str = "onnxruntime",
+                     int8_static: bool = False) -> Precision:
     """What `Precision.AUTO` means for this scorer on this machine: `auto_choice(...).precision`."""
-    return auto_choice(device_type, cpu_flags, backend, int8_scorer, calibration, int8_backend).precision
+    return auto_choice(device_type, cpu_flags, backend, int8_scorer, calibration, int8_backend,
+                       int8_static).precision
 
 
 def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
                 backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
-                calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> AutoChoice:
+                calibration: Calibration | None = None, int8_backend: str = "onnxruntime",
+                int8_static: bool = False) -> AutoChoice:
     """The fastest precision that keeps this scorer's answers, with the reason.
 
     fp16 on CUDA. On the CPU the faster paths are, fastest first (docs/BENCHMARKS.md): int8 where
@@ -74,7 +78,9 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     (int8_scorer; open_clip has none), run by `int8_backend` ("onnxruntime" or "torch",
     `findbox.score.int8.int8_backend`); bf16 where the CPU multiplies bf16 in hardware
     (avx512_bf16, AMX; elsewhere it is emulated, slower than fp32) on the torch backend (ONNX
-    Runtime has no bf16 path here). auto takes the first of these that `calibration` (the
+    Runtime has no bf16 path here). int8_static: the record holds static int8 ranges this machine can
+    build towers from (`findbox.score.int8_static`): static int8 ("onnxruntime-static", crops batched)
+    then comes first, before dynamic int8. auto takes the first of these that `calibration` (the
     scorer's record, or None) shows keeping the answers on the same backend
     (`Calibration.keeps_answers`): a path this machine lacks is never taken, whatever the record
     says. Without a record, or when no path kept the answers, `UNCALIBRATED` (fp32). A pure
@@ -87,19 +93,23 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     flags = {f.lower() for f in cpu_flags}
     paths = []  # (precision, backend) this machine runs fast, fastest first
     if int8_scorer and flags & VNNI_FLAGS:
+        if int8_static:
+            from findbox.score.int8_static import STATIC_BACKEND
+
+            paths.append((Precision.INT8, STATIC_BACKEND))
         paths.append((Precision.INT8, int8_backend))
     if backend == ScorerBackend.TORCH and flags & BF16_FLAGS:
         paths.append((Precision.BF16, "torch"))
     if not paths:
         return AutoChoice(Precision.FP32)
     if calibration is None:
-        unlock = " or ".join(p.value for p, _ in paths)
+        unlock = " or ".join(dict.fromkeys(p.value for p, _ in paths))
         return AutoChoice(UNCALIBRATED, f"uncalibrated: `findbox calibrate` can unlock {unlock}")
     for precision, path_backend in paths:
         if calibration.keeps_answers(precision.value, path_backend):
             same = calibration.find(precision.value, path_backend).same_box
             return AutoChoice(precision, f"calibrated on {path_backend}: {same:.1%} of fp32's boxes on "
-                                         f"{calibration.instances} instances")
+                                         f"{calibration.instances} instances", path_backend)
     # say what the record measured for this machine's paths: a record of another int8 backend measures none
     measured = [f"{p.value} on {b} {m.same_box:.1%} of fp32's boxes" for p, b in paths
                 if (m := calibration.find(p.value, b))]

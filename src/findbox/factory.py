@@ -128,12 +128,39 @@ def precision_choice(config: PipelineConfig, device, scorer_spec: str):
     calibration = read_calibration(spec.path) if transformers and device.type == "cpu" else None
     backend = int8_backend(folder_model_type(spec.path), config.scorer_backend == ScorerBackend.ONNX) \
         if transformers else "torch"
+    static = calibration is not None and backend == "onnxruntime" and _static_ranges(spec.path) is not None
     choice = auto_choice(device.type, cpu_flags() if device.type == "cpu" else set(), config.scorer_backend,
-                         transformers, calibration, backend)
+                         transformers, calibration, backend, int8_static=static)
     if not transformers and choice.note:  # `findbox calibrate` measures transformers folders only
         return AutoChoice(choice.precision, "open_clip scorers are not calibrated: --precision bf16 is faster, "
                                             "its answers unmeasured")
     return choice
+
+
+def _static_ranges(scorer_dir):
+    from findbox.score.int8_static import stored_ranges
+
+    return stored_ranges(scorer_dir)
+
+
+def int8_static_ranges(config: PipelineConfig, device, scorer_spec: str) -> dict | None:
+    """The static int8 ranges an int8 run of this scorer uses (`findbox.score.int8_static`), or None for
+    dynamic int8. An explicit `--precision int8` runs static whenever the scorer's calibration record holds
+    ranges (and ONNX Runtime runs its towers); auto only where the record's static row kept the answers
+    (`precision_choice` says which row unlocked int8)."""
+    from findbox.config import Precision, ScorerBackend
+    from findbox.score.int8 import folder_model_type, int8_backend
+    from findbox.score.int8_static import STATIC_BACKEND
+    from findbox.score.spec import ScorerFamily, parse_scorer_spec
+
+    spec = parse_scorer_spec(scorer_spec)
+    if spec.family != ScorerFamily.TRANSFORMERS or device.type != "cpu":
+        return None
+    if int8_backend(folder_model_type(spec.path), config.scorer_backend == ScorerBackend.ONNX) != "onnxruntime":
+        return None
+    if config.precision == Precision.AUTO and precision_choice(config, device, scorer_spec).backend != STATIC_BACKEND:
+        return None
+    return _static_ranges(spec.path)
 
 
 def _precision(config: PipelineConfig, device, scorer_spec: str):
@@ -178,7 +205,8 @@ def load_configured_scorer(spec: str, config: PipelineConfig, device, precision=
     if precision == Precision.INT8:
         from findbox.score.int8 import quantize_int8
 
-        scorer = quantize_int8(scorer, onnx=config.scorer_backend == ScorerBackend.ONNX)
+        scorer = quantize_int8(scorer, onnx=config.scorer_backend == ScorerBackend.ONNX,
+                               static=int8_static_ranges(config, device, spec))
         logging.getLogger("findbox").info("precision int8: scorer towers on %s", scorer.info.get("backend", "torch"))
     elif config.scorer_backend == ScorerBackend.ONNX:
         from findbox.score.onnx import OnnxScorer

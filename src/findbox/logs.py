@@ -66,7 +66,9 @@ def quantization_quiet() -> contextlib.AbstractContextManager:
     lines (one per non-linear tensor, ~60 for SigLIP; dynamic quantisation computes those at run time,
     so nothing is missing) go to DEBUG. ONNX Runtime logs them on the root logger."""
     root = logging.getLogger()
-    return _filtered(root, _Demote(root, ("Quantization parameters for tensor",)))
+    # and quantize_static's advice to pre-process the model, and its note on the SigLIP head's Gemm bias
+    return _filtered(root, _Demote(root, ("Quantization parameters for tensor", "Please consider",
+                                          "Bias of Gemm node")))
 
 
 # --- progress bars ---------------------------------------------------------------------------------

@@ -5,6 +5,10 @@
 Runs the pipeline over the data (`findbox eval`'s in-process runner, the same model options) in
 fp32 and in each faster precision this CPU runs in hardware: bf16 (avx512_bf16 or AMX) and int8
 (VNNI or AMX-int8) on each int8 backend installed (ONNX Runtime's towers, torch's dynamic int8).
+With ONNX Runtime it also calibrates static int8 (`findbox.score.int8_static`): the crops and
+captions the fp32 run fed the scorer give every activation a fixed range, kept in the record
+whatever the agreement (an explicit `--precision int8` then runs static), and the static towers
+are measured as a path of their own ("onnxruntime-static", crops batched).
 Each is compared with fp32 instance by instance (same box?) and against the ground truth
 (accuracy, IoU > 0.5). The record, `findbox_calibration.json`, goes into the scorer folder,
 keyed to the sha256 of its weights files; `--precision auto` then takes the fastest path whose
@@ -51,15 +55,15 @@ def main(args: argparse.Namespace) -> int:
     paths = _paths(config, scorer_dir)
     print(f"findbox calibrate: {len(samples)} instances from {args.data}; fp32 against "
           f"{', '.join(f'{p} on {b}' for p, b in paths[1:])}", file=sys.stderr)
-    results = _measure(config, paths, samples, images_dir, args.batch, not args.no_progress)
-    record = _record(args, config, scorer_dir, samples, results)
+    results, static = _measure(config, paths, samples, images_dir, args.batch, not args.no_progress)
+    record = _record(args, config, scorer_dir, samples, results, static)
     target = write_calibration(scorer_dir, record)
     reference = record.reference()
     for m in record.results:
         kept = record.keeps_answers(m.precision, m.backend)
         verdict = "" if m.precision == "fp32" else ("  keeps the answers" if kept else
                                                     "  changes answers: auto will not use it")
-        print(f"{m.precision:5s} {m.backend:12s} same box as fp32 {m.same_box:7.2%}  accuracy {m.accuracy:.4f} "
+        print(f"{m.precision:5s} {m.backend:18s} same box as fp32 {m.same_box:7.2%}  accuracy {m.accuracy:.4f} "
               f"({m.accuracy - reference.accuracy:+.4f})  {m.instances_per_s or 0:.1f} instances/s{verdict}")
     auto = precision_choice(dataclasses.replace(config, precision="auto"), device, str(scorer_dir))
     print(f"wrote {target}; --precision auto now runs {auto.precision.value} here ({auto.note})")
@@ -111,6 +115,9 @@ def _paths(config, scorer_dir: Path) -> list[tuple[str, str]]:
         paths.append(("bf16", "torch"))
     if flags & VNNI_FLAGS:
         if int8_backend(folder_model_type(scorer_dir)) == "onnxruntime":
+            from findbox.score.int8_static import STATIC_BACKEND
+
+            paths.append(("int8", STATIC_BACKEND))  # scales from the fp32 run's crops and captions
             paths.append(("int8", "onnxruntime"))
         paths.append(("int8", "torch"))  # what int8 runs where ONNX Runtime is not installed
     if len(paths) == 1:
@@ -119,18 +126,27 @@ def _paths(config, scorer_dir: Path) -> list[tuple[str, str]]:
     return paths
 
 
-def _measure(config, paths, samples, images_dir: Path, batch: int, progress: bool) -> list:
-    """One `Measured` per path, the detector loaded once and shared (the same detections for every path)."""
+def _measure(config, paths, samples, images_dir: Path, batch: int, progress: bool) -> tuple[list, dict | None]:
+    """One `Measured` per path, the detector loaded once and shared (the same detections for every path);
+    and the static int8 ranges, calibrated on what the fp32 run fed the scorer (None when not measured)."""
     from findbox.calibration import Measured
     from findbox.eval import analysis, metric
     from findbox.eval.runner import run_in_process
     from findbox.factory import load_detector
+    from findbox.score.int8_static import STATIC_BACKEND, CalibrationInputs
 
     detector = load_detector(dataclasses.replace(config, precision="fp32"))
-    measured, reference = [], None
+    measured, reference, static = [], None, None
+    inputs = CalibrationInputs()
     for precision, backend in paths:
+        if backend == STATIC_BACKEND and static is None:
+            print(f"findbox calibrate: static int8 ranges from {sum(map(len, inputs.pixels.values()))} crops and "
+                  f"{len(inputs.captions)} captions of the fp32 run", file=sys.stderr)
+            static = _static_ranges(config, detector, inputs)
         print(f"findbox calibrate: {precision} on {backend}", file=sys.stderr)
-        pipeline = _pipeline(config, detector, precision, backend)
+        pipeline = _pipeline(config, detector, precision, backend, static)
+        if precision == "fp32":
+            _collect(pipeline, inputs)
         run = run_in_process(pipeline, samples, images_dir, batch, config.detection.conf, progress)
         boxes = [r.pred_ltwh for r in run.results]
         reference = reference or boxes
@@ -138,15 +154,53 @@ def _measure(config, paths, samples, images_dir: Path, batch: int, progress: boo
         scored = analysis.score_at(run)  # at the run's own answers
         measured.append(Measured(precision, backend, same, metric.accuracy(s.hit for s in scored),
                                  analysis.headline(run, scored)["instances_per_s"]))
-    return measured
+    return measured, static
 
 
-def _pipeline(config, detector, precision: str, backend: str):
-    """The pipeline as `findbox serve --precision PRECISION` composes it, its scorer on `backend`."""
+def _collect(pipeline, inputs) -> None:
+    """Keep what `pipeline`'s scorer is fed in `inputs`, less the synthetic warm-up (a grey image, "warm up"):
+    the static ranges come from the data's crops and captions alone."""
+    inputs.attach(pipeline.scorer)
+    warmup = pipeline.warmup
+
+    def warmup_unkept() -> None:
+        inputs.paused = True
+        try:
+            warmup()
+        finally:
+            inputs.paused = False
+
+    pipeline.warmup = warmup_unkept
+
+
+def _static_ranges(config, detector, inputs) -> dict:
+    """Static int8 ranges of the scorer's exported towers on `inputs` (`findbox.score.int8_static`)."""
+    import onnx
+
+    from findbox.factory import compose_pipeline
+    from findbox.score.int8_static import calibrate_ranges
+    from findbox.score.onnx import exported_towers
+
+    scorer = compose_pipeline(dataclasses.replace(config, precision="fp32", scorer_backend="torch"), detector).scorer
+    towers = exported_towers(scorer)
+    text_inputs = [i.name for i in onnx.load(str(towers["text"])).graph.input]
+    return calibrate_ranges(towers, inputs.feeds(scorer, text_inputs))
+
+
+def _pipeline(config, detector, precision: str, backend: str, static: dict | None = None):
+    """The pipeline as `findbox serve --precision PRECISION` composes it, its scorer on `backend`
+    (static int8: with the ranges `static` just calibrated, before the record holding them is written)."""
     from findbox.config import ScorerBackend
     from findbox.factory import compose_pipeline
     from findbox.score.int8 import quantize_torch_linears
+    from findbox.score.int8_static import STATIC_BACKEND
 
+    if precision == "int8" and backend == STATIC_BACKEND:
+        from findbox.score.onnx import OnnxScorer
+
+        pipeline = compose_pipeline(dataclasses.replace(config, precision="fp32", scorer_backend="torch"), detector)
+        pipeline.scorer = OnnxScorer.from_scorer(pipeline.scorer, int8=True, static=static)
+        return pipeline
     if precision == "int8" and backend == "torch":
         # serving picks ONNX Runtime where it is installed: the torch fallback is quantised here by hand,
         # as load_configured_scorer would where ONNX Runtime is missing (small input already set)
@@ -157,7 +211,7 @@ def _pipeline(config, detector, precision: str, backend: str):
     return compose_pipeline(dataclasses.replace(config, precision=precision, scorer_backend=scorer_backend), detector)
 
 
-def _record(args, config, scorer_dir: Path, samples, results):
+def _record(args, config, scorer_dir: Path, samples, results, static: dict | None = None):
     """The record: results, keyed to the weights, with the data, settings and machine it was measured on."""
     import importlib.metadata
     import platform
@@ -194,6 +248,8 @@ def _record(args, config, scorer_dir: Path, samples, results):
         "machine": {"cpu_model": _cpu_model(), "platform": platform.platform(), "torch": torch.__version__,
                     "onnxruntime": version("onnxruntime"), "threads": torch.get_num_threads()},
     }
+    if static is not None:  # kept whatever the agreement: an explicit --precision int8 runs static with them
+        extra["int8_static"] = static
     flags = cpu_flags() & (BF16_FLAGS | VNNI_FLAGS)
     return Calibration(weights_hashes(scorer_dir), tuple(results), frozenset(flags), len(samples), extra)
 

@@ -124,15 +124,24 @@ def folder_model_type(scorer_dir: str | Path) -> str | None:
         return None
 
 
-def quantize_int8(scorer: Scorer, onnx: bool = False) -> Scorer:
+def quantize_int8(scorer: Scorer, onnx: bool = False, static: dict | None = None) -> Scorer:
     """`scorer` (fp32, CPU) -> its int8 version: ONNX Runtime towers where they can run, else torch's.
 
     onnx: the ONNX backend was asked for explicitly, so its int8 towers are required (errors name the extra).
     ONNX Runtime is preferred even on the torch backend because it is the faster int8 here
-    (docs/BENCHMARKS.md); both keep the source's preprocessing, prompt and logit.
+    (docs/BENCHMARKS.md); both keep the source's preprocessing, prompt and logit. static: a calibration
+    record's static int8 ranges (`findbox.score.int8_static`): ONNX Runtime towers with fixed activation
+    scales, crops batched; where they do not cover a tower this run needs, dynamic int8, with a warning.
     """
     if onnx or onnx_int8_available(scorer):
         from findbox.score.onnx import OnnxScorer
 
+        if static is not None:
+            try:
+                return OnnxScorer.from_scorer(scorer, int8=True, static=static)
+            except ValueError as exc:  # e.g. a --small-crop-input size the record was not calibrated with
+                import logging
+
+                logging.getLogger("findbox").warning("%s; int8 runs dynamic", exc)
         return OnnxScorer.from_scorer(scorer, int8=True)
     return quantize_torch_linears(scorer)

@@ -167,6 +167,7 @@ class OnnxScorer(base.Scorer):
         threads: int | None = None,
         int8: bool = False,
         text_cache_bytes: int = TEXT_CACHE_BYTES,
+        static: bool = False,
     ):
         from findbox.env import require
         require("onnxruntime", "onnx")
@@ -181,6 +182,7 @@ class OnnxScorer(base.Scorer):
         self._embed_dim = embed_dim
         self._scale_bias = logit_scale_bias
         self.int8 = int8
+        self.static = int8 and static  # int8 towers with fixed activation scales (`findbox.score.int8_static`)
         options = ort.SessionOptions()
         options.intra_op_num_threads = threads or torch.get_num_threads()
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
@@ -194,52 +196,44 @@ class OnnxScorer(base.Scorer):
         self._text = ort.InferenceSession(str(paths["text"]), options, providers=providers)
         # the exported text graph says whether it takes an attention mask (the source's text_attention_mask)
         self._text_inputs = [i.name for i in self._text.get_inputs()]
-        if int8:  # one activation scale per run: each crop and caption runs alone (`one_forward_per_row`)
+        if int8 and not static:  # one activation scale per run: each crop and caption runs alone
             from findbox.score.int8 import one_forward_per_row
 
             one_forward_per_row(self)
 
     @classmethod
     def from_scorer(cls, scorer: TransformersScorer, cache: str | Path | None = None,
-                    int8: bool = False) -> "OnnxScorer":
+                    int8: bool = False, static: dict | None = None) -> "OnnxScorer":
         """Export (or reuse a cached export of) `scorer`'s towers and run them on ONNX Runtime.
 
-        int8: run the towers with dynamically quantised int8 linear layers (`findbox.score.int8`).
+        int8: run the towers with int8 linear layers: dynamically quantised (`findbox.score.int8`), or with
+        `static`, a calibration record's "int8_static" ranges, statically (`findbox.score.int8_static`),
+        every crop and caption of a call then in one forward.
         """
-        if type(scorer) is not TransformersScorer:
-            raise ValueError(f"scorer backend onnx: expected a transformers scorer, got {type(scorer).__name__}")
-        family = scorer.model.config.model_type
-        if family == "siglip2":
-            raise ValueError("scorer backend onnx: SigLIP 2 NaFlex towers are not exported; use --scorer-backend torch")
-        if scorer.device.type != "cpu":
-            raise ValueError(f"scorer backend onnx: runs on the CPU (onnxruntime CPU build), got device {scorer.device}")
-        if scorer.dtype != torch.float32 or scorer.autocast_dtype is not None:
-            raise ValueError(f"scorer backend onnx: runs fp32, got weights {scorer.dtype} with autocast "
-                             f"{scorer.autocast_dtype}; use --precision fp32")
-        from findbox.env import cache_dir
+        paths = exported_towers(scorer, cache)
+        if int8 and static is not None:
+            from findbox.score.int8_static import static_tower_paths
 
-        root = Path(cache) if cache is not None else cache_dir() / "onnx"
-        out_dir = root / _model_key(scorer.model)
-        paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
-        if not all(p.is_file() for p in paths.values()):
-            paths = export_towers(scorer, out_dir)
-        if scorer.small_input is not None:  # `--small-crop-input`: a second image tower at that size
-            side = scorer.small_input
-            path = small_tower_path(out_dir, side)
-            paths[f"image_{side}"] = path if path.is_file() else export_small_image_tower(scorer, out_dir, side)
-        if int8:
+            paths = static_tower_paths(paths, static)
+        elif int8:
             from findbox.score.int8 import quantize_onnx_towers
 
             paths = quantize_onnx_towers(paths)
-        onnx = cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length, family,
-                   scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch, scorer.text_cache_size, int8=int8,
-                   text_cache_bytes=scorer.text_cache_bytes)
+        onnx = cls(paths, scorer.tokenizer, scorer.preprocess, scorer.prompt, scorer.max_text_length,
+                   scorer.model.config.model_type, scorer.embed_dim, scorer.logit_scale_bias(), scorer.max_batch,
+                   scorer.text_cache_size, int8=int8, text_cache_bytes=scorer.text_cache_bytes,
+                   static=static is not None)
         onnx.set_small_input(scorer.small_input)
         return onnx
 
     @property
     def info(self) -> dict:
-        info = {"kind": "transformers", "family": self._family, "prompt": self.prompt, "backend": "onnxruntime"}
+        backend = "onnxruntime"
+        if self.static:
+            from findbox.score.int8_static import STATIC_BACKEND
+
+            backend = STATIC_BACKEND
+        info = {"kind": "transformers", "family": self._family, "prompt": self.prompt, "backend": backend}
         return {**info, "precision": "int8"} if self.int8 else info
 
     @property
@@ -263,3 +257,30 @@ class OnnxScorer(base.Scorer):
         tokens = tokenize_prompted(self.tokenizer, self.prompt, captions, self.max_text_length)
         feeds = {k: tokens[k].numpy().astype(np.int64) for k in self._text_inputs}
         return torch.from_numpy(self._text.run(None, feeds)[0])
+
+
+def exported_towers(scorer: TransformersScorer, cache: str | Path | None = None) -> dict[str, Path]:
+    """The fp32 ONNX towers of `scorer` ({"image", "text"}, and "image_<side>" with a small crop input),
+    exported once into the export cache (`cache`, default findbox's cache folder) and reused after."""
+    if type(scorer) is not TransformersScorer:
+        raise ValueError(f"scorer backend onnx: expected a transformers scorer, got {type(scorer).__name__}")
+    family = scorer.model.config.model_type
+    if family == "siglip2":
+        raise ValueError("scorer backend onnx: SigLIP 2 NaFlex towers are not exported; use --scorer-backend torch")
+    if scorer.device.type != "cpu":
+        raise ValueError(f"scorer backend onnx: runs on the CPU (onnxruntime CPU build), got device {scorer.device}")
+    if scorer.dtype != torch.float32 or scorer.autocast_dtype is not None:
+        raise ValueError(f"scorer backend onnx: runs fp32, got weights {scorer.dtype} with autocast "
+                         f"{scorer.autocast_dtype}; use --precision fp32")
+    from findbox.env import cache_dir
+
+    root = Path(cache) if cache is not None else cache_dir() / "onnx"
+    out_dir = root / _model_key(scorer.model)
+    paths = {"image": out_dir / "image.onnx", "text": out_dir / "text.onnx"}
+    if not all(p.is_file() for p in paths.values()):
+        paths = export_towers(scorer, out_dir)
+    if scorer.small_input is not None:  # `--small-crop-input`: a second image tower at that size
+        side = scorer.small_input
+        path = small_tower_path(out_dir, side)
+        paths[f"image_{side}"] = path if path.is_file() else export_small_image_tower(scorer, out_dir, side)
+    return paths

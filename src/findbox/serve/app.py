@@ -285,6 +285,12 @@ def describe_models(config: PipelineConfig, detector=None) -> str:
     precision = choice.precision.value
     if config.precision == Precision.AUTO:  # and why: calibrated, or what `findbox calibrate` would unlock
         precision += f" (auto; {choice.note})" if choice.note else " (auto)"
+    elif choice.precision == Precision.INT8:  # which int8: static where the scorer's record has its scales
+        from findbox.factory import int8_static_ranges
+        from findbox.score.int8_static import STATIC_BACKEND
+
+        if int8_static_ranges(config, device, str(paths["scorer"])) is not None:
+            precision += f" ({STATIC_BACKEND}: scales from the calibration record)"
     from findbox.detect.backend import describe_backend
 
     backend = describe_backend(getattr(detector, "info", None) or {})

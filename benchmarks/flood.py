@@ -5,7 +5,9 @@
 Starts `findbox serve` with its defaults (the bundled demo models; --server-args adds flags) on
 127.0.0.1 and, for each --clients N, runs N clients for --seconds: each posts one instance with a
 new ~--image-mb MB JPEG (noise, so it does not compress) to /identify, and on a 503 waits the
-Retry-After it was given before posting again. Every image is new (a JPEG comment numbers it), so
+Retry-After it was given before posting again; the time those clients see to a 503 includes
+sending their whole body (httpx sends before it reads). A probe sends only a POST's headers every
+second and times the 503 that the budget decides from them (`refusal_from_headers`). Every image is new (a JPEG comment numbers it), so
 the image cache never answers; the clients stream their bodies from one shared buffer, so the
 client process stays small whatever N. Records per N: the statuses, the throughput and latency
 of the admitted (200) requests, /health probed every --health-every seconds, and the server's
@@ -19,6 +21,7 @@ import base64
 import io
 import os
 import shlex
+import socket
 import sys
 import tempfile
 import threading
@@ -66,6 +69,51 @@ class Bodies:
         for start in range(0, len(view), CHUNK):
             yield bytes(view[start:start + CHUNK])
         yield self.suffix
+
+
+class HeaderProbe:
+    """Every `every` seconds, sends a POST's headers (the flood's Content-Length) and no body, and times
+    the answer: a refusal is decided from the headers, so its 503 comes with no byte of body sent. A
+    probe the budget admits gets no answer (the server waits for its body) and is closed after
+    `wait` seconds, giving its reservation back."""
+
+    def __init__(self, url: str, length: int, every: float = 1.0, wait: float = 2.0):
+        self.host, port = url.removeprefix("http://").split(":")
+        self.port, self.length, self.every, self.wait = int(port), length, every, wait
+        self.probes: list[tuple[str, float]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        head = (f"POST /identify HTTP/1.1\r\nHost: {self.host}\r\nContent-Type: application/json\r\n"
+                f"Content-Length: {self.length}\r\n\r\n").encode()
+        while not self._stop.wait(self.every):
+            with socket.create_connection((self.host, self.port), timeout=self.wait) as sock:
+                start = time.perf_counter()
+                sock.sendall(head)
+                try:
+                    line = sock.recv(64).split(b"\r\n", 1)[0].decode()
+                    status = line.split()[1] if line.startswith("HTTP/") else "closed"
+                except TimeoutError:
+                    status = "admitted"
+                self.probes.append((status, time.perf_counter() - start))
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+
+    def summary(self) -> dict:
+        refused = [seconds * 1000 for status, seconds in self.probes if status == "503"]
+        counts: dict[str, int] = {}
+        for status, _ in self.probes:
+            counts[status] = counts.get(status, 0) + 1
+        return {"probes": len(self.probes), "statuses": counts,
+                "refused_ms": {"p50": round(percentile(refused, 50), 1), "p99": round(percentile(refused, 99), 1),
+                               "max": round(max(refused), 1)} if refused else None}
 
 
 def flood(url: str, bodies: Bodies, clients: int, seconds: float, timeout: float, first: int) -> dict:
@@ -132,14 +180,15 @@ def main() -> int:
         flood(url, bodies, 1, 0.1, args.timeout, 0)  # one request: the first call's set-up is not in the figures
         for n, clients in enumerate(args.clients):
             load_start = os.getloadavg()
-            with RssWatch(proc.pid, every=0.25) as rss, HealthProbe(url, args.health_every) as health:
+            with (RssWatch(proc.pid, every=0.25) as rss, HealthProbe(url, args.health_every) as health,
+                  HeaderProbe(url, bodies.length) as headers):
                 before = rss.rss()
                 level = flood(url, bodies, clients, args.seconds, args.timeout, (n + 1) * 1_000_000)
                 end = rss.rss()
             peak = max([s for s in rss.samples if s] + [end])
             level.update({"rss_mib": {"before": round(before / MIB), "peak": round(peak / MIB),
                                       "end": round(end / MIB), "growth_peak": round((peak - before) / MIB)},
-                          "health": health.summary(),
+                          "health": health.summary(), "refusal_from_headers": headers.summary(),
                           "load_average": {"start": [round(v, 2) for v in load_start],
                                            "end": [round(v, 2) for v in os.getloadavg()]}})
             print(level, flush=True)

@@ -101,36 +101,50 @@ def start_demo_server(workdir: Path, extra_args: list[str], port: int = 0) -> tu
     return proc, f"http://127.0.0.1:{port}", log
 
 
+def _probe_health(url: str, every: float, stop, results) -> None:
+    """`HealthProbe`'s process: probe until `stop` is set, then put the list of (status, seconds)."""
+    import httpx
+
+    probes = []
+    with httpx.Client(timeout=60) as http:
+        while not stop.wait(every):
+            start = time.perf_counter()
+            try:
+                status = str(http.get(url + "/health").status_code)
+            except httpx.HTTPError as exc:
+                status = type(exc).__name__
+            probes.append((status, time.perf_counter() - start))
+    results.put(probes)
+
+
 class HealthProbe:
-    """GETs /health every `every` seconds in a thread; keeps (status, seconds) per probe."""
+    """GETs /health every `every` seconds; keeps (status, seconds) per probe.
+
+    The probes run in a process of their own: a thread beside the benchmark's many client threads
+    would wait for the client process's GIL and charge that wait to the server.
+    """
 
     def __init__(self, url: str, every: float):
+        import multiprocessing
+
         self.url, self.every = url, every
         self.probes: list[tuple[str, float]] = []
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, daemon=True)
-
-    def _run(self) -> None:
-        import httpx
-
-        with httpx.Client(timeout=60) as http:
-            while not self._stop.wait(self.every):
-                start = time.perf_counter()
-                try:
-                    status = str(http.get(self.url + "/health").status_code)
-                except httpx.HTTPError as exc:
-                    status = type(exc).__name__
-                self.probes.append((status, time.perf_counter() - start))
+        context = multiprocessing.get_context("spawn")
+        self._stop = context.Event()
+        self._results = context.Queue()
+        self._process = context.Process(target=_probe_health, args=(url, every, self._stop, self._results),
+                                        daemon=True)
 
     def __enter__(self):
         if self.every > 0:
-            self._thread.start()
+            self._process.start()
         return self
 
     def __exit__(self, *exc):
         self._stop.set()
-        if self._thread.is_alive():
-            self._thread.join()
+        if self._process.is_alive() or self._process.exitcode is not None:
+            self.probes = self._results.get(timeout=120)
+            self._process.join(30)
 
     def summary(self) -> dict | None:
         if not self.probes:

@@ -93,3 +93,20 @@ def test_pixel_cap_applies_to_the_rotated_image():
     assert decode_image(data, max_pixels=20_000).shape == (200, 100, 3)
     with pytest.raises(ImageTooLarge, match="pixels"):
         decode_image(data, max_pixels=19_999)
+
+
+def test_decode_b64_in_steps_decodes_as_one_call():
+    """A large text is decoded in steps (the GIL is let go between them) with one call's answers:
+    the same bytes, and padding or a bad character in any step is refused."""
+    from findbox.images import B64_STEP
+
+    raw = np.random.default_rng(0).integers(0, 256, B64_STEP * 3 // 4 * 2 + 5, dtype=np.uint8).tobytes()
+    text = base64.b64encode(raw).decode()
+    assert len(text) > 2 * B64_STEP
+    assert decode_b64(text) == raw
+    assert decode_b64(text.rstrip("=")) == raw
+    padded_mid = text[:B64_STEP - 2] + "==" + text[B64_STEP:]  # a step that would decode on its own
+    bad_char = text[:B64_STEP + 7] + "!" + text[B64_STEP + 8:]
+    for broken in (padded_mid, bad_char):
+        with pytest.raises(ValueError, match="invalid base64"):
+            decode_b64(broken)

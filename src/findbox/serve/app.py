@@ -73,16 +73,22 @@ def _error(status: int, message: str, index: int | None = None, field: str | Non
     return JSONResponse(status_code=status, content={"detail": message, "index": index, "field": field})
 
 
+# The largest refused body left to drain on its connection; a larger one's connection is closed.
+DRAIN_BYTES = 1 << 20
+
+
 class BodySizeLimit:
     """Pure ASGI middleware: 413 for bodies over the cap, declared or streamed; 503 with Retry-After
     when the body would take the bytes in flight over `budget` (`admission.InFlightBudget`).
 
     The budget is reserved from the declared Content-Length before any byte is read (a chunked
     body: chunk by chunk as it streams) and held until the request's answer is sent. A refused
-    request is answered at once, before its body is read: the connection stays open (keep-alive),
-    so uvicorn's parser drops the rest of the body as it arrives instead of the app relaying it.
-    A client that reads while it sends (curl) stops uploading; one that sends its whole body first
-    (requests, httpx) finds the 503 waiting, not a reset connection.
+    request is answered at once, before its body is read. A body of up to `DRAIN_BYTES` is then
+    drained by uvicorn's parser on the kept-alive connection; a larger one (or a chunked one, whose
+    size is unknown) gets `Connection: close`, because a flood of large refused uploads drained by
+    the event loop is what starves /health (docs/OPERATIONS.md, "Bytes in flight"). A client that
+    reads while it sends (curl) stops uploading; one that sends its whole body first (requests,
+    httpx) finds the 503 waiting when its send fails on the closed connection.
     """
 
     def __init__(self, app, max_bytes: int, budget: InFlightBudget):
@@ -102,7 +108,7 @@ class BodySizeLimit:
         reservation = self._reserve(declared or 0, None)
         try:
             if reservation is None:
-                return await self._refuse(scope, receive, send)
+                return await self._refuse(scope, receive, send, close=declared is None or declared > DRAIN_BYTES)
             # buffer the body (JSON needs all of it anyway) and stop reading at the cap
             chunks, seen, more = [], 0, True
             while more:
@@ -118,7 +124,7 @@ class BodySizeLimit:
                     )
                 if declared is None and self._reserve(len(chunks[-1]), reservation) is None:  # chunked
                     del chunks
-                    return await self._refuse(scope, receive, send)
+                    return await self._refuse(scope, receive, send, close=True)
             held = [b"".join(chunks)]
             del chunks  # one copy of the body, not two; the app takes it from `held`
             await self.app(scope, self._replay(held, receive), send)
@@ -133,11 +139,14 @@ class BodySizeLimit:
             return self.budget.reserve(cost)
         return reservation if reservation.grow(cost) else None
 
-    async def _refuse(self, scope, receive, send) -> None:
-        """Answer 503 with Retry-After now; the server drops the unread rest of the body."""
+    async def _refuse(self, scope, receive, send, close: bool) -> None:
+        """Answer 503 with Retry-After now; the unread rest of the body is dropped as it arrives, or
+        with the connection (`close`)."""
         response = _error(503, f"body: the server holds its limit of request bytes in flight "
                                f"({self.budget.capacity} bytes, --max-inflight-bytes); retry later", None, "body")
         response.headers["Retry-After"] = str(RETRY_AFTER_S)
+        if close:
+            response.headers["Connection"] = "close"
         await response(scope, receive, send)
 
     @staticmethod

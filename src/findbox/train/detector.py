@@ -24,9 +24,11 @@ from __future__ import annotations
 import argparse
 import contextlib
 import dataclasses
+import enum
 import importlib.util
 import json
 import logging
+import math
 import os
 import shutil
 import time
@@ -88,6 +90,74 @@ def format_stages(stages: tuple[Stage, ...]) -> str:
     return ",".join(f"{s.imgsz}:{s.epochs}" for s in stages)
 
 
+class Cache(str, enum.Enum):
+    """Where the decoded training images are kept between epochs (ultralytics' `cache`)."""
+
+    AUTO = "auto"  # RAM when they fit (`cache_plan`), else decoded from disk every time
+    RAM = "ram"
+    OFF = "off"
+
+
+# auto caches only when twice the estimate is available (ultralytics' own check keeps the same margin: the
+# loader's batches, the model and its optimizer need memory too)
+CACHE_MARGIN = 1.0
+
+
+@dataclass(frozen=True)
+class CachePlan:
+    """What a stage was given for `cache`, and the figures behind the choice (recorded in metrics.json)."""
+
+    requested: str  # auto, ram or off
+    mode: str  # what ultralytics was given: "ram" or "off"
+    need_mb: float  # the decoded images at the stage's size (`decoded_bytes`)
+    available_mb: float
+    reason: str
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def decoded_bytes(image_wh: list[tuple[int, int]], imgsz: int) -> int:
+    """Bytes of the images held in RAM at a stage's imgsz: ultralytics resizes each so its long side is imgsz
+    before caching (`BaseDataset.load_image`), 3 bytes a pixel."""
+    total = 0
+    for width, height in image_wh:
+        ratio = imgsz / max(width, height)
+        total += 3 * min(math.ceil(width * ratio), imgsz) * min(math.ceil(height * ratio), imgsz)
+    return total
+
+
+def cache_plan(requested: "Cache", image_wh: list[tuple[int, int]], imgsz: int, available_bytes: int) -> CachePlan:
+    """auto -> ram when the decoded images (train and val, both cached) fit twice into the available memory;
+    ram and off as given (ultralytics itself still refuses a RAM cache that does not fit). A pure function."""
+    need = decoded_bytes(image_wh, imgsz)
+    figures = dict(requested=requested.value, need_mb=round(need / 2**20, 1),
+                   available_mb=round(available_bytes / 2**20, 1))
+    if requested is not Cache.AUTO:
+        return CachePlan(mode=requested.value, reason="as asked", **figures)
+    if need * (1 + CACHE_MARGIN) <= available_bytes:
+        return CachePlan(mode=Cache.RAM.value, reason=f"fits: {1 + CACHE_MARGIN:g}x the decoded images is available",
+                         **figures)
+    return CachePlan(mode=Cache.OFF.value, reason=f"does not fit: less than {1 + CACHE_MARGIN:g}x the decoded images "
+                                                   "is available", **figures)
+
+
+def available_memory() -> int:
+    """Bytes of memory available to new allocations now (psutil, which ultralytics also uses)."""
+    import psutil
+
+    return int(psutil.virtual_memory().available)
+
+
+def loader_workers(requested: int, device: str | None, cpus: int) -> int:
+    """Data loader processes per device: `requested`, at most one per core on the CPU. ultralytics itself runs
+    none on the CPU (it assumes the model's step dominates), so decoding and augmenting sat on the training
+    thread; measured in benchmarks/train_speed.py. On GPUs ultralytics' own cap (cores / devices) applies."""
+    if _cuda_devices(device):
+        return requested
+    return min(requested, cpus)
+
+
 # what ultralytics' amp setting can train in (`_amp_setting`); the serving-only precisions are refused
 TRAIN_PRECISIONS = (Precision.AUTO, Precision.FP32, Precision.FP16, Precision.BF16)
 
@@ -112,12 +182,15 @@ class DetectorTrainConfig:
     val_fraction: float = option(VAL_FRACTION, help="last fraction of lines used for val")  # the original's split
     # "0,1" trains on both with DDP
     device: str | None = option(None, help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
-    workers: int = option(8, help="dataloader workers per device (ultralytics uses none on CPU)")
+    workers: int = option(8, help="dataloader workers per device (on the CPU at most one per core)")
+    # decoding a 1520x870 JPEG and resizing it costs about as much as a small model's step on it, every epoch
+    cache: Cache = option(Cache.AUTO, help="keep the decoded, resized images in RAM between epochs: auto = when "
+                                           "twice their size is available (recorded in metrics.json), ram, off")
     precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in TRAIN_PRECISIONS),
                                   help="training precision; auto = bf16 on a GPU that has it, else fp32")
     resume: bool = option(False, help="continue the interrupted run in --out")
 
-    # what a resumed run must keep; device, workers, batch and precision may change
+    # what a resumed run must keep; device, workers, batch, precision and cache may change
     RUN_FIELDS = ("data", "model", "stages", "augs", "val_fraction")
 
     def __post_init__(self) -> None:
@@ -155,10 +228,15 @@ class DetectorTrainConfig:
             raise ValueError(f"batch: expected a positive number of images, got {self.batch}")
         if self.workers < 0:
             raise ValueError(f"workers: expected 0 or more, got {self.workers}")
+        try:
+            self.cache = Cache(self.cache)
+        except ValueError:
+            raise ValueError(f"cache: expected one of {', '.join(c.value for c in Cache)}, got {self.cache!r}") from None
 
     def to_dict(self) -> dict:
         d = {f.name: getattr(self, f.name) for f in dataclasses.fields(self) if f.name != "resume"}
-        d.update(stages=format_stages(self.stages), augs=self.augs.value, precision=self.precision.value)
+        d.update(stages=format_stages(self.stages), augs=self.augs.value, precision=self.precision.value,
+                 cache=self.cache.value)
         return d
 
 
@@ -212,13 +290,18 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
             LOG.info(f"{name}: finished earlier, skipped ({best})")
             weights = str(best)
             continue
-        LOG.info(f"{name}: imgsz {stage.imgsz}, {stage.epochs} epochs, from {weights}")
+        cache = cache_plan(cfg.cache, dataset.report.image_wh, stage.imgsz, available_memory())
+        workers = loader_workers(cfg.workers, cfg.device, _cpu_count())
+        LOG.info(f"{name}: imgsz {stage.imgsz}, {stage.epochs} epochs, from {weights}; cache {cache.mode} "
+                 f"({cache.reason}: {cache.need_mb:.0f} MB decoded, {cache.available_mb:.0f} MB available), "
+                 f"{workers} loader workers")
         started = time.time()
-        metrics = _run_stage(weights, stage, stage_dir, dataset.data_yaml, cfg, augs, amp)
+        metrics = _run_stage(weights, stage, stage_dir, dataset.data_yaml, cfg, augs, amp, cache.mode, workers)
         if not best.is_file():
             raise RuntimeError(f"{name}: ultralytics finished without writing {best}")
         record = {"name": name, "imgsz": stage.imgsz, "epochs": stage.epochs, "weights": str(best.relative_to(out))}
-        record.update(metrics, train_s=round(time.time() - started, 1))
+        record.update(metrics, train_s=round(time.time() - started, 1), cache=cache.to_dict(), workers=workers,
+                      epoch_s=_epoch_seconds(stage_dir))
         state["stages"] = [s for s in state["stages"] if s["name"] != name] + [record]
         _write_json(state_path, state)
         LOG.info(f"{name}: {_format_metrics(record)}")
@@ -232,8 +315,10 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
     return state
 
 
-def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
-    """Train one stage (or finish it from its last.pt on --resume); returns its validation metrics."""
+def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp, cache: str = "off", workers: int = 0) -> dict:
+    """Train one stage (or finish it from its last.pt on --resume); returns its validation metrics.
+
+    cache: "ram" or "off" (`cache_plan`); workers: loader processes (`loader_workers`)."""
     from findbox.env import ensure_offline
     ensure_offline()  # ultralytics reads the offline variables at import
     from ultralytics import YOLO
@@ -241,7 +326,7 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
     last = stage_dir / "weights" / "last.pt"
     with _amp_check_skipped(amp is True):
         if cfg.resume and last.is_file():
-            model = YOLO(str(last))
+            model = _with_workers(YOLO(str(last)), workers)
             ckpt = model.ckpt or {}
             if ckpt.get("epoch", -1) >= 0 and ckpt.get("optimizer") is not None:
                 LOG.info(f"{stage_dir.name}: resuming from {last} (epoch {ckpt['epoch'] + 1} of {stage.epochs} done)")
@@ -250,8 +335,9 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
                     resume=True,
                     data=str(data_yaml),
                     device=cfg.device,
-                    workers=cfg.workers,
+                    workers=workers,
                     batch=cfg.batch,
+                    cache=_ultralytics_cache(cache),
                     save_dir=str(stage_dir),
                 )
                 return _metrics_from(model.metrics)
@@ -272,14 +358,15 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
             )
             return _metrics_from(val)
 
-        model = YOLO(weights)
+        model = _with_workers(YOLO(weights), workers)
         model.train(
             data=str(data_yaml),
             epochs=stage.epochs,
             imgsz=stage.imgsz,
             batch=cfg.batch,
             device=cfg.device,
-            workers=cfg.workers,
+            workers=workers,
+            cache=_ultralytics_cache(cache),
             amp=amp,
             augmentations=augs,
             project=str(stage_dir.parent),
@@ -289,6 +376,37 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp) -> dict:
             **{**RECIPE, "nbs": cfg.nbs},
         )
         return _metrics_from(model.metrics)
+
+
+def _ultralytics_cache(mode: str) -> str | bool:
+    """Our cache mode -> ultralytics' `cache` value."""
+    return "ram" if mode == Cache.RAM.value else False
+
+
+def _with_workers(model, workers: int):
+    """`model`, set to run `workers` loader processes also on the CPU, where ultralytics' trainer sets 0
+    when it starts; the callback runs right after that, before any loader is built."""
+    def restore(trainer) -> None:
+        trainer.args.workers = workers
+
+    model.add_callback("on_pretrain_routine_start", restore)
+    return model
+
+
+def _cpu_count() -> int:
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
+def _epoch_seconds(stage_dir: Path) -> list[float] | None:
+    """Seconds of each epoch of a stage (ultralytics' results.csv `time` column is cumulative), or None."""
+    import csv
+
+    path = stage_dir / "results.csv"
+    if not path.is_file():
+        return None
+    with open(path, newline="", encoding="utf-8") as f:
+        times = [float(row["time"]) for row in csv.DictReader(f, skipinitialspace=True) if row.get("time")]
+    return [round(b - a, 1) for a, b in zip([0.0] + times, times)] or None
 
 
 def _metrics_from(metrics) -> dict:

@@ -64,6 +64,36 @@ TOWER_PREFIXES = {
 }
 
 
+# --precision auto on a CPU that multiplies bf16 in hardware (avx512_bf16, AMX): bf16 autocast, fp32 master
+# weights. Off until benchmarks/train_speed.py has measured that it keeps accuracy (docs/TRAIN_SCORER.md).
+AUTO_BF16_ON_CPU = False
+
+
+def auto_training_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
+                            cuda_bf16: bool = False) -> Precision:
+    """What `--precision auto` trains in: bf16 on a GPU that has it (the original's), else fp16 with loss scaling;
+    on the CPU bf16 only where it runs in hardware (`AUTO_BF16_ON_CPU`: emulated bf16 is slower than fp32).
+    A pure function of its arguments, so every case is testable."""
+    from findbox.device import BF16_FLAGS
+
+    if device_type == "cuda":
+        return Precision.BF16 if cuda_bf16 else Precision.FP16
+    if device_type == "cpu" and AUTO_BF16_ON_CPU and {f.lower() for f in cpu_flags} & BF16_FLAGS:
+        return Precision.BF16
+    return Precision.FP32
+
+
+def resolve_training_precision(precision: Precision, device: torch.device) -> Precision:
+    """AUTO -> this machine's choice (`auto_training_precision`); any other precision as given."""
+    if precision != Precision.AUTO:
+        return precision
+    from findbox.device import cpu_flags
+
+    on_gpu = device.type == "cuda"
+    return auto_training_precision(device.type, cpu_flags() if device.type == "cpu" else set(),
+                                   on_gpu and torch.cuda.is_bf16_supported())
+
+
 def parse_betas(text: str) -> tuple[float, float]:
     try:
         values = tuple(float(v) for v in text.split(","))
@@ -186,6 +216,7 @@ class Run:
     micro_batch: int
     total_steps: int
     crops_info: dict
+    precision: Precision = Precision.FP32  # what --precision resolved to: the autocast dtype of every forward
 
 
 def crops_record(folders: list[str]) -> dict:
@@ -214,7 +245,7 @@ def setup(config: TrainScorerConfig) -> Run:
     from accelerate import Accelerator
     from accelerate.utils import set_seed
 
-    from findbox.device import resolve_device
+    from findbox.device import cpu_has_fast_bf16, resolve_device
     from findbox.score.transformers import TransformersScorer
     from findbox.train.augs import build_augs, describe_augs
     from findbox.train.gradcache import ScorerTowers
@@ -231,13 +262,17 @@ def setup(config: TrainScorerConfig) -> Run:
     device = resolve_device(config.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # accelerate uses the current CUDA device of a single process
-    precision = config.precision
-    if precision == Precision.AUTO:
-        on_gpu = device.type == "cuda"
-        precision = (Precision.BF16 if torch.cuda.is_bf16_supported() else Precision.FP16) if on_gpu else Precision.FP32
+    precision = resolve_training_precision(config.precision, device)
     if precision == Precision.FP16 and device.type != "cuda":
         raise ValueError("precision: fp16 needs a CUDA device (loss scaling); use bf16 or fp32 on the CPU")
+    if precision == Precision.BF16 and device.type == "cpu" and not cpu_has_fast_bf16():
+        LOG.warning("precision: this CPU has no bf16 matmuls in hardware (avx512_bf16, AMX); bf16 is emulated "
+                    "here and usually slower than fp32")
     mixed = {Precision.FP32: "no", Precision.FP16: "fp16", Precision.BF16: "bf16"}[precision]
+    # accelerate keeps one precision per process: a second training here (a notebook, a sweep) may ask another.
+    # Only the precision state is cleared; the processes' (distributed) state stays.
+    from accelerate.state import AcceleratorState
+    AcceleratorState._reset_state()
     accelerator = Accelerator(cpu=device.type == "cpu", mixed_precision=mixed)
     world = accelerator.num_processes
     set_seed(config.seed)
@@ -294,7 +329,7 @@ def setup(config: TrainScorerConfig) -> Run:
     # stepped once per optimizer step by hand: accelerate's prepared scheduler steps once per process
     scheduler = get_cosine_schedule_with_warmup(optimizer, round(config.warmup * total_steps), total_steps)
     return Run(config, accelerator, scorer, towers, optimizer, scheduler, captions, tokens, train_set, val_set,
-               sampler, loader, batch, micro_batch, total_steps, crops_info)
+               sampler, loader, batch, micro_batch, total_steps, crops_info, precision)
 
 
 # --- one step -----------------------------------------------------------------------------------
@@ -398,9 +433,10 @@ def fit(run: Run) -> dict:
             log_file.flush()
 
     epochs: list[dict] = []
+    val_started = time.monotonic()
     acc = validate(run)
     if acc is not None:
-        epochs.append({"epoch": 0, **acc.to_dict()})
+        epochs.append({"epoch": 0, **acc.to_dict(), "val_s": round(time.monotonic() - val_started, 3)})
         log(epochs[-1])
         if main_process:
             LOG.info("epoch 0 (before training): val accuracy %.4f (chance %.4f)", acc.accuracy, acc.chance)
@@ -416,6 +452,7 @@ def fit(run: Run) -> dict:
         run.sampler.set_epoch(epoch)
         global_batches = run.sampler.global_batches()
         losses = []
+        epoch_started = time.monotonic()
         for global_batch, (pixels, _) in zip(global_batches, run.loader):
             ids = run.train_set.caption_ids[global_batch]
             lr = run.scheduler.get_last_lr()[0]
@@ -428,8 +465,12 @@ def fit(run: Run) -> dict:
                  "seconds": round(time.monotonic() - started, 3)})
             bar.update(1)
             bar.set_postfix(epoch=epoch, loss=f"{loss:.4f}", lr=f"{lr:.2e}")
-        record = {"epoch": epoch, "train_loss": float(np.mean(losses))}
+        # time per epoch, its training steps and its validation apart: what --precision and --workers change
+        record = {"epoch": epoch, "train_loss": float(np.mean(losses)),
+                  "train_s": round(time.monotonic() - epoch_started, 3)}
+        val_started = time.monotonic()
         acc = validate(run)
+        record["val_s"] = round(time.monotonic() - val_started, 3)
         if acc is not None:
             record.update(acc.to_dict())
             if main_process:
@@ -456,6 +497,7 @@ def fit(run: Run) -> dict:
         "batch": run.batch,
         "micro_batch": run.micro_batch,
         "processes": accelerator.num_processes,
+        "precision": run.precision.value,
         "train_crops": len(run.train_set),
         "val_crops": len(run.val_set),
         "seconds": round(time.monotonic() - started, 1),
@@ -511,7 +553,8 @@ def _save_processor(init: str, out: Path, scorer) -> None:
 
 def _config_record(run: Run) -> dict:
     record = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in dataclasses.asdict(run.config).items()}
-    record.update(batch_used=run.batch, micro_batch_used=run.micro_batch, processes=run.accelerator.num_processes,
+    record.update(precision_used=run.precision.value, workers_used=run.loader.num_workers, batch_used=run.batch,
+                  micro_batch_used=run.micro_batch, processes=run.accelerator.num_processes,
                   prompt_used=run.scorer.prompt, text_length=run.scorer.max_text_length,
                   input_size_hw=list(run.scorer.preprocess.size_hw), captions=len(run.captions),
                   crops_upscaler=run.crops_info.get("upscaler"), crops_scale=run.crops_info.get("scale", 1))

@@ -183,6 +183,8 @@ class ConversionReport:
     boxes_clipped: int = 0  # written after clipping to the image
     boxes_degenerate: int = 0  # dropped: under MIN_SIDE_PX after clipping
     skipped: list[dict] = field(default_factory=list)  # {"image", "line", "reason"}
+    # (width, height) of every image written, train and val: what caching them decoded costs (`detector.cache_plan`)
+    image_wh: list[tuple[int, int]] = field(default_factory=list)
 
     def to_dict(self) -> dict:
         return {
@@ -282,6 +284,7 @@ def convert_vlm_to_yolo(jsonl_path: str | Path, out_dir: str | Path, val_fractio
         label_file.write_text(yolo_label_text(boxes.xywhn), encoding="utf-8")
         names[split].append(rec.image)
         report.images[split] += 1
+        report.image_wh.append(image_wh)
 
     if warned > MAX_LOGGED_WARNINGS:
         LOG.warning(f"... and {warned - MAX_LOGGED_WARNINGS} more warnings (skipped images are listed in split.json)")

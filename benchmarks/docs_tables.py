@@ -342,14 +342,19 @@ def ops_timeout() -> list[str]:
 def ops_flood() -> list[str]:
     """flood.py: N clients each posting one new 30 MB image to the demo server for a while, /health probed."""
     r = _json(RESULTS / "ops_flood.json")
-    rows = ["| clients | answers | admitted: throughput, p50 latency | refused: p50 time to the 503 | "
-            "server RSS before / peak (growth) | `/health` p50 / p99 / max |", "|---|---|---|---|---|---|"]
+    rows = ["| clients | answers | admitted: throughput, p50 latency | refused: p50 / max time to the 503 "
+            "(body sent) | 503 from headers alone: p50 / p99 | server RSS before / peak (growth) | "
+            "`/health` p50 / p99 / max |", "|---|---|---|---|---|---|---|"]
     for level in r["levels"]:
         statuses, h, rss = level["statuses"], level["health"], level["rss_mib"]
         only = ", nothing else" if set(statuses) <= {"200", "503"} else ""
         probes = f"all {next(iter(h['statuses']))}" if len(h["statuses"]) == 1 else _answers(h["statuses"])
+        refused = level["refused_latency_s"]
+        headers = (level.get("refusal_from_headers") or {}).get("refused_ms")
+        from_headers = f"{_probe_ms(headers['p50'])} / {_probe_ms(headers['p99'])} ms" if headers else "not probed"
         rows.append(f"| {level['clients']} | {_answers(statuses)}{only} | {level['admitted_per_s']:.2f} req/s, "
-                    f"{level['admitted_latency_s']['p50']:.0f} s | {level['refused_latency_s']['p50']:.1f} s | "
+                    f"{level['admitted_latency_s']['p50']:.0f} s | {refused['p50']:.2f} / {refused['max']:.1f} s | "
+                    f"{from_headers} | "
                     f"{rss['before']} / {rss['peak']} MiB (+{rss['growth_peak']}) | {_probe_ms(h['p50_ms'])} / "
                     f"{_probe_ms(h['p99_ms'])} / {_probe_ms(h['max_ms'])} ms, {h['probes']} probes {probes} |")
     return rows
@@ -801,6 +806,62 @@ TABLES.update({"bench-a": bench_a, "bench-b": bench_b, "bench-c": bench_c, "benc
                "demo-calibration": demo_calibration, "small-crops-speed": small_crops_speed,
                "small-crops-accuracy": small_crops_accuracy, "flops-achieved": flops_achieved,
                "flops-stages": flops_stages, "detector-export": detector_export, "sliced": sliced})
+
+
+# --- training speed (train_speed.py): docs/TRAIN_SCORER.md and docs/TRAIN_DETECTOR.md ----------------------
+
+
+def _epoch_s(values: list[float]) -> str:
+    """Seconds per epoch: the median, and the range when there are several."""
+    import statistics
+
+    med = statistics.median(values)
+    return f"{med:.1f}" if len(values) == 1 else f"{med:.1f} ({min(values):.1f}-{max(values):.1f})"
+
+
+def _load(row: dict) -> str:
+    return f"{row['load_1min_before']:.1f} / {row['load_1min_after']:.1f}"
+
+
+def train_speed_scorer() -> list[str]:
+    """train_speed.py: scorer epochs in fp32 against bf16 autocast, and with 0, 1, 2 loader processes."""
+    r = _json(RESULTS / "train_speed.json")
+    rows = ["| run | precision | loader processes | s per epoch (training steps) | s per validation | "
+            "val accuracy after each epoch | 1-min load before / after |", "|---|---|---|---|---|---|---|"]
+    sections = [r.get("scorer_precision", {}).get("rows", {}), r.get("scorer_workers", {}).get("rows", {})]
+    for section in sections:
+        for name, row in section.items():
+            accuracy = " ".join(f"{a:.3f}" for a in row["val_accuracy"][1:])
+            rows.append(f"| {name} | {row['precision']} | {row['workers']} | {_epoch_s(row['train_s'])} | "
+                        f"{_epoch_s(row['val_s'])} | {accuracy} | {_load(row)} |")
+    summary = r.get("scorer_precision", {}).get("summary", {})
+    lines = [f"{kind}: bf16 {s['speedup']:.2f}x fp32's epoch (median {s['median_epoch_train_s']['fp32']:.1f} -> "
+             f"{s['median_epoch_train_s']['bf16']:.1f} s)" for kind, s in summary.items()]
+    data = r["scorer_data"]
+    first = next(iter(sections[0].values()), None) or next(iter(sections[1].values()))
+    return rows + ["", "; ".join(lines) + (". " if lines else "") +
+                   f"{first['train_crops']} train and {first['val_queries']} val crops of `findbox synth` "
+                   f"({data['images']} images, seed {data['seed']}, noise {data['noise']}); val accuracy over "
+                   f"{first['val_queries']} captions. " + _provenance(r)]
+
+
+def train_speed_detector() -> list[str]:
+    """train_speed.py: detector epochs with the decoded images cached in RAM or not, and 0-2 loader processes."""
+    r = _json(RESULTS / "train_speed.json")
+    d = r["detector"]
+    rows = ["| cache | loader processes | s per epoch (training + validation) | stage total s (with caching) | "
+            "mAP50 | mAP50-95 | 1-min load before / after |", "|---|---|---|---|---|---|---|"]
+    for row in d["rows"].values():
+        rows.append(f"| {row['cache']['mode']} | {row['workers']} | {' / '.join(f'{s:.1f}' for s in row['epoch_s'])} | "
+                    f"{row['train_s']:.1f} | {row['mAP50']:.3f} | {row['mAP50-95']:.3f} | {_load(row)} |")
+    data = d["data"]
+    cache = next(iter(d["rows"].values()))["cache"]
+    return rows + ["", f"The demo detector fine-tuned 2 epochs at imgsz 512 (batch 8, augs v2) on `findbox synth` "
+                       f"({data['images']} images, seed {data['seed']}, noise {data['noise']}: 80 train, 20 val); the "
+                       f"decoded images take {cache['need_mb']:.0f} MB. " + _provenance(r)]
+
+
+TABLES.update({"train-speed-scorer": train_speed_scorer, "train-speed-detector": train_speed_detector})
 
 
 

@@ -211,11 +211,12 @@ class ServerConfig:
     # request it admits fits request_timeout_s on a CPU (docs/OPERATIONS.md, "Memory per request")
     max_request_pixels: int = option(128_000_000, help="most decoded pixels (w*h summed over a request's "
                                      "distinct images); more gets 413")
-    # the sum over concurrent requests, which the caps above do not bound: a sixteenth of physical memory
-    # leaves the rest to the models and the runtime (64 clients x 30 MB images: docs/OPERATIONS.md)
+    # the sum over concurrent requests, which the caps above do not bound. The server's RSS grew by about
+    # the budget under a flood of 30 MB images (docs/OPERATIONS.md, "Bytes in flight"): a 32nd of physical
+    # memory still admits ~3 such bodies at once (one model worker serves one at a time) and ~1000 of 250 KB
     max_inflight_bytes: int = option(0, metavar="BYTES", help="most request bytes in flight together, each "
                                      "body counted 4 times (its copies while served); more gets 503 with "
-                                     "Retry-After before the body is read; 0 = a sixteenth of physical memory")
+                                     "Retry-After before the body is read; 0 = a 32nd of physical memory")
     # above the 40 pool threads that wait on the models, so only a raised pool meets it
     max_queued_requests: int = option(64, help="most requests waiting for the model worker; more gets 503")
     # none: open, as the original service (clients on a private network); a file keeps keys out of argv and logs

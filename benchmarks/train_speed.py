@@ -97,6 +97,29 @@ def timed_run(cmd: list[str], out: Path, work: Path) -> dict:
     return row
 
 
+def served_accuracy(folder: Path, crops: Path) -> float:
+    """Validation accuracy of the saved weights as the server runs them by default (fp32, no autocast): the
+    trainer's own figure is measured under its training autocast, so a bf16 run's would not compare."""
+    import torch
+
+    from findbox.images import load_image_file
+    from findbox.score.transformers import TransformersScorer
+    from findbox.train.gradcache import ScorerTowers
+    from findbox.train.scorer_data import grounding_accuracy, load_crop_sets
+
+    captions, _, val = load_crop_sets([crops])
+    scorer = TransformersScorer.from_pretrained(str(folder), device="cpu", dtype=torch.float32)
+    towers = ScorerTowers(scorer).eval()
+    with torch.inference_mode():
+        images = [towers(pixel_values=scorer.preprocess([load_image_file(val.path(i))
+                                                         for i in range(start, min(start + 64, len(val)))]))[0]
+                  for start in range(0, len(val), 64)]
+        tokens = scorer.tokenize(captions)
+        texts = [towers(**{k: v[start:start + 64] for k, v in tokens.items()})[1]
+                 for start in range(0, len(captions), 64)]
+    return grounding_accuracy(torch.cat(images), torch.cat(texts), val.caption_ids, val.image_groups()).accuracy
+
+
 def scorer_run(work: Path, paths: dict, name: str, init: Path, schedule: list[str], precision: str, workers: int,
                seed: int) -> dict:
     out = work / "runs" / name
@@ -110,6 +133,7 @@ def scorer_run(work: Path, paths: dict, name: str, init: Path, schedule: list[st
                val_accuracy=[e["val_accuracy"] for e in metrics["epochs"]],
                train_loss=[e["train_loss"] for e in trained],
                final_val_accuracy=metrics["val_accuracy"], val_queries=metrics["val_queries"],
+               served_fp32_val_accuracy=served_accuracy(out, paths["crops"]),
                train_crops=metrics["train_crops"])
     return row
 
@@ -135,7 +159,8 @@ def scorer_precision(work: Path, paths: dict) -> dict:
         per = {p: [r for k, r in rows.items() if k.startswith(f"{kind} {p}")] for p in ("fp32", "bf16")}
         epoch = {p: median([s for r in per[p] for s in r["train_s"]]) for p in per}
         summary[kind] = {"median_epoch_train_s": epoch, "speedup": epoch["fp32"] / epoch["bf16"],
-                         "final_val_accuracy": {p: [r["final_val_accuracy"] for r in per[p]] for p in per}}
+                         "final_val_accuracy": {p: [r["final_val_accuracy"] for r in per[p]] for p in per},
+                         "served_fp32_val_accuracy": {p: [r["served_fp32_val_accuracy"] for r in per[p]] for p in per}}
     return {"rows": rows, "summary": summary}
 
 

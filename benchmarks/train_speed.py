@@ -12,6 +12,8 @@ detector's (`epoch_s` per stage, from ultralytics' results.csv: training plus va
   near its ceiling and a precision that loses any shows. Validation accuracy after each epoch.
 - scorer-workers: data loading in 0 (on the training thread), 1 and 2 loader processes, one epoch each;
   every sample's augmentation is seeded by its position, so accuracy must not change.
+- scorer-base: fp32 against bf16 on a base-size SigLIP (random weights: time only), one epoch each of
+  a small crop set, alternating.
 - detector: the demo detector fine-tuned (2 epochs at 512, augs v2, batch 8, the demo recipe's
   fine-tune settings) with `--cache off` and `ram`, `--workers 0`, 1 and 2 (findbox now passes workers
   to ultralytics on the CPU too, where it ran none).
@@ -45,7 +47,7 @@ SCRATCH = ["--epochs", "6", "--lr", "7e-4"]  # the demo recipe's first round, on
 FINETUNE = ["--epochs", "2", "--lr", "2e-4"]
 DETECTOR_COMMON = ["--stages", "512:2", "--warmup-epochs", "0", "--batch", "8", "--nbs", "8", "--augs", "v2",
                    "--device", "cpu"]
-SECTIONS = ("scorer-precision", "scorer-workers", "detector")
+SECTIONS = ("scorer-precision", "scorer-workers", "detector", "scorer-base")
 
 
 def findbox(*args: str) -> list[str]:
@@ -173,6 +175,37 @@ def scorer_workers(work: Path, paths: dict) -> dict:
     return {"rows": rows}
 
 
+BASE_DATA = {"images": 40, "seed": 2400, "noise": "low"}
+
+
+def scorer_base(work: Path, paths: dict) -> dict:
+    """Time per epoch of a base-size SigLIP (224 px, width 768: the size users fine-tune, where bf16 matmuls
+    have work to do), random weights, so time only: fp32 and bf16 alternating, one epoch each."""
+    from common import bench_models
+
+    data, crops = work / "base_data", work / "base_crops"
+    if not (data / "vlm.jsonl").is_file():
+        subprocess.run(findbox("synth", str(data), "--images", str(BASE_DATA["images"]), "--seed",
+                               str(BASE_DATA["seed"]), "--noise", BASE_DATA["noise"], "--force"), check=True)
+    if not (crops / "manifest.jsonl").is_file():
+        subprocess.run(findbox("crops", "--data", str(data / "vlm.jsonl"), "--out", str(crops), "--val-fraction",
+                               "0.2", "--no-progress"), check=True)
+    init = bench_models("base")["scorer"]
+    rows = {}
+    for k, precision in enumerate(("fp32", "bf16", "bf16", "fp32")):
+        out = work / "runs" / f"base_{precision}_{k}"
+        cmd = findbox("train", "scorer", "--init", str(init), "--crops", str(crops), "--out", str(out), "--epochs",
+                      "1", "--lr", "2e-5", "--batch", "32", "--micro-batch", "16", "--augs", "v1", "--device", "cpu",
+                      "--no-progress", "--precision", precision, "--workers", "1")
+        row = timed_run(cmd, out, work)
+        metrics = json.loads((out / "metrics.json").read_text())
+        row.update(precision=metrics["precision"], train_s=[e["train_s"] for e in metrics["epochs"] if e["epoch"]],
+                   val_s=[e["val_s"] for e in metrics["epochs"]], steps=metrics["steps"],
+                   train_crops=metrics["train_crops"])
+        rows[f"base {precision}, run {k + 1}"] = row
+    return {"rows": rows, "data": BASE_DATA, "scorer": "siglip-base-patch16-224 sizes, random weights"}
+
+
 def detector_run(work: Path, paths: dict, name: str, cache: str, workers: int) -> dict:
     out = work / "runs" / name
     cmd = findbox("train", "detector", "--data", str(paths["detector_data"] / "vlm.jsonl"), "--out", str(out),
@@ -206,7 +239,7 @@ def main(argv: list[str] | None = None) -> int:
     started = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
     results = {"started": started, "scorer_data": SCORER_DATA, "load_before": load_average()}
     for section, fn in (("scorer-precision", scorer_precision), ("scorer-workers", scorer_workers),
-                        ("detector", detector)):
+                        ("detector", detector), ("scorer-base", scorer_base)):
         if section not in skip:
             print(section, flush=True)
             results[section.replace("-", "_")] = fn(work, paths)

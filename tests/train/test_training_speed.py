@@ -93,9 +93,14 @@ def test_cache_plan():
     assert cache_plan(Cache.OFF, images, 640, 10 * need).mode == "off"
 
 
-def test_cache_option_is_checked(tmp_path):
+def test_cache_and_patience_options_are_checked(tmp_path):
+    paths = dict(data=str(tmp_path / "d.jsonl"), out=str(tmp_path / "o"))
     with pytest.raises(ValueError, match="cache: expected one of auto, ram, off, got 'disk'"):
-        detector.DetectorTrainConfig(data=str(tmp_path / "d.jsonl"), out=str(tmp_path / "o"), cache="disk")
+        detector.DetectorTrainConfig(**paths, cache="disk")
+    with pytest.raises(ValueError, match="patience: expected 1 or more epochs, got 0"):
+        detector.DetectorTrainConfig(**paths, patience=0)
+    assert detector.DetectorTrainConfig(**paths).patience == 100  # ultralytics' own default: the recipe unchanged
+    assert detector.DetectorTrainConfig(**paths).cache is Cache.OFF  # measured no faster on the CPU
 
 
 def test_loader_workers_are_as_asked_and_on_cpu_at_most_one_per_core():
@@ -134,12 +139,13 @@ def test_detector_cache_and_workers_reach_ultralytics(tmp_path, seen_by_ultralyt
     out = tmp_path / "run"
     detector.train_detector(detector.DetectorTrainConfig(
         data=str(jsonl), out=str(out), model="yolov8n.yaml", stages="160:1", augs="none", batch=4, device="cpu",
-        workers=workers, cache=cache, warmup_epochs=0))
+        workers=workers, cache=cache, warmup_epochs=0, patience=7))
     (built,) = seen_by_ultralytics
     assert built["workers"] == workers
     assert built["cache"] == ("ram" if cache == "ram" else None)
     assert built["cached_images"] == (6 if cache == "ram" else 0)
     (stage,) = json.loads((out / "metrics.json").read_text())["stages"]
     assert stage["cache"]["mode"] == cache and stage["workers"] == workers
-    assert len(stage["epoch_s"]) == 1 and stage["epoch_s"][0] > 0
+    assert len(stage["epoch_s"]) == 1 and stage["epoch_s"][0] > 0 and stage["epochs_run"] == 1
+    assert "patience: 7" in (out / "stage1" / "args.yaml").read_text()  # the early stop reached ultralytics
     assert np.isfinite(stage["mAP50"])

@@ -329,7 +329,10 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
             run(findbox("train", "detector", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / name),
                         "--model", detector, "--stages", stages, *(["--warmup-epochs", "0"] if k else []),
                         "--batch", str(r.det_batch), "--nbs", str(r.det_nbs), "--augs", "v2", "--device", "cpu",
-                        "--workers", "2"), log)
+                        # the path the bundle was built on: ultralytics ran no loader process on the CPU and
+                        # cached nothing; `--cache auto` and CPU workers change the mosaic draws, so they wait for
+                        # a rebuild that measures them (benchmarks/train_speed.py measured a 2-epoch fine-tune)
+                        "--workers", "0", "--cache", "off"), log)
         detector = str(work / name / "detector.pt")
 
     # --- scorer ---------------------------------------------------------------------------

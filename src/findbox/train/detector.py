@@ -179,13 +179,17 @@ class DetectorTrainConfig:
     # ultralytics' warmup (at least 100 steps); 0 turns it off, for fine-tuning weights that are already trained
     warmup_epochs: float = option(3.0, help="LR warmup epochs (ultralytics warms at least 100 steps; 0 for none, "
                                             "when --model is already trained)")
+    # ultralytics' own default (100): within the recipe's 55 + 7 epochs it never stops; best.pt is kept either way
+    patience: int = option(100, help="stop a stage once validation fitness has not improved for this many epochs "
+                                     "(ultralytics' early stop; its best epoch's weights are kept either way)")
     val_fraction: float = option(VAL_FRACTION, help="last fraction of lines used for val")  # the original's split
     # "0,1" trains on both with DDP
     device: str | None = option(None, help="cpu, 0, or 0,1 for DDP over two GPUs (default: first GPU, else CPU)")
     workers: int = option(8, help="dataloader workers per device (on the CPU at most one per core)")
-    # decoding a 1520x870 JPEG and resizing it costs about as much as a small model's step on it, every epoch
-    cache: Cache = option(Cache.AUTO, help="keep the decoded, resized images in RAM between epochs: auto = when "
-                                           "twice their size is available (recorded in metrics.json), ram, off")
+    # off: on 2 CPU cores caching measured no faster (benchmarks/train_speed.py: 22.3 vs 23.0 s an epoch at 512)
+    # and it changes ultralytics' mosaic draws (no recent-image buffer), so it is not the default
+    cache: Cache = option(Cache.OFF, help="keep the decoded, resized images in RAM between epochs: auto = when "
+                                          "twice their size is available (recorded in metrics.json), ram, off")
     precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in TRAIN_PRECISIONS),
                                   help="training precision; auto = bf16 on a GPU that has it, else fp32")
     resume: bool = option(False, help="continue the interrupted run in --out")
@@ -222,6 +226,8 @@ class DetectorTrainConfig:
             raise ValueError(f"val_fraction: expected a value in (0, 1), got {self.val_fraction}")
         if self.nbs < 1:
             raise ValueError(f"nbs: expected a positive number of images, got {self.nbs}")
+        if self.patience < 1:
+            raise ValueError(f"patience: expected 1 or more epochs, got {self.patience}")
         if self.warmup_epochs < 0:
             raise ValueError(f"warmup_epochs: expected 0 or more, got {self.warmup_epochs}")
         if self.batch < 1:
@@ -300,8 +306,9 @@ def train_detector(cfg: DetectorTrainConfig) -> dict:
         if not best.is_file():
             raise RuntimeError(f"{name}: ultralytics finished without writing {best}")
         record = {"name": name, "imgsz": stage.imgsz, "epochs": stage.epochs, "weights": str(best.relative_to(out))}
+        epoch_s = _epoch_seconds(stage_dir)
         record.update(metrics, train_s=round(time.time() - started, 1), cache=cache.to_dict(), workers=workers,
-                      epoch_s=_epoch_seconds(stage_dir))
+                      epoch_s=epoch_s, epochs_run=None if epoch_s is None else len(epoch_s))
         state["stages"] = [s for s in state["stages"] if s["name"] != name] + [record]
         _write_json(state_path, state)
         LOG.info(f"{name}: {_format_metrics(record)}")
@@ -373,6 +380,7 @@ def _run_stage(weights, stage, stage_dir, data_yaml, cfg, augs, amp, cache: str 
             name=stage_dir.name,
             exist_ok=True,  # this run owns DIR/stageN; a fresh run refused to start over an old one
             warmup_epochs=cfg.warmup_epochs,
+            patience=cfg.patience,
             **{**RECIPE, "nbs": cfg.nbs},
         )
         return _metrics_from(model.metrics)

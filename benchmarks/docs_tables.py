@@ -827,62 +827,6 @@ def train_speed_scorer() -> list[str]:
     """train_speed.py: scorer epochs in fp32 against bf16 autocast, and with 0, 1, 2 loader processes."""
     r = _json(RESULTS / "train_speed.json")
     rows = ["| run | precision | loader processes | s per epoch (training steps) | s per validation | "
-            "val accuracy after each epoch | 1-min load before / after |", "|---|---|---|---|---|---|---|"]
-    sections = [r.get("scorer_precision", {}).get("rows", {}), r.get("scorer_workers", {}).get("rows", {})]
-    for section in sections:
-        for name, row in section.items():
-            accuracy = " ".join(f"{a:.3f}" for a in row["val_accuracy"][1:])
-            rows.append(f"| {name} | {row['precision']} | {row['workers']} | {_epoch_s(row['train_s'])} | "
-                        f"{_epoch_s(row['val_s'])} | {accuracy} | {_load(row)} |")
-    summary = r.get("scorer_precision", {}).get("summary", {})
-    lines = [f"{kind}: bf16 {s['speedup']:.2f}x fp32's epoch (median {s['median_epoch_train_s']['fp32']:.1f} -> "
-             f"{s['median_epoch_train_s']['bf16']:.1f} s)" for kind, s in summary.items()]
-    data = r["scorer_data"]
-    first = next(iter(sections[0].values()), None) or next(iter(sections[1].values()))
-    return rows + ["", "; ".join(lines) + (". " if lines else "") +
-                   f"{first['train_crops']} train and {first['val_queries']} val crops of `findbox synth` "
-                   f"({data['images']} images, seed {data['seed']}, noise {data['noise']}); val accuracy over "
-                   f"{first['val_queries']} captions. " + _provenance(r)]
-
-
-def train_speed_detector() -> list[str]:
-    """train_speed.py: detector epochs with the decoded images cached in RAM or not, and 0-2 loader processes."""
-    r = _json(RESULTS / "train_speed.json")
-    d = r["detector"]
-    rows = ["| cache | loader processes | s per epoch (training + validation) | stage total s (with caching) | "
-            "mAP50 | mAP50-95 | 1-min load before / after |", "|---|---|---|---|---|---|---|"]
-    for row in d["rows"].values():
-        rows.append(f"| {row['cache']['mode']} | {row['workers']} | {' / '.join(f'{s:.1f}' for s in row['epoch_s'])} | "
-                    f"{row['train_s']:.1f} | {row['mAP50']:.3f} | {row['mAP50-95']:.3f} | {_load(row)} |")
-    data = d["data"]
-    cache = next(iter(d["rows"].values()))["cache"]
-    return rows + ["", f"The demo detector fine-tuned 2 epochs at imgsz 512 (batch 8, augs v2) on `findbox synth` "
-                       f"({data['images']} images, seed {data['seed']}, noise {data['noise']}: 80 train, 20 val); the "
-                       f"decoded images take {cache['need_mb']:.0f} MB. " + _provenance(r)]
-
-
-TABLES.update({"train-speed-scorer": train_speed_scorer, "train-speed-detector": train_speed_detector})
-
-
-# --- training speed (train_speed.py): docs/TRAIN_SCORER.md and docs/TRAIN_DETECTOR.md ----------------------
-
-
-def _epoch_s(values: list[float]) -> str:
-    """Seconds per epoch: the median, and the range when there are several."""
-    import statistics
-
-    med = statistics.median(values)
-    return f"{med:.1f}" if len(values) == 1 else f"{med:.1f} ({min(values):.1f}-{max(values):.1f})"
-
-
-def _load(row: dict) -> str:
-    return f"{row['load_1min_before']:.1f} / {row['load_1min_after']:.1f}"
-
-
-def train_speed_scorer() -> list[str]:
-    """train_speed.py: scorer epochs in fp32 against bf16 autocast, and with 0, 1, 2 loader processes."""
-    r = _json(RESULTS / "train_speed.json")
-    rows = ["| run | precision | loader processes | s per epoch (training steps) | s per validation | "
             "val accuracy after each epoch (in the run's precision) | saved weights' val accuracy in fp32 | "
             "1-min load before / after |", "|---|---|---|---|---|---|---|---|"]
     sections = [r.get("scorer_precision", {}).get("rows", {}), r.get("scorer_workers", {}).get("rows", {})]

@@ -65,33 +65,47 @@ TOWER_PREFIXES = {
 
 
 # --precision auto on a CPU that multiplies bf16 in hardware (avx512_bf16, AMX): bf16 autocast, fp32 master
-# weights. Off until benchmarks/train_speed.py has measured that it keeps accuracy (docs/TRAIN_SCORER.md).
-AUTO_BF16_ON_CPU = False
+# weights, for towers at least this wide. Measured (benchmarks/train_speed.py, docs/TRAIN_SCORER.md "Training
+# speed"): a base-size SigLIP (width 768) trained an epoch 2.1x faster in bf16 with the same losses; the demo's
+# small one (width 128) 7% slower, its matrices too small for AMX to pay, and it reached the same accuracy in
+# either (two seeds from random weights). Widths in between were not measured, so they stay fp32.
+AUTO_BF16_MIN_WIDTH = 768
 
 
-def auto_training_precision(device_type: str, cpu_flags: set[str] | frozenset[str],
-                            cuda_bf16: bool = False) -> Precision:
+def auto_training_precision(device_type: str, cpu_flags: set[str] | frozenset[str], cuda_bf16: bool = False,
+                            width: int | None = None) -> Precision:
     """What `--precision auto` trains in: bf16 on a GPU that has it (the original's), else fp16 with loss scaling;
-    on the CPU bf16 only where it runs in hardware (`AUTO_BF16_ON_CPU`: emulated bf16 is slower than fp32).
-    A pure function of its arguments, so every case is testable."""
+    on the CPU bf16 only where it runs in hardware (emulated bf16 is slower than fp32) and the image tower is at
+    least `AUTO_BF16_MIN_WIDTH` wide (`width`: its hidden size; None = unknown). A pure function, so every case
+    is testable."""
     from findbox.device import BF16_FLAGS
 
     if device_type == "cuda":
         return Precision.BF16 if cuda_bf16 else Precision.FP16
-    if device_type == "cpu" and AUTO_BF16_ON_CPU and {f.lower() for f in cpu_flags} & BF16_FLAGS:
+    if (device_type == "cpu" and {f.lower() for f in cpu_flags} & BF16_FLAGS
+            and width is not None and width >= AUTO_BF16_MIN_WIDTH):
         return Precision.BF16
     return Precision.FP32
 
 
-def resolve_training_precision(precision: Precision, device: torch.device) -> Precision:
-    """AUTO -> this machine's choice (`auto_training_precision`); any other precision as given."""
+def tower_width(folder: str | Path) -> int | None:
+    """The image tower's hidden size from a save_pretrained folder's config.json (SigLIP and CLIP), or None."""
+    try:
+        width = json.loads((Path(folder) / "config.json").read_text()).get("vision_config", {}).get("hidden_size")
+    except (OSError, ValueError, AttributeError):
+        return None
+    return width if isinstance(width, int) else None
+
+
+def resolve_training_precision(precision: Precision, device: torch.device, width: int | None = None) -> Precision:
+    """AUTO -> this machine's choice for a tower this wide (`auto_training_precision`); any other as given."""
     if precision != Precision.AUTO:
         return precision
     from findbox.device import cpu_flags
 
     on_gpu = device.type == "cuda"
     return auto_training_precision(device.type, cpu_flags() if device.type == "cpu" else set(),
-                                   on_gpu and torch.cuda.is_bf16_supported())
+                                   on_gpu and torch.cuda.is_bf16_supported(), width)
 
 
 def parse_betas(text: str) -> tuple[float, float]:
@@ -147,9 +161,11 @@ class TrainScorerConfig:
     # 0: the sigmoid loss alone, the original's
     listwise_weight: float = option(0.0, help="weight of the per-image softmax over its crops for each caption")
     freeze: Freeze = option(Freeze.NONE, help="tower to keep fixed")
-    # bf16 on GPU (the original's), fp32 on CPU
+    # bf16 on GPU (the original's); on the CPU by measurement (`auto_training_precision`)
     precision: Precision = option(Precision.AUTO, choices=tuple(p.value for p in PRECISIONS),
-                                  help="auto: bf16 on GPU, fp32 on CPU")
+                                  help="autocast of the forwards, weights stay fp32; auto: bf16 on GPU, on the CPU "
+                                       "bf16 where it has bf16 matmuls and the image tower is base size or wider, "
+                                       "else fp32")
     # under `accelerate launch` the launcher decides
     device: str = option("auto", help="auto, cpu, cuda or cuda:N")
     seed: int = option(0, help="seed of the batches, augmentations and initialisation")
@@ -262,7 +278,7 @@ def setup(config: TrainScorerConfig) -> Run:
     device = resolve_device(config.device)
     if device.type == "cuda" and device.index is not None:
         torch.cuda.set_device(device)  # accelerate uses the current CUDA device of a single process
-    precision = resolve_training_precision(config.precision, device)
+    precision = resolve_training_precision(config.precision, device, tower_width(config.init))
     if precision == Precision.FP16 and device.type != "cuda":
         raise ValueError("precision: fp16 needs a CUDA device (loss scaling); use bf16 or fp32 on the CPU")
     if precision == Precision.BF16 and device.type == "cpu" and not cpu_has_fast_bf16():

@@ -47,7 +47,7 @@ def _quant_options(method: str) -> dict:
             "op_types_to_quantize": ["MatMul", "Conv", "Gemm"],
             "calibrate_method": CalibrationMethod[method],
             # the linear layers only: attention's two activation x activation products stay fp32
-            "extra_options": {"MatMulConstBOnly": True, "CalibMaxIntermediateOutputs": 64}}
+            "extra_options": {"MatMulConstBOnly": True}}
 
 
 class _Feeds:

@@ -195,3 +195,18 @@ def test_calibrate_refuses_what_it_cannot_measure(tiny_models, val_data, cache_e
                      cache_env)
     assert done.returncode == 2 and "--scorer: expected a transformers save_pretrained folder" in done.stderr
     assert not any(Path(tiny_models["scorer"]).glob(CALIBRATION_FILE))
+
+
+def test_calibrate_without_crops_measures_no_static_int8_and_says_why(tiny_models, val_data, cache_env, tmp_path):
+    """A detector that proposes nothing on the data leaves the image tower without calibration crops: the
+    static row is not measured and no ranges are kept (before: `calibrate` stopped with exit 2 there)."""
+    scorer = tmp_path / "scorer"
+    shutil.copytree(tiny_models["scorer"], scorer)
+    args = tiny_serve_args({**tiny_models, "scorer": scorer}, upscaler=False)
+    done = calibrate(["--data", str(val_data), *args, "--conf", "0.999"], cache_env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "no static int8: the fp32 run fed the image tower no crops to calibrate it on" in done.stderr
+    record = json.loads((scorer / CALIBRATION_FILE).read_text())
+    assert "int8_static" not in record
+    assert ("int8", "onnxruntime-static") not in {(r["precision"], r["backend"]) for r in record["results"]}
+    assert ("int8", "onnxruntime") in {(r["precision"], r["backend"]) for r in record["results"]}

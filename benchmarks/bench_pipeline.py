@@ -18,7 +18,9 @@ Workloads (synthetic 1520x870 frames from findbox.synth, medium noise):
   c          one instance per request, each image sent 4 times (one caption each)
   captions   time against captions per image (--captions, e.g. 1,2,8; 4 is workload a)
   max_det    time against boxes per image (--max-dets, e.g. 5,20; 10 is workload a)
---variants adds findbox contenders to a and b (bf16-mixed, bf16, int8, onnx, compile).
+--variants adds findbox contenders to a and b (bf16-mixed, bf16, int8, int8-static, onnx, compile);
+int8-static is `--precision int8` after `findbox calibrate`: static int8 towers, ranges from the
+fp32 pipeline's crops and captions on 4 scenes apart from the measured ones (setup time, apart).
 
 Timings are noisy on a shared machine: contenders alternate order on every request
 (findbox, reference, findbox, ...), every ratio is the median of per-request ratios over
@@ -163,9 +165,26 @@ VARIANT_OPTIONS = {  # --variants: extra findbox contenders of workloads a and b
     "bf16-mixed": dict(precision="bf16-mixed"),
     "bf16": dict(precision="bf16"),
     "int8": dict(precision="int8"),
+    "int8-static": dict(precision="int8", static=True),  # built by static_int8_pipeline
     "onnx": dict(scorer_backend="onnx", precision="fp32"),
     "compile": dict(compile=True),
 }
+
+
+def static_int8_pipeline(options: dict) -> Pipeline:
+    """The pipeline of `--precision int8` with static ranges, calibrated as `findbox calibrate` does on 4 scenes
+    of their own (indices 70000-70003; the measured ones start at 0)."""
+    from static_int8 import collect
+
+    from findbox.score.int8_static import calibrate_scorer
+    from findbox.score.onnx import OnnxScorer
+    from findbox.score.transformers import TransformersScorer
+
+    ranges = calibrate_scorer(TransformersScorer.from_pretrained(options["scorer"]),
+                              collect(options, scenes(4, start=70_000)))
+    pipe = load_pipeline(**options, precision="fp32")
+    pipe.scorer = OnnxScorer.from_scorer(pipe.scorer, int8=True, static=ranges)
+    return pipe
 
 
 def ints(text: str) -> list[int]:
@@ -233,7 +252,10 @@ def main() -> None:
                   "findbox fp32": contender(fp32_pipe, "fp32")}
     for name in variants:
         t = time.perf_counter()
-        pipe = load_pipeline(**{**options, **VARIANT_OPTIONS[name]})
+        if name == "int8-static":
+            pipe = static_int8_pipeline(options)
+        else:
+            pipe = load_pipeline(**{**options, **VARIANT_OPTIONS[name]})
         findbox_fn(pipe, {})(warm)  # export / compile / warm-up happen here, timed apart
         setup_s = time.perf_counter() - t
         print(f"  {name}: load + first request {setup_s:.1f}s", flush=True)

@@ -684,11 +684,15 @@ DEMO_CALIBRATION = MANIFEST.parent / "scorer" / "findbox_calibration.json"
 def demo_calibration() -> list[str]:
     """`findbox calibrate`'s record shipped beside the demo scorer: each path against fp32 through the pipeline."""
     r = _json(DEMO_CALIBRATION)
-    rows = ["| path | same box as fp32 | accuracy |", "|---|---|---|"]
+    rows = ["| path | same box as fp32 | accuracy | instances/s (whole pipeline, this run) |", "|---|---|---|---|"]
     for p in r["results"]:
-        backend = {"onnxruntime": "ONNX Runtime"}.get(p["backend"], p["backend"])
-        rows.append(f"| {p['precision']} ({backend}) | {_pct(p['same_box'])} | {p['accuracy']:.4f} |")
+        backend = BACKEND_LABELS.get(p["backend"], p["backend"])
+        rows.append(f"| {p['precision']} ({backend}) | {_pct(p['same_box'])} | {p['accuracy']:.4f} | "
+                    f"{p['instances_per_s']:.2f} |")
     return rows
+
+
+BACKEND_LABELS = {"onnxruntime": "ONNX Runtime", "onnxruntime-static": "ONNX Runtime, static scales"}
 
 
 def small_crops_speed() -> list[str]:
@@ -879,6 +883,46 @@ def train_speed_detector() -> list[str]:
 
 TABLES.update({"train-speed-scorer": train_speed_scorer, "train-speed-scorer-base": train_speed_scorer_base,
                "train-speed-detector": train_speed_detector})
+
+
+def static_int8_towers() -> list[str]:
+    """static_int8.py: each tower's time per row by batch size, against the int8 matmul floor."""
+    r = _json(RESULTS / "static_int8.json")
+    rows = ["| tower | rows per forward | scorer | ms per row, median (min-max) | of the int8 floor |",
+            "|---|---|---|---|---|"]
+    for tower, batches in r["speed"].items():
+        for batch, contenders in batches.items():
+            for name, c in contenders.items():
+                shown = "1 (one row a forward, always)" if name == "int8 dynamic" else batch
+                cell = _spread(1000 * c["median_s"], 1000 * c["min_s"], 1000 * c["max_s"])
+                share = f"{100 * c['of_int8_floor']:.0f}%"
+                if name == "int8 static":
+                    cell, share = f"**{cell}**", f"**{share}**"
+                rows.append(f"| {tower} | {shown} | {name} | {cell} | {share} |")
+    s, b = r["settings"], r["batch_independence"]
+    return rows + ["", f"{s['scorer']}, input {s['size_hw'][0]}x{s['size_hw'][1]}; floors (the tower's FLOPs at "
+                       f"{r['int8_matmul_peak_gflops']:.0f} GFLOP/s, torch._int_mm): image "
+                       f"{1000 * r['floor_s']['image']:.2f} ms a crop, text {1000 * r['floor_s']['text']:.2f} ms a "
+                       f"caption. Ranges ({s['method']}) from {s['calibration_rows']['image']} crops and "
+                       f"{s['calibration_rows']['text']} captions of {s['calib_frames']} synthetic scenes through the "
+                       f"fp32 pipeline. Static int8, each row alone against all {b['rows'][0]} crops / {b['rows'][1]} "
+                       f"captions in one forward: largest difference {b['image_max_abs_diff']:.1e} (image), "
+                       f"{b['text_max_abs_diff']:.1e} (text). " + _provenance(r)]
+
+
+def static_int8_tried() -> list[str]:
+    """static_int8.py: the other routes to static int8 and how far each went here."""
+    r = _json(RESULTS / "static_int8.json")
+    labels = {"openvino_nncf": "OpenVINO with NNCF", "torch_ao_fx": "torch.ao FX graph mode (`prepare_fx`, x86)",
+              "pt2e_x86_inductor": "PT2E (`torch.export` + `X86InductorQuantizer`)"}
+    rows = ["| route | outcome on the image tower |", "|---|---|"]
+    for key, row in r["alternatives"].items():
+        outcome = "prepared (not timed)" if row["ok"] else f"`{row['error'].replace('|', '/')}`"
+        rows.append(f"| {labels.get(key, key)} | {outcome} |")
+    return rows
+
+
+TABLES.update({"static-int8-towers": static_int8_towers, "static-int8-tried": static_int8_tried})
 
 
 

@@ -183,16 +183,11 @@ def _collect(pipeline, inputs) -> None:
 
 def _static_ranges(config, detector, inputs) -> dict:
     """Static int8 ranges of the scorer's exported towers on `inputs` (`findbox.score.int8_static`)."""
-    import onnx
-
     from findbox.factory import compose_pipeline
-    from findbox.score.int8_static import calibrate_ranges
-    from findbox.score.onnx import exported_towers
+    from findbox.score.int8_static import calibrate_scorer
 
     scorer = compose_pipeline(dataclasses.replace(config, precision="fp32", scorer_backend="torch"), detector).scorer
-    towers = exported_towers(scorer)
-    text_inputs = [i.name for i in onnx.load(str(towers["text"])).graph.input]
-    return calibrate_ranges(towers, inputs.feeds(scorer, text_inputs))
+    return calibrate_scorer(scorer, inputs)
 
 
 def _pipeline(config, detector, precision: str, backend: str, static: dict | None = None):

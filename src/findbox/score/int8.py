@@ -4,8 +4,10 @@
 channel) and quantises its input per forward at run time, so it needs no calibration data.
 Attention products, layer norms, GELU and the embeddings stay fp32. As that input scale is
 one per forward, int8 scorers run each crop and caption in a forward of its own
-(`one_forward_per_row`): a crop's score never depends on what it was batched with (as fast
-here: the int8 kernels gain nothing from batching). Two implementations:
+(`one_forward_per_row`): a crop's score never depends on what it was batched with. This is
+the int8 path of a scorer without static ranges; where `findbox calibrate` stored them,
+`--precision int8` runs the static towers of `findbox.score.int8_static` instead (scales fixed
+once, so crops and captions batch). Two implementations of the dynamic path:
 
 - `quantize_onnx_towers`: ONNX Runtime's `quantize_dynamic` on the exported towers
   (`findbox.score.onnx`): the faster here (VNNI kernels, fused graph), the int8 default.

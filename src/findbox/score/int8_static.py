@@ -106,6 +106,19 @@ def calibrate_ranges(paths: dict[str, Path], feeds: dict[str, list[dict[str, np.
             "onnxruntime": onnxruntime.__version__, "towers": towers}
 
 
+def calibrate_scorer(scorer, inputs: "CalibrationInputs", method: str = DEFAULT_METHOD) -> dict:
+    """The "int8_static" entry of a record for a transformers `scorer` (fp32, on torch, not the one `inputs`
+    watched: that one's tower calls are wrapped): its towers exported as `--scorer-backend onnx` does
+    and calibrated on what `inputs` kept."""
+    import onnx
+
+    from findbox.score.onnx import exported_towers
+
+    towers = exported_towers(scorer)
+    text_inputs = [i.name for i in onnx.load(str(towers["text"])).graph.input]
+    return calibrate_ranges(towers, inputs.feeds(scorer, text_inputs), method)
+
+
 def ranges_fit_this_export(static: dict) -> str | None:
     """None when stored ranges were made for exports like this findbox's; else why not (for the log)."""
     import torch

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 import logging
 
 import numpy as np
@@ -11,8 +10,8 @@ import torch
 
 from findbox.bundle import bundled_paths
 from findbox.config import PipelineConfig, Precision, ScorerBackend
-from findbox.factory import run_precision
-from findbox.calibration import CALIBRATION_FILE, MAX_ACCURACY_CHANGE, MIN_SAME_BOX, Calibration, Measured
+from findbox.factory import precision_choice, run_precision
+from findbox.calibration import MAX_ACCURACY_CHANGE, MIN_SAME_BOX, Calibration, Measured
 from findbox.device import BF16_FLAGS, VNNI_FLAGS, auto_choice, choose_precision, cpu_flags, resolve_precision
 
 ZEN4 = {"avx2", "avx512f", "avx512_bf16", "avx512_vnni"}
@@ -232,13 +231,13 @@ def test_precision_path_agrees_with_fp32_on_the_demo_bundle(precision, scenes, f
                            str(bundled_paths()["scorer"]))
     assert f"precision {chosen.value}{' (auto)' if precision == 'auto' else ''} on cpu" in caplog.text
     if precision == "auto" and cpu_flags() & VNNI_FLAGS:
-        # the bundle ships the record `findbox calibrate` wrote for it: int8 is unlocked by measurement, on the
-        # first int8 path of this machine whose row kept fp32's answers (static scales first: they batch)
-        record = Calibration.from_json(
-            json.loads((bundled_paths()["scorer"] / CALIBRATION_FILE).read_text()), "demo record")
-        kept = next(b for b in ("onnxruntime-static", "onnxruntime") if record.keeps_answers("int8", b))
-        assert chosen == Precision.INT8 and f"(calibrated on {kept}:" in caplog.text
-        assert pipeline.scorer.info["backend"] == kept
+        # the bundle ships the record its build's `findbox calibrate` wrote: auto decides from it (the rule's
+        # cases are the tests above), and the pipeline runs the backend the record's choice names
+        choice = precision_choice(PipelineConfig(device="cpu"), torch.device("cpu"), str(bundled_paths()["scorer"]))
+        assert chosen == choice.precision and choice.note.startswith("calibrated"), choice
+        assert f"precision {chosen.value} (auto) on cpu ({choice.note})" in caplog.text  # the load log
+        if choice.backend is not None and choice.precision == Precision.INT8:
+            assert pipeline.scorer.info["backend"] == choice.backend
     if chosen == Precision.BF16:
         assert pipeline.scorer.dtype == torch.bfloat16
     if chosen == Precision.INT8:
@@ -268,6 +267,33 @@ def test_int8_on_the_onnx_backend_and_auto_there(demo_bundle, onnx_cache, caplog
     assert all(".static" in p.name for p in pipeline.scorer.paths.values())
     with caplog.at_level(logging.INFO, logger="findbox"):
         auto = load_pipeline(device="cpu", scorer_backend="onnx", image_cache=0, detector_backend=DETECTOR)
-    chosen = Precision.INT8 if cpu_flags() & VNNI_FLAGS else Precision.FP32  # the bundle's record: int8 kept
-    assert f"precision {chosen.value} (auto) on cpu" in caplog.text
-    assert auto.scorer.info.get("precision", "fp32") == chosen.value
+    # auto reads the bundle's record for the ONNX backend's paths (int8 static and dynamic; no bf16 there)
+    choice = precision_choice(PipelineConfig(device="cpu", scorer_backend="onnx"), torch.device("cpu"),
+                              str(bundled_paths()["scorer"]))
+    assert f"precision {choice.precision.value} (auto) on cpu" in caplog.text
+    assert auto.scorer.info.get("precision", "fp32") == choice.precision.value
+    if cpu_flags() & VNNI_FLAGS:
+        assert choice.note.startswith("calibrated"), choice.note  # the record decided, not the fallback
+
+
+def timed(*rows: tuple[str, str, float, float]) -> Calibration:
+    """A record with speeds: (precision, backend, same_box, instances_per_s) per row, fp32 first."""
+    return Calibration({"model.safetensors": "0" * 64},
+                       tuple(Measured(p, b, same, 0.90, speed) for p, b, same, speed in rows), frozenset(), 500)
+
+
+@pytest.mark.parametrize("calibration, expected, backend, note", [
+    # the record's own speeds order the paths that kept the answers: dynamic int8 measured faster than static
+    (timed(("fp32", "torch", 1.0, 2.0), ("int8", "onnxruntime-static", 1.0, 5.0), ("int8", "onnxruntime", 1.0, 6.0),
+           ("bf16", "torch", 1.0, 4.0)), Precision.INT8, "onnxruntime", "calibrated on onnxruntime: 100.0%"),
+    (timed(("fp32", "torch", 1.0, 2.0), ("int8", "onnxruntime-static", 1.0, 5.0), ("int8", "onnxruntime", 0.9, 6.0),
+           ("bf16", "torch", 1.0, 5.5)), Precision.BF16, "torch", "calibrated on torch: 100.0%"),
+    # no path that kept the answers was measurably faster than fp32 (a scorer the detector's time dwarfs)
+    (timed(("fp32", "torch", 1.0, 29.46), ("bf16", "torch", 1.0, 29.48), ("int8", "onnxruntime-static", 0.998, 27.97),
+           ("int8", "onnxruntime", 1.0, 28.22)), Precision.FP32, None,
+     "calibrated: no path that kept fp32's answers ran 5% faster than fp32 (best: bf16 on torch 1.00x)"),
+])
+def test_auto_takes_the_fastest_measured_path_that_kept_the_answers(calibration, expected, backend, note):
+    choice = auto_choice("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, calibration=calibration, int8_static=True)
+    assert (choice.precision, choice.backend) == (expected, backend), choice
+    assert choice.note.startswith(note), choice.note

@@ -19,6 +19,10 @@ VNNI_FLAGS = frozenset({"avx512_vnni", "avx_vnni", "amx_int8"})
 # 60-65% of a random base-size scorer's (docs/BENCHMARKS.md), so a checkpoint's own data decides.
 # Without a record auto runs fp32: bf16 too was measured on one trained checkpoint only (the demo).
 UNCALIBRATED = Precision.FP32
+# a path auto takes from a record must have run the pipeline this much faster than fp32 in the same
+# `findbox calibrate` (its instances/s): where the scorer is a small part of the time (the demo: the
+# detector at imgsz 1280), precisions differ by noise, and noise is not worth a changed box
+MIN_SPEEDUP = 1.05
 
 
 def resolve_device(device: str) -> torch.device:
@@ -80,11 +84,13 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     (avx512_bf16, AMX; elsewhere it is emulated, slower than fp32) on the torch backend (ONNX
     Runtime has no bf16 path here). int8_static: the record holds static int8 ranges this machine can
     build towers from (`findbox.score.int8_static`): static int8 ("onnxruntime-static", crops batched)
-    then comes first, before dynamic int8. auto takes the first of these that `calibration` (the
+    then comes first, before dynamic int8. auto takes, of these, the paths that `calibration` (the
     scorer's record, or None) shows keeping the answers on the same backend
     (`Calibration.keeps_answers`): a path this machine lacks is never taken, whatever the record
-    says. Without a record, or when no path kept the answers, `UNCALIBRATED` (fp32). A pure
-    function of its arguments, so every case is testable.
+    says. Where the record timed every path (instances/s), the fastest of them, and only if it ran
+    at least MIN_SPEEDUP times fp32's rate; a record without times: the first in the order above.
+    Without a record, or when no path kept the answers (or none was faster), `UNCALIBRATED`
+    (fp32). A pure function of its arguments, so every case is testable.
     """
     if device_type == "cuda":
         return AutoChoice(Precision.FP16)
@@ -105,11 +111,22 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     if calibration is None:
         unlock = " or ".join(dict.fromkeys(p.value for p, _ in paths))
         return AutoChoice(UNCALIBRATED, f"uncalibrated: `findbox calibrate` can unlock {unlock}")
-    for precision, path_backend in paths:
-        if calibration.keeps_answers(precision.value, path_backend):
-            same = calibration.find(precision.value, path_backend).same_box
-            return AutoChoice(precision, f"calibrated on {path_backend}: {same:.1%} of fp32's boxes on "
-                                         f"{calibration.instances} instances", path_backend)
+    kept = [(p, b) for p, b in paths if calibration.keeps_answers(p.value, b)]
+    speeds = {(p, b): calibration.find(p.value, b).instances_per_s for p, b in kept}
+    fp32_speed = calibration.reference().instances_per_s
+    if kept and fp32_speed and all(speeds.values()):
+        # the record timed each path through the pipeline on this scorer: that order, not the usual one, and
+        # only a path measurably faster than fp32 is worth any change of answers
+        kept.sort(key=lambda pb: -speeds[pb])
+        best = kept[0]
+        if speeds[best] < MIN_SPEEDUP * fp32_speed:
+            return AutoChoice(UNCALIBRATED, f"calibrated: no path that kept fp32's answers ran "
+                                            f"{MIN_SPEEDUP - 1:.0%} faster than fp32 (best: {best[0].value} on "
+                                            f"{best[1]} {speeds[best] / fp32_speed:.2f}x)")
+    for precision, path_backend in kept:
+        same = calibration.find(precision.value, path_backend).same_box
+        return AutoChoice(precision, f"calibrated on {path_backend}: {same:.1%} of fp32's boxes on "
+                                     f"{calibration.instances} instances", path_backend)
     # say what the record measured for this machine's paths: a record of another int8 backend measures none
     measured = [f"{p.value} on {b} {m.same_box:.1%} of fp32's boxes" for p, b in paths
                 if (m := calibration.find(p.value, b))]

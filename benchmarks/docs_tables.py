@@ -888,22 +888,24 @@ TABLES.update({"train-speed-scorer": train_speed_scorer, "train-speed-scorer-bas
 def static_int8_towers() -> list[str]:
     """static_int8.py: each tower's time per row by batch size, against the int8 matmul floor."""
     r = _json(RESULTS / "static_int8.json")
-    rows = ["| tower | rows per forward | scorer | ms per row, median (min-max) | of the int8 floor |",
-            "|---|---|---|---|---|"]
+    rows = ["| tower | rows per forward | scorer | ms per row, median (min-max) | of the int8 floor (torch) | "
+            "of ONNX Runtime's int8 floor |", "|---|---|---|---|---|---|"]
     for tower, batches in r["speed"].items():
         for batch, contenders in batches.items():
             for name, c in contenders.items():
                 shown = "1 (one row a forward, always)" if name == "int8 dynamic" else batch
                 cell = _spread(1000 * c["median_s"], 1000 * c["min_s"], 1000 * c["max_s"])
-                share = f"{100 * c['of_int8_floor']:.0f}%"
+                share, ort = f"{100 * c['of_int8_floor']:.0f}%", f"{100 * c['of_onnxruntime_int8_floor']:.0f}%"
                 if name == "int8 static":
-                    cell, share = f"**{cell}**", f"**{share}**"
-                rows.append(f"| {tower} | {shown} | {name} | {cell} | {share} |")
+                    cell, share, ort = f"**{cell}**", f"**{share}**", f"**{ort}**"
+                rows.append(f"| {tower} | {shown} | {name} | {cell} | {share} | {ort} |")
     s, b = r["settings"], r["batch_independence"]
     return rows + ["", f"{s['scorer']}, input {s['size_hw'][0]}x{s['size_hw'][1]}; floors (the tower's FLOPs at "
-                       f"{r['int8_matmul_peak_gflops']:.0f} GFLOP/s, torch._int_mm): image "
-                       f"{1000 * r['floor_s']['image']:.2f} ms a crop, text {1000 * r['floor_s']['text']:.2f} ms a "
-                       f"caption. Ranges ({s['method']}) from {s['calibration_rows']['image']} crops and "
+                       f"the int8 matmul peak: {r['int8_matmul_peak_gflops']:.0f} GOP/s torch._int_mm, "
+                       f"{r['onnxruntime_int8_peak_gops']:.0f} GOP/s ONNX Runtime MatMulInteger): image "
+                       f"{1000 * r['floor_s']['image']:.2f} / {1000 * r['floor_s']['image_onnxruntime']:.2f} ms a "
+                       f"crop, text {1000 * r['floor_s']['text']:.2f} / {1000 * r['floor_s']['text_onnxruntime']:.2f} "
+                       f"ms a caption. Ranges ({s['method']}) from {s['calibration_rows']['image']} crops and "
                        f"{s['calibration_rows']['text']} captions of {s['calib_frames']} synthetic scenes through the "
                        f"fp32 pipeline. Static int8, each row alone against all {b['rows'][0]} crops / {b['rows'][1]} "
                        f"captions in one forward: largest difference {b['image_max_abs_diff']:.1e} (image), "

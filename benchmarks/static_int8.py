@@ -9,7 +9,8 @@ answers independent of the batch, the demo bundle's record, and the other ways t
 2. Each tower on the kept crops and captions, per row, at each --batches size: fp32 on torch, dynamic
    int8 (ONNX Runtime; one crop a forward, as it runs: its scales are computed per forward) and static
    int8 (the batch as given). Runs alternate in order; medians of --reps. Each row's floor is the
-   tower's FLOPs (`bench_flops.count_flops`) at this machine's int8 matmul peak (torch._int_mm):
+   tower's FLOPs (`bench_flops.count_flops`) at this machine's int8 matmul peak (torch._int_mm, AMX
+   where the CPU has it), and at ONNX Runtime's own (MatMulInteger, the kernels the int8 towers run):
    "of floor" = floor / time.
 3. Batch independence: static int8 on the same crops and captions at batch 1 and at the largest batch.
 4. The demo bundle: the rows of its calibration record (`findbox calibrate`, written by its build).
@@ -54,6 +55,31 @@ def collect(options: dict, frames) -> CalibrationInputs:
     return inputs
 
 
+def onnxruntime_int8_peak(n: int = 2048, repeats: int = 5) -> float:
+    """Best GOP/s of ONNX Runtime's CPU MatMulInteger (uint8 x int8 -> int32, the kernels its int8 towers
+    run) on an n x n x n product with a constant weight: the floor of what ONNX Runtime's int8 can do here."""
+    import onnxruntime
+    from onnx import TensorProto, helper, numpy_helper
+
+    rng = np.random.default_rng(0)
+    weight = numpy_helper.from_array(rng.integers(-128, 127, (n, n), dtype=np.int8), "b")
+    graph = helper.make_graph([helper.make_node("MatMulInteger", ["a", "b"], ["c"])], "int8_peak",
+                              [helper.make_tensor_value_info("a", TensorProto.UINT8, [n, n])],
+                              [helper.make_tensor_value_info("c", TensorProto.INT32, [n, n])], [weight])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    options = onnxruntime.SessionOptions()
+    options.intra_op_num_threads = torch.get_num_threads()
+    session = onnxruntime.InferenceSession(model.SerializeToString(), options, providers=["CPUExecutionProvider"])
+    feed = {"a": rng.integers(0, 255, (n, n), dtype=np.uint8)}
+    session.run(None, feed)
+    best = float("inf")
+    for _ in range(repeats):
+        t = time.perf_counter()
+        session.run(None, feed)
+        best = min(best, time.perf_counter() - t)
+    return 2 * n**3 / best / 1e9
+
+
 def timed_rows(fn, rows, batch: int) -> float:
     """Seconds per row of `fn` over `rows` in batches of `batch`."""
     t = time.perf_counter()
@@ -80,10 +106,12 @@ def speed(scorers: dict, pixels: torch.Tensor, captions: list[str], batches: lis
                 for name, times in seconds.items():
                     median = float(np.median(times))
                     row = {"median_s": median, "min_s": min(times), "max_s": max(times),
-                           "of_int8_floor": floors[tower] / median}
+                           "of_int8_floor": floors[tower] / median,
+                           "of_onnxruntime_int8_floor": floors[f"{tower}_onnxruntime"] / median}
                     out.setdefault(tower, {}).setdefault(str(batch), {})[name] = row
                     print(f"  {tower} batch {batch:3d} {name:13s} {1000 * median:7.2f} ms a row "
-                          f"({100 * row['of_int8_floor']:.0f}% of the int8 floor)", flush=True)
+                          f"({100 * row['of_int8_floor']:.0f}% of the int8 floor, "
+                          f"{100 * row['of_onnxruntime_int8_floor']:.0f}% of ONNX Runtime's)", flush=True)
     return out
 
 
@@ -179,16 +207,19 @@ def main() -> None:
     h, w = fp32.preprocess.size_hw
     flops = {"image": count_flops(fp32.image_features, torch.zeros(1, 3, h, w)),
              "text": count_flops(fp32.text_features, ["grey missile"])}
-    peak = matmul_peak(torch.int8)
+    peak, ort_peak = matmul_peak(torch.int8), onnxruntime_int8_peak()
     floors = {tower: flops[tower] / (peak * 1e9) for tower in flops}
-    print(f"int8 matmul peak {peak:.0f} GFLOP/s; floors: image {1000 * floors['image']:.2f} ms a crop, "
-          f"text {1000 * floors['text']:.2f} ms a caption", flush=True)
+    floors.update({f"{tower}_onnxruntime": flops[tower] / (ort_peak * 1e9) for tower in flops})
+    print(f"int8 matmul peak {peak:.0f} GOP/s (torch._int_mm), {ort_peak:.0f} GOP/s (ONNX Runtime MatMulInteger); "
+          f"floors: image {1000 * floors['image']:.2f} ms a crop, text {1000 * floors['text']:.2f} ms a caption",
+          flush=True)
 
     out = {"settings": {"scorer": f"siglip-{args.scorer_preset} sizes, random weights", "size_hw": [h, w],
                         "calib_frames": args.calib_frames, "method": ranges["method"],
                         "calibration_rows": ranges["calibration_rows"], "calibrate_s": calibrate_s,
                         "batches": batches, "reps": args.reps, "rows_timed": [len(pixels), len(captions)]},
-           "flops": flops, "int8_matmul_peak_gflops": peak, "floor_s": floors}
+           "flops": flops, "int8_matmul_peak_gflops": peak, "onnxruntime_int8_peak_gops": ort_peak,
+           "floor_s": floors}
     out["speed"] = speed(scorers, pixels, captions, batches, args.reps, floors)
     out["batch_independence"] = batch_independence(scorers["int8 static"], pixels, captions)
     print(f"static int8, alone against batched: {out['batch_independence']}", flush=True)

@@ -924,7 +924,38 @@ def static_int8_tried() -> list[str]:
     return rows
 
 
-TABLES.update({"static-int8-towers": static_int8_towers, "static-int8-tried": static_int8_tried})
+def static_int8_goals() -> list[str]:
+    """Issue 27's speed goals for the int8 paths, from one bench_pipeline run (cpu_static.json: every contender
+    side by side) and static_int8.json (the towers against the int8 floor)."""
+    run = _json(RESULTS / "cpu_static.json")
+    towers = _json(RESULTS / "static_int8.json")
+    names = {"findbox int8": "dynamic int8", "findbox int8-static": "static int8"}
+    fp32 = next(n for n in run["sections"]["a"]["contenders"] if n == "findbox fp32")
+    rows = ["| goal | dynamic int8 | static int8 | `--precision fp32` | met? |", "|---|---|---|---|---|"]
+    for key, goal, target in (("b", "(b) 4 distinct images a request, one caption each: >= 4x the original loop", 4),
+                              ("a", "(a) the client's order, 4 captions of one image: >= 15x", 15)):
+        c = run["sections"][key]["contenders"]
+        best = max(c[n]["ratio_vs_reference"] for n in names)
+        cells = [_ratio1(c[n]) for n in (*names, fp32)]
+        rows.append(f"| {goal} | " + " | ".join(cells) + f" | {'met' if best >= target else 'not met'} "
+                    f"(best median {best:.1f}x) |")
+    image = towers["speed"]["image"]
+    shares = {name: max(b[name]["of_int8_floor"] for b in image.values()) for name in ("int8 dynamic", "int8 static")}
+    ort = {name: max(b[name]["of_onnxruntime_int8_floor"] for b in image.values())
+           for name in ("int8 dynamic", "int8 static")}
+    fp32_share = max(b["fp32 (torch)"]["of_int8_floor"] for b in image.values())
+    rows.append(f"| image tower at >= 70% of the int8 matmul floor (torch / ONNX Runtime peak) | "
+                f"{100 * shares['int8 dynamic']:.0f}% / {100 * ort['int8 dynamic']:.0f}% | "
+                f"{100 * shares['int8 static']:.0f}% / {100 * ort['int8 static']:.0f}% | {100 * fp32_share:.0f}% / | "
+                f"{'met' if max(ort.values()) >= 0.7 else 'not met'} |")
+    loads = [run["sections"][k][f"load_{w}"][0] for k in ("a", "b") for w in ("before", "after")]
+    return rows + ["", f"cpu_static.json: {run['settings']['scorer']}, {run['sections']['b']['requests']} requests a "
+                       f"workload, load average {min(loads):.1f}-{max(loads):.1f}; commit {run['commit'][:7]}, "
+                       f"`{run['command']}`. static_int8.json: the table above."]
+
+
+TABLES.update({"static-int8-towers": static_int8_towers, "static-int8-tried": static_int8_tried,
+               "static-int8-goals": static_int8_goals})
 
 
 

@@ -3,6 +3,7 @@ the committed result files: a figure edited by hand, or a result file changed wi
 fails here."""
 
 import importlib.util
+import re
 from pathlib import Path
 
 import pytest
@@ -28,7 +29,8 @@ def test_every_table_is_in_a_doc_and_a_changed_figure_fails():
     text = "".join(p.read_text() for p in tables.DOCS)
     assert all(f"<!-- table:{name} -->" in text for name in tables.TABLES)  # none rendered for nothing
     readme = (ROOT / "README.md").read_text()
-    edited = readme.replace("**0.953**", "**0.960**", 1)
+    figure = re.search(r"<!-- table:demo-figures -->.*?\*\*(0\.\d{3})\*\*", readme, re.S).group(1)  # low noise
+    edited = readme.replace(f"**{figure}**", f"**{float(figure) + 0.007:.3f}**", 1)
     assert edited != readme and tables.render(edited) != edited
     with pytest.raises(ValueError, match="expected a table name of .*, got 'nope'"):
         tables.render("<!-- table:nope -->\n<!-- /table:nope -->")

@@ -22,7 +22,6 @@ Results: benchmarks/results/static_int8.json.
 from __future__ import annotations
 
 import argparse
-import dataclasses
 import importlib.util
 import json
 import sys

@@ -297,3 +297,11 @@ def test_auto_takes_the_fastest_measured_path_that_kept_the_answers(calibration,
     choice = auto_choice("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, calibration=calibration, int8_static=True)
     assert (choice.precision, choice.backend) == (expected, backend), choice
     assert choice.note.startswith(note), choice.note
+
+
+def test_a_record_without_an_fp32_row_unlocks_nothing():
+    """Nothing kept fp32's answers when fp32 was not measured: auto says so, it does not fail on the missing row."""
+    no_fp32 = Calibration({"model.safetensors": "0" * 64}, (Measured("int8", "onnxruntime", 1.0, 0.9, 6.0),),
+                          frozenset(), 500)
+    choice = auto_choice("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, calibration=no_fp32)
+    assert choice.precision == Precision.FP32 and choice.note.startswith("calibrated: no faster precision"), choice

@@ -113,8 +113,8 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
         return AutoChoice(UNCALIBRATED, f"uncalibrated: `findbox calibrate` can unlock {unlock}")
     kept = [(p, b) for p, b in paths if calibration.keeps_answers(p.value, b)]
     speeds = {(p, b): calibration.find(p.value, b).instances_per_s for p, b in kept}
-    fp32_speed = calibration.reference().instances_per_s
-    if kept and fp32_speed and all(speeds.values()):
+    fp32_speed = calibration.reference().instances_per_s if kept else None  # kept: the record has fp32's row
+    if fp32_speed and all(speeds.values()):
         # the record timed each path through the pipeline on this scorer: that order, not the usual one, and
         # only a path measurably faster than fp32 is worth any change of answers
         kept.sort(key=lambda pb: -speeds[pb])
@@ -123,7 +123,8 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
             return AutoChoice(UNCALIBRATED, f"calibrated: no path that kept fp32's answers ran "
                                             f"{MIN_SPEEDUP - 1:.0%} faster than fp32 (best: {best[0].value} on "
                                             f"{best[1]} {speeds[best] / fp32_speed:.2f}x)")
-    for precision, path_backend in kept:
+    if kept:
+        precision, path_backend = kept[0]
         same = calibration.find(precision.value, path_backend).same_box
         return AutoChoice(precision, f"calibrated on {path_backend}: {same:.1%} of fp32's boxes on "
                                      f"{calibration.instances} instances", path_backend)

@@ -144,10 +144,9 @@ def _measure(config, paths, samples, images_dir: Path, batch: int, progress: boo
             crops = sum(map(len, inputs.pixels.values()))
             if not crops or not inputs.captions:
                 # ranges for one tower only would give a record whose static path no scorer can load
-                fed = "crops" if not crops else "captions"
-                print(f"findbox calibrate: no static int8: the fp32 run fed the {'image' if not crops else 'text'} "
-                      f"tower no {fed} to calibrate it on (the detector proposed nothing at these settings?)",
-                      file=sys.stderr)
+                starved = "image tower no crops" if not crops else "text tower no captions"
+                print(f"findbox calibrate: no static int8: the fp32 run fed the {starved} to calibrate it on "
+                      f"(the detector proposed nothing at these settings?)", file=sys.stderr)
                 continue
             print(f"findbox calibrate: static int8 ranges from {crops} crops and "
                   f"{len(inputs.captions)} captions of the fp32 run", file=sys.stderr)

@@ -91,13 +91,15 @@ def start_tiny_server(workdir: Path, extra_args: list[str]) -> tuple[subprocess.
     return proc, f"http://127.0.0.1:{port}", log
 
 
-def start_demo_server(workdir: Path, extra_args: list[str], port: int = 0) -> tuple[subprocess.Popen, str, Path]:
-    """`findbox serve` with its defaults (the bundled demo models) on `port` of loopback (0: a free one)."""
+def start_demo_server(workdir: Path, extra_args: list[str], port: int = 0,
+                      env: dict[str, str] | None = None) -> tuple[subprocess.Popen, str, Path]:
+    """`findbox serve` with its defaults (the bundled demo models) on `port` of loopback (0: a free one);
+    `env`: the server's environment (default: this process's)."""
     port = port or free_port()
     cmd = [sys.executable, "-m", "findbox.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
            "--log-level", "warning", *extra_args]
     log = workdir / "server.log"
-    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(cmd, stdout=log.open("w"), stderr=subprocess.STDOUT, env=env)
     return proc, f"http://127.0.0.1:{port}", log
 
 

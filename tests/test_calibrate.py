@@ -107,6 +107,19 @@ def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tin
     assert f"precision int8: scorer towers on {fastest}" in log  # what runs is what the line says
 
 
+@pytest.mark.skipif(not cpu_flags() & BF16_FLAGS, reason="the bf16 detector is measured only where the CPU has bf16")
+def test_calibrate_measures_the_detector_in_bf16_on_this_checkpoint(calibrated_scorer, tiny_models):
+    """A row of its own: the detector in bf16 (the scorer fp32), naming the checkpoint by sha256, timed."""
+    from findbox.calibration import DETECTOR_BF16, detector_sha256
+
+    record = json.loads((calibrated_scorer / CALIBRATION_FILE).read_text())
+    rows = [r for r in record["results"] if r["backend"] == DETECTOR_BF16]
+    assert len(rows) == 1 and rows[0]["precision"] == "bf16", record["results"]
+    assert rows[0]["detector"] == detector_sha256(tiny_models["detector"])
+    assert 0.0 <= rows[0]["same_box"] <= 1.0 and rows[0]["instances_per_s"] > 0
+    assert all("detector" not in r for r in record["results"] if r["backend"] != DETECTOR_BF16)
+
+
 def test_calibrate_stores_static_scales_and_explicit_int8_uses_them(calibrated_scorer, tiny_models, val_data,
                                                                      cache_env, monkeypatch):
     """The record keeps the static ranges of both towers, calibrated on the run's crops and captions; an explicit

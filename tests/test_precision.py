@@ -305,3 +305,49 @@ def test_a_record_without_an_fp32_row_unlocks_nothing():
                           frozenset(), 500)
     choice = auto_choice("cpu", SAPPHIRE_RAPIDS, ScorerBackend.TORCH, calibration=no_fp32)
     assert choice.precision == Precision.FP32 and choice.note.startswith("calibrated: no faster precision"), choice
+
+
+DETECTOR_SHA = "d" * 64  # the sha256 of the detector a record's detector row measured
+
+
+def with_detector_row(same_box: float, speed: float, accuracy: float = 0.90, detector: str = DETECTOR_SHA) -> Calibration:
+    """A record timing fp32 at 20 instances/s and the bf16 detector (scorer fp32) at `speed`."""
+    return Calibration({"model.safetensors": "0" * 64},
+                       (Measured("fp32", "torch", 1.0, 0.90, 20.0),
+                        Measured("bf16", "detector-torch", same_box, accuracy, speed, detector)), frozenset(), 500)
+
+
+@pytest.mark.parametrize("device_type, flags, calibration, expected, note", [
+    # no record: fp32, and the line says what calibrate can unlock (only where the CPU has bf16)
+    ("cpu", SAPPHIRE_RAPIDS, None, Precision.FP32, "uncalibrated: `findbox calibrate` can unlock bf16"),
+    ("cpu", {"avx2", "avx512_vnni"}, with_detector_row(1.0, 40.0), Precision.FP32, ""),
+    ("cuda", SAPPHIRE_RAPIDS, with_detector_row(1.0, 40.0), Precision.FP32, ""),
+    # kept the answers and ran faster: bf16
+    ("cpu", SAPPHIRE_RAPIDS, with_detector_row(0.995, 40.0), Precision.BF16,
+     "calibrated: 99.5% of fp32's boxes on 500 instances, 2.00x fp32's speed"),
+    # changed answers: below 99% of fp32's boxes, or accuracy off by more than 0.5 points
+    ("cpu", SAPPHIRE_RAPIDS, with_detector_row(0.98, 40.0), Precision.FP32, "calibrated: bf16 changed answers (98.0%"),
+    ("cpu", SAPPHIRE_RAPIDS, with_detector_row(1.0, 40.0, accuracy=0.89), Precision.FP32,
+     "calibrated: bf16 changed answers"),
+    # kept them but was not 5% faster
+    ("cpu", SAPPHIRE_RAPIDS, with_detector_row(1.0, 20.5), Precision.FP32, "calibrated: bf16 was not 5% faster"),
+    # measured on another checkpoint: says so, fp32
+    ("cpu", SAPPHIRE_RAPIDS, with_detector_row(1.0, 40.0, detector="e" * 64), Precision.FP32,
+     "calibrated on another detector (sha256 eeeeeeeeeeee)"),
+    # a record without a detector row (calibrated before the row existed, or on a CPU without bf16)
+    ("cpu", SAPPHIRE_RAPIDS, timed(("fp32", "torch", 1.0, 20.0)), Precision.FP32,
+     "uncalibrated: `findbox calibrate` can unlock bf16"),
+])
+def test_detector_auto_precision_from_the_record(device_type, flags, calibration, expected, note):
+    from findbox.device import detector_auto_choice
+
+    choice = detector_auto_choice(device_type, flags, calibration, DETECTOR_SHA)
+    assert choice.precision == expected, choice
+    assert choice.note.startswith(note) if note else choice.note == "", choice.note
+
+
+def test_a_detector_row_round_trips_and_a_scorer_row_has_no_detector_field():
+    record = with_detector_row(1.0, 40.0)
+    data = record.to_json()
+    assert "detector" not in data["results"][0] and data["results"][1]["detector"] == DETECTOR_SHA
+    assert Calibration.from_json(data, "record").results == record.results

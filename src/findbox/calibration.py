@@ -23,6 +23,9 @@ WEIGHTS_PATTERNS = ("*.safetensors", "*.bin")
 # the rule a faster precision must meet on the record's data (the project's precision goal)
 MIN_SAME_BOX = 0.99  # share of instances whose box is fp32's box
 MAX_ACCURACY_CHANGE = 0.005  # |accuracy - fp32 accuracy|, i.e. within 0.5 points
+# the backend of a detector row: the scorer in fp32 as the reference, the detector in bf16 on torch (the row's
+# `detector` names the checkpoint measured, by sha256 of its bytes)
+DETECTOR_BF16 = "detector-torch"
 
 log = logging.getLogger("findbox")
 
@@ -34,6 +37,8 @@ class Measured:
     precision: "bf16" or "int8" (or "fp32", the reference); backend: what ran the scorer's towers
     ("torch", "onnxruntime", or "onnxruntime-static": int8 with the record's static scales); same_box: share of instances answered with fp32's box, in [0, 1];
     accuracy: share of hits (IoU > 0.5) in [0, 1]; instances_per_s: the pipeline's throughput.
+    A detector row (backend DETECTOR_BF16) measures the detector's precision instead, the scorer in fp32;
+    detector: the sha256 of the checkpoint it measured (None on scorer rows).
     """
 
     precision: str
@@ -41,6 +46,7 @@ class Measured:
     same_box: float
     accuracy: float
     instances_per_s: float | None = None
+    detector: str | None = None
 
 
 @dataclass(frozen=True)
@@ -73,7 +79,7 @@ class Calibration:
         return {**{k: v for k, v in self.extra.items() if k not in bulky}, "weights": self.weights,
                 "instances": self.instances, "machine_flags": sorted(self.machine_flags),
                 "rule": {"min_same_box": MIN_SAME_BOX, "max_accuracy_change": MAX_ACCURACY_CHANGE},
-                "results": [vars(m) for m in self.results], **{k: self.extra[k] for k in bulky if k in self.extra}}
+                "results": [_row(m) for m in self.results], **{k: self.extra[k] for k in bulky if k in self.extra}}
 
     @classmethod
     def from_json(cls, data: dict, where: str) -> Calibration:
@@ -82,13 +88,20 @@ class Calibration:
         try:
             weights = {str(k): str(v) for k, v in dict(data["weights"]).items()}
             results = tuple(Measured(str(r["precision"]), str(r["backend"]), float(r["same_box"]),
-                                     float(r["accuracy"]), r.get("instances_per_s")) for r in data["results"])
+                                     float(r["accuracy"]), r.get("instances_per_s"),
+                                     None if r.get("detector") is None else str(r["detector"]))
+                            for r in data["results"])
             flags = frozenset(str(f) for f in data.get("machine_flags", []))
             instances = int(data.get("instances", 0))
         except (KeyError, TypeError, ValueError) as exc:
             raise ValueError(f"{where}: expected a findbox calibration record (weights, results), got a file "
                              f"without them ({type(exc).__name__}: {exc})") from None
         return cls(weights, results, flags, instances, {k: v for k, v in data.items() if k not in known})
+
+
+def _row(m: Measured) -> dict:
+    """A result as JSON: a scorer row without the detector field it does not use."""
+    return {k: v for k, v in vars(m).items() if k != "detector" or v is not None}
 
 
 def weights_files(scorer_dir: Path) -> list[Path]:
@@ -99,6 +112,11 @@ def weights_files(scorer_dir: Path) -> list[Path]:
 def weights_hashes(scorer_dir: Path) -> dict[str, str]:
     """{weights file name: sha256 hex} of the folder's weights files."""
     return {p.name: _sha256(str(p), *_stat_key(p)) for p in weights_files(scorer_dir)}
+
+
+def detector_sha256(path: str | Path) -> str:
+    """sha256 hex of a detector checkpoint, the key of a record's detector row (cached on size and mtime)."""
+    return _sha256(str(path), *_stat_key(Path(path)))
 
 
 def file_sha256(path: Path) -> str:

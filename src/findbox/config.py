@@ -73,6 +73,14 @@ class DetectorBackend(str, enum.Enum):
     AUTO = "auto"  # the faster of the two with the same boxes, timed at first load and recorded (findbox.detect.backend)
 
 
+class DetectorPrecision(str, enum.Enum):
+    """Arithmetic of the detector on the CPU (on CUDA it follows the run's precision: half with fp16)."""
+
+    AUTO = "auto"  # bf16 where the scorer's calibration record shows it keeping this detector's answers, else fp32
+    FP32 = "fp32"  # exact: the reference answers
+    BF16 = "bf16"  # torch.autocast(bf16) around the torch detector's forward; CPUs with avx512_bf16/AMX
+
+
 class Engine(str, enum.Enum):
     """Where `findbox serve` runs the models (the HTTP protocol is the same on both)."""
 
@@ -166,6 +174,12 @@ class PipelineConfig:
         DetectorBackend.AUTO, help="run the detector on torch or ONNX Runtime (CPU only; exported once, cached); "
                                    "auto: the faster of the two with the same boxes, timed once per checkpoint, "
                                    "imgsz and machine and recorded; torch without the onnx extra or off the CPU")
+    # bf16 ran the demo detector 2.4x faster with boxes within 0.3 px on 4 frames, but boxes can move: measured
+    # per detector and scorer by `findbox calibrate` before auto takes it (BENCHMARKS.md)
+    detector_precision: DetectorPrecision = option(
+        DetectorPrecision.AUTO, help="the detector's arithmetic on the CPU: fp32 (exact) or bf16 (torch.autocast on "
+                                     "the torch backend; avx512_bf16/AMX); auto: bf16 where the scorer's record from "
+                                     "`findbox calibrate` shows bf16 keeping this detector's answers, else fp32")
     # off: the demo scorer (trained at one size) loses accuracy at smaller inputs (BENCHMARKS.md, small crops)
     small_crop_input: int = option(0, metavar="PX", help="score crops whose longer side is at most PX pixels at a "
                                    "PX x PX input: fewer tokens, position embeddings interpolated (transformers "
@@ -189,6 +203,10 @@ class PipelineConfig:
         _check_range("small_crop_input", self.small_crop_input, 0, 8192)
         self.scorer_backend = _enum("scorer_backend", ScorerBackend, self.scorer_backend)
         self.detector_backend = _enum("detector_backend", DetectorBackend, self.detector_backend)
+        self.detector_precision = _enum("detector_precision", DetectorPrecision, self.detector_precision)
+        if self.detector_precision == DetectorPrecision.BF16 and self.detector_backend == DetectorBackend.ONNX:
+            raise ValueError("detector_precision: bf16 runs on the torch backend (torch.autocast), got "
+                             "detector_backend onnx; pass --detector-backend torch or auto")
         _check_range("image_cache", self.image_cache, 0, 10_000_000)
         _check_range("image_cache_mb", self.image_cache_mb, 0, 1_000_000)
         _check_range("text_cache_mb", self.text_cache_mb, 0, 1_000_000)

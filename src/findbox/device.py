@@ -136,6 +136,35 @@ def auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
                                     f"({', '.join(measured + unmeasured)})")
 
 
+def detector_auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
+                         calibration: Calibration | None, detector_sha256: str | None) -> AutoChoice:
+    """What `--detector-precision auto` means for this detector on this machine, with the reason: bf16
+    (`AutoChoice.precision` BF16) where the CPU multiplies bf16 in hardware and `calibration` (the
+    scorer's record, or None) has a bf16 detector row measured on this checkpoint (`detector_sha256`)
+    that kept fp32's answers (`Calibration.keeps_answers`) and ran the pipeline at least MIN_SPEEDUP
+    times fp32's rate; else fp32. Off the CPU: fp32 (a GPU's detector follows the run's precision:
+    half with fp16). A pure function of its arguments, as `auto_choice`."""
+    from findbox.calibration import DETECTOR_BF16
+
+    if device_type != "cpu" or not {f.lower() for f in cpu_flags} & BF16_FLAGS:
+        return AutoChoice(Precision.FP32)
+    row = calibration.find("bf16", DETECTOR_BF16) if calibration is not None else None
+    if row is None:
+        return AutoChoice(Precision.FP32, "uncalibrated: `findbox calibrate` can unlock bf16")
+    if row.detector != detector_sha256:
+        return AutoChoice(Precision.FP32, f"calibrated on another detector (sha256 {str(row.detector)[:12]}): "
+                                          f"`findbox calibrate` can unlock bf16 for this one")
+    fp32_speed = calibration.reference().instances_per_s if calibration.reference() else None
+    speedup = row.instances_per_s / fp32_speed if row.instances_per_s and fp32_speed else None
+    measured = f"{row.same_box:.1%} of fp32's boxes on {calibration.instances} instances" + (
+        f", {speedup:.2f}x fp32's speed" if speedup else "")
+    if not calibration.keeps_answers("bf16", DETECTOR_BF16):
+        return AutoChoice(Precision.FP32, f"calibrated: bf16 changed answers ({measured})")
+    if speedup is None or speedup < MIN_SPEEDUP:
+        return AutoChoice(Precision.FP32, f"calibrated: bf16 was not {MIN_SPEEDUP - 1:.0%} faster ({measured})")
+    return AutoChoice(Precision.BF16, f"calibrated: {measured}", DETECTOR_BF16)
+
+
 def resolve_precision(precision: Precision, device: torch.device,
                       backend: ScorerBackend = ScorerBackend.TORCH, int8_scorer: bool = True,
                       calibration: Calibration | None = None, int8_backend: str = "onnxruntime") -> Precision:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from findbox.config import PipelineConfig
+from findbox.config import DetectorPrecision, PipelineConfig, Precision
 
 from findbox.bundle import bundled_paths, with_bundle_defaults
 from findbox.env import ensure_offline
@@ -76,12 +76,38 @@ def load_detector(config: PipelineConfig):
     paths = resolve_model_paths(config)
     device = resolve_device(config.device)
     half = resolve_dtype(run_precision(config, device, str(paths["scorer"])), device) == torch.float16
+    choice = detector_precision_choice(config, device, paths)
+    bf16 = choice.precision == Precision.BF16
+    if config.detector_precision == DetectorPrecision.AUTO and choice.note:
+        logging.getLogger("findbox").info("detector precision %s (auto; %s)", choice.precision.value, choice.note)
     if isinstance(paths["detector"], list):
         from findbox.detect.ensemble import EnsembleDetector
 
+        if bf16:
+            raise ValueError("detector_precision: bf16 runs one detector, got an ensemble of "
+                             f"{len(paths['detector'])}; use --detector-precision fp32")
         return EnsembleDetector.from_files(paths["detector"], config.detection, device, half=half,
                                            backend=config.detector_backend)
-    return Detector.from_file(paths["detector"], config.detection, device, half=half, backend=config.detector_backend)
+    return Detector.from_file(paths["detector"], config.detection, device, half=half, backend=config.detector_backend,
+                              bf16=bf16)
+
+
+def detector_precision_choice(config: PipelineConfig, device, paths: dict | None = None):
+    """`config.detector_precision` as an `AutoChoice` (precision FP32 or BF16, with the reason): AUTO
+    resolved from the scorer folder's calibration record (its bf16 detector row, measured on this
+    checkpoint: `findbox.device.detector_auto_choice`); an ensemble is never calibrated (fp32)."""
+    from findbox.calibration import detector_sha256, read_calibration
+    from findbox.device import AutoChoice, cpu_flags, detector_auto_choice
+    from findbox.score.spec import ScorerFamily, parse_scorer_spec
+
+    if config.detector_precision != DetectorPrecision.AUTO:
+        return AutoChoice(Precision(config.detector_precision.value))
+    paths = paths or resolve_model_paths(config)
+    if device.type != "cpu" or isinstance(paths["detector"], list):
+        return AutoChoice(Precision.FP32)
+    spec = parse_scorer_spec(str(paths["scorer"]))
+    calibration = read_calibration(spec.path) if spec.family == ScorerFamily.TRANSFORMERS else None
+    return detector_auto_choice(device.type, cpu_flags(), calibration, detector_sha256(paths["detector"]))
 
 
 def compose_pipeline(config: PipelineConfig, detector):

@@ -23,7 +23,7 @@ class Detector:
     NMS runs across them.
     """
 
-    def __init__(self, yolo, config: DetectorConfig, device: torch.device, half: bool = False):
+    def __init__(self, yolo, config: DetectorConfig, device: torch.device, half: bool = False, bf16: bool = False):
         task = getattr(yolo, "task", "detect")
         if task != "detect":
             raise ValueError(f"detector: expected an ultralytics detection model, got task {task!r}")
@@ -31,21 +31,35 @@ class Detector:
         self.config = config
         self.device = device
         self.half = half and device.type == "cuda"
+        # the torch forward under torch.autocast(bf16) on the CPU (`--detector-precision bf16`)
+        self.bf16 = bf16
+        if bf16:
+            decode_in_fp32(yolo)
         # set by `--detector-backend auto` (findbox.detect.backend.load_auto): what it chose and why
         self.backend_choice = None
 
     @classmethod
     def from_file(
         cls, path: str | Path, config: DetectorConfig | None = None, device: torch.device | str = "cpu",
-        half: bool = False, backend: DetectorBackend = DetectorBackend.TORCH,
+        half: bool = False, backend: DetectorBackend = DetectorBackend.TORCH, bf16: bool = False,
     ) -> "Detector":
         """An ultralytics .pt, run by torch or (backend onnx, CPU only) by ONNX Runtime on its export;
-        backend auto: whichever of the two is faster here with the same boxes (`findbox.detect.backend`)."""
+        backend auto: whichever of the two is faster here with the same boxes (`findbox.detect.backend`).
+        bf16: torch's forward under torch.autocast(bf16), CPU only (backend auto then means torch: the
+        bf16 path was chosen by measurement already, `findbox.device.detector_auto_choice`)."""
         path = Path(path)
         device = torch.device(device)
         backend = DetectorBackend(backend)
         if not path.is_file():
             raise ValueError(f"detector: expected an ultralytics .pt file, got {str(path)!r} (not a file)")
+        if bf16:
+            if device.type != "cpu":
+                raise ValueError(f"detector_precision: bf16 runs on the cpu, got device {device}; on a GPU the "
+                                 f"detector runs half with --precision fp16")
+            if backend == DetectorBackend.ONNX:
+                raise ValueError("detector_precision: bf16 runs on the torch backend (torch.autocast), got "
+                                 "detector_backend onnx")
+            backend = DetectorBackend.TORCH
         if backend == DetectorBackend.AUTO:
             from findbox.detect.backend import load_auto
 
@@ -64,14 +78,15 @@ class Detector:
             if getattr(yolo, "task", "detect") != "detect":  # checked here too: the export would hide the task
                 raise ValueError(f"detector: expected an ultralytics detection model, got task {yolo.task!r}")
             yolo = YOLO(str(onnx_export(path)), task="detect")
-        return cls(yolo, config or DetectorConfig(), device, half)
+        return cls(yolo, config or DetectorConfig(), device, half, bf16)
 
     @property
     def info(self) -> dict:
         names = getattr(self.yolo, "names", {}) or {}
         onnx = str(getattr(self.yolo, "model", "")).endswith(".onnx")
         info = {"kind": "ultralytics", "backend": "onnx" if onnx else "torch", "classes": len(names),
-                "ckpt": str(getattr(self.yolo, "ckpt_path", "") or getattr(self.yolo, "model", ""))}
+                "ckpt": str(getattr(self.yolo, "ckpt_path", "") or getattr(self.yolo, "model", "")),
+                "precision": "bf16" if self.bf16 else ("fp16" if self.half else "fp32")}
         if self.backend_choice is not None:
             info["backend_choice"] = self.backend_choice.as_dict()
         return info
@@ -110,20 +125,14 @@ class Detector:
                 # ultralytics reads numpy arrays as BGR (OpenCV order)
                 sources = [np.ascontiguousarray(images_rgb[i][..., ::-1]) for i in chunk]
                 threads = torch.get_num_threads()
+                autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
                 try:
-                    results = self.yolo.predict(
-                        sources,
-                        imgsz=c.imgsz,
-                        conf=c.conf,
-                        iou=c.iou,
-                        max_det=c.max_det,
-                        augment=c.augment,
-                        agnostic_nms=True,
-                        half=self.half,
-                        device=str(self.device),
-                        batch=len(sources),
-                        verbose=False,
-                    )
+                    with autocast:  # a no-op unless bf16; the boxes come out fp32 either way
+                        results = self.yolo.predict(
+                            sources, imgsz=c.imgsz, conf=c.conf, iou=c.iou, max_det=c.max_det, augment=c.augment,
+                            agnostic_nms=True, half=self.half, device=str(self.device), batch=len(sources),
+                            verbose=False,
+                        )
                 finally:
                     # ultralytics' select_device sets torch to cpu_count - 1 threads for the whole process:
                     # on 2 cores that ran the scorer single-threaded, at half speed
@@ -144,6 +153,28 @@ class Detector:
             merge_tiles(found[k], [next(tile_found) for _ in wins], wins, c.iou, c.max_det)
             for k, wins in enumerate(windows)
         ]
+
+
+def decode_in_fp32(yolo) -> None:
+    """Run the detection head's box decoding (the DFL expectation, anchors, strides) in fp32 under a bf16
+    autocast: in bf16 a coordinate near 1000 px is rounded to a multiple of 4-8 px (8-bit mantissa), which
+    moved the demo detector's boxes by up to 14 px at imgsz 1280; decoded in fp32 they move by the
+    bf16 convolutions' error only. The convolutions stay bf16 (the speed)."""
+    head = yolo.model.model[-1]
+    if not callable(getattr(head, "_inference", None)):
+        raise ValueError(f"detector_precision: bf16 needs an ultralytics Detect head with _inference, got "
+                         f"{type(head).__name__}; use --detector-precision fp32")
+    inference = head._inference
+
+    def fp32(value):
+        return [fp32(v) for v in value] if isinstance(value, list) else (
+            value.float() if isinstance(value, torch.Tensor) else value)
+
+    def inference_fp32(x):
+        with torch.autocast("cpu", enabled=False):
+            return inference({k: fp32(v) for k, v in x.items()})
+
+    head._inference = inference_fp32
 
 
 def onnx_export(pt_path: Path) -> Path:

@@ -9,8 +9,12 @@ With ONNX Runtime it also calibrates static int8 (`findbox.score.int8_static`): 
 captions the fp32 run fed the scorer give every activation a fixed range, kept in the record
 whatever the agreement (an explicit `--precision int8` then runs static), and the static towers
 are measured as a path of their own ("onnxruntime-static", crops batched).
-Each is compared with fp32 instance by instance (same box?) and against the ground truth
-(accuracy, IoU > 0.5). The record, `findbox_calibration.json`, goes into the scorer folder,
+Where the CPU has bf16 and one detector serves, the detector too is measured in bf16
+(`--detector-precision`, torch.autocast; the scorer in fp32): a row of its own ("detector-torch"),
+naming the checkpoint by sha256, whose boxes count as fp32's when every corner is within
+DETECTOR_SAME_PX (bf16 moves a box by a fraction of a pixel; the scorer rows share one detector, so
+theirs must be equal). Each is compared with fp32 instance by instance (same box?) and against the
+ground truth (accuracy, IoU > 0.5). The record, `findbox_calibration.json`, goes into the scorer folder,
 keyed to the sha256 of its weights files; `--precision auto` then takes the fastest path whose
 record shows >= 99% of fp32's boxes and accuracy within 0.5 points (`findbox.calibration`).
 """
@@ -24,6 +28,10 @@ from pathlib import Path
 
 from findbox.cli import CommandError, add_model_options, serve_config_from_args
 from findbox.eval.data import SplitName
+
+# a bf16 detector's box is fp32's when each corner is within this (the detector backends' tolerance,
+# findbox.detect.backend.AGREE_PX): the answer is the same object to a fraction of a pixel
+DETECTOR_SAME_PX = 0.5
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -43,7 +51,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 def main(args: argparse.Namespace) -> int:
     from findbox.calibration import write_calibration
-    from findbox.factory import precision_choice
+    from findbox.factory import detector_precision_choice, precision_choice
 
     if getattr(args, "precision", None) is not None:
         raise ValueError("--precision: calibrate measures every precision this CPU runs fast against fp32; drop it")
@@ -67,6 +75,9 @@ def main(args: argparse.Namespace) -> int:
               f"({m.accuracy - reference.accuracy:+.4f})  {m.instances_per_s or 0:.1f} instances/s{verdict}")
     auto = precision_choice(dataclasses.replace(config, precision="auto"), device, str(scorer_dir))
     print(f"wrote {target}; --precision auto now runs {auto.precision.value} here ({auto.note})")
+    if any(m.detector for m in record.results):
+        detector = detector_precision_choice(dataclasses.replace(config, detector_precision="auto"), device)
+        print(f"--detector-precision auto now runs {detector.precision.value} here ({detector.note})")
     return 0
 
 
@@ -105,8 +116,11 @@ def _samples(args):
 
 
 def _paths(config, scorer_dir: Path) -> list[tuple[str, str]]:
-    """(precision, backend) to run: fp32 on torch first (the reference), then each fast path of this CPU."""
+    """(precision, backend) to run: fp32 on torch first (the reference), then each fast path of this CPU;
+    the bf16 detector last (one detector only: an ensemble is not calibrated)."""
+    from findbox.calibration import DETECTOR_BF16
     from findbox.device import BF16_FLAGS, VNNI_FLAGS, cpu_flags
+    from findbox.factory import resolve_model_paths
     from findbox.score.int8 import folder_model_type, int8_backend
 
     flags = cpu_flags()
@@ -120,6 +134,8 @@ def _paths(config, scorer_dir: Path) -> list[tuple[str, str]]:
             paths.append(("int8", STATIC_BACKEND))  # scales from the fp32 run's crops and captions
             paths.append(("int8", "onnxruntime"))
         paths.append(("int8", "torch"))  # what int8 runs where ONNX Runtime is not installed
+    if flags & BF16_FLAGS and not isinstance(resolve_model_paths(config)["detector"], list):
+        paths.append(("bf16", DETECTOR_BF16))
     if len(paths) == 1:
         raise CommandError("this CPU has neither int8 dot products (avx512_vnni, avx_vnni, amx_int8) nor bf16 "
                            "(avx512_bf16, amx_bf16): auto runs fp32 here, and there is nothing faster to measure")
@@ -129,13 +145,13 @@ def _paths(config, scorer_dir: Path) -> list[tuple[str, str]]:
 def _measure(config, paths, samples, images_dir: Path, batch: int, progress: bool) -> tuple[list, dict | None]:
     """One `Measured` per path, the detector loaded once and shared (the same detections for every path);
     and the static int8 ranges, calibrated on what the fp32 run fed the scorer (None when not measured)."""
-    from findbox.calibration import Measured
+    from findbox.calibration import DETECTOR_BF16, Measured, detector_sha256
     from findbox.eval import analysis, metric
     from findbox.eval.runner import run_in_process
-    from findbox.factory import load_detector
+    from findbox.factory import load_detector, resolve_model_paths
     from findbox.score.int8_static import STATIC_BACKEND, CalibrationInputs
 
-    detector = load_detector(dataclasses.replace(config, precision="fp32"))
+    detector = load_detector(dataclasses.replace(config, precision="fp32", detector_precision="fp32"))
     _warm(detector, samples, images_dir)
     measured, reference, static = [], None, None
     inputs = CalibrationInputs()
@@ -152,17 +168,36 @@ def _measure(config, paths, samples, images_dir: Path, batch: int, progress: boo
                   f"{len(inputs.captions)} captions of the fp32 run", file=sys.stderr)
             static = _static_ranges(config, detector, inputs)
         print(f"findbox calibrate: {precision} on {backend}", file=sys.stderr)
-        pipeline = _pipeline(config, detector, precision, backend, static)
+        digest, tolerance = None, 0.0
+        if backend == DETECTOR_BF16:  # the detector in bf16 on torch, the scorer in fp32 on torch
+            bf16 = load_detector(dataclasses.replace(config, precision="fp32", detector_precision="bf16",
+                                                     detector_backend="torch"))
+            _warm(bf16, samples, images_dir)
+            pipeline = _pipeline(config, bf16, "fp32", "torch")
+            digest, tolerance = detector_sha256(resolve_model_paths(config)["detector"]), DETECTOR_SAME_PX
+        else:
+            pipeline = _pipeline(config, detector, precision, backend, static)
         if precision == "fp32":
             _collect(pipeline, inputs)
         run = run_in_process(pipeline, samples, images_dir, batch, config.detection.conf, progress)
         boxes = [r.pred_ltwh for r in run.results]
         reference = reference or boxes
-        same = sum(a == b for a, b in zip(boxes, reference)) / len(boxes)
+        same = sum(same_box(a, b, tolerance) for a, b in zip(boxes, reference)) / len(boxes)
         scored = analysis.score_at(run)  # at the run's own answers
         measured.append(Measured(precision, backend, same, metric.accuracy(s.hit for s in scored),
-                                 analysis.headline(run, scored)["instances_per_s"]))
+                                 analysis.headline(run, scored)["instances_per_s"], digest))
     return measured, static
+
+
+def same_box(a, b, tolerance: float = 0.0) -> bool:
+    """Whether two [l, t, w, h] answers are the same box: every corner within `tolerance` pixels
+    (0: equal, as the scorer rows' shared detections must give)."""
+    if a is None or b is None:
+        return a is b
+    if tolerance == 0.0:
+        return list(a) == list(b)
+    (l1, t1, w1, h1), (l2, t2, w2, h2) = a, b
+    return max(abs(l1 - l2), abs(t1 - t2), abs(l1 + w1 - l2 - w2), abs(t1 + h1 - t2 - h2)) <= tolerance
 
 
 def _warm(detector, samples, images_dir: Path, frames: int = 2) -> None:

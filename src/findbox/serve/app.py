@@ -301,10 +301,16 @@ def describe_models(config: PipelineConfig, detector=None) -> str:
         if int8_static_ranges(config, device, str(paths["scorer"])) is not None:
             precision += f" ({STATIC_BACKEND}: scales from the calibration record)"
     from findbox.detect.backend import describe_backend
+    from findbox.factory import detector_precision_choice
 
     backend = describe_backend(getattr(detector, "info", None) or {})
+    detector_choice = detector_precision_choice(config, device, paths)
+    detector_precision = ""  # said when it is not plain fp32, or when auto has a reason to give
+    if detector_choice.note or detector_choice.precision != Precision.FP32:
+        detector_precision = f"; precision {detector_choice.precision.value}" + (
+            f" (auto; {detector_choice.note})" if detector_choice.note else "")
     return (f"detector {name(paths['detector'])} (imgsz {d.imgsz}, conf {d.conf}, iou {d.iou}, max_det {d.max_det}"
-            + (f"; backend {backend}" if backend else "") + "), "
+            + (f"; backend {backend}" if backend else "") + detector_precision + "), "
             f"scorer {name(paths['scorer'])}, upscaler {name(paths['upscaler'])}, "
             f"ranking {config.score_fusion.value}"
             + (f" (weight {config.fusion_weight})" if config.score_fusion != ScoreFusion.SCORER else "")

@@ -6,18 +6,20 @@ the default when issue 27 was filed, side by side on one machine, with the boxes
 
 Each contender is `findbox serve` on 127.0.0.1 with the bundled demo models, started from a source
 tree (`--baseline`'s `src/` for "filed default", this checkout for the others) with the same Python
-environment and cache folder. In each round every contender gets a fresh server (the order rotates
-between rounds, so a busy spell of the shared machine does not land on one contender): two untimed
-requests warm it, then the set goes through as the published test client sends it (a string body
-with no Content-Type, 44 instances with `key`s a request, the images in order) and each request's
-wall time over its instances is one per-instance latency; then the finals harness's style (one
-instance a request) on the instances of `--finals` other images. The server's own stage seconds and counters
-(`/metrics`) are read before and after the timed pass: where the time went.
+environment and a fresh cache folder per tree. In each round every contender gets a fresh server
+(the order rotates between rounds, so a busy spell of the shared machine does not land on one
+contender): a warm-up set of other scenes, untimed; then the timed set as the published test
+client sends it (a string body with no Content-Type, 44 instances with `key`s a request, the images
+in order): the round's latency an instance is its requests' seconds over its instances; then the
+finals harness's style (one instance a request, with the header) on the instances of `--finals`
+other scenes, whose mean is that style's latency an instance (the first caption of a scene pays its
+detection, the rest hit the image cache). The server's own stage seconds and counters (`/metrics`)
+are read before and after the timed pass: where the time went.
 
 The floor: the detector's FLOPs per frame at the served size (counted with torch's FlopCounterMode
-on the bundle's detector) at this machine's fp32 matmul rate measured in the same run
-(`bench_flops.matmul_peak`): the time no fp32 detector can beat, against the time the server's
-detect stage took per frame. Writes benchmarks/results/client_latency.json; docs_tables.py renders it
+on the bundle's detector) at this machine's fp32 and bf16 matmul rates measured in the same run
+(`bench_flops.matmul_peak`): the time no fp32 (bf16) detector can beat, against the time the
+server's detect stage took per frame. Writes benchmarks/results/client_latency.json; docs_tables.py renders it
 in docs/BENCHMARKS.md.
 """
 
@@ -38,8 +40,10 @@ from common import RESULTS, write_result  # noqa: E402
 from load import start_demo_server, wait_ready  # noqa: E402
 from published_client import BATCH, synthetic_instances  # noqa: E402
 
+from findbox.eval.calibrate import DETECTOR_SAME_PX, corner_px  # noqa: E402
+from findbox.eval.calibrate import same_box as same_answer  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
-SAME_BOX_PX = 0.5  # two boxes are the same when no side differs by more (as calibrate and the tests)
 
 
 def contenders(baseline: Path | None) -> dict[str, dict]:
@@ -49,6 +53,7 @@ def contenders(baseline: Path | None) -> dict[str, dict]:
         out["filed default"] = {"src": baseline / "src", "args": []}
     out["default"] = {"src": ROOT / "src", "args": []}
     # every fast path this tree has, explicitly: static int8 towers and the ONNX Runtime detector
+    out["bf16 detector"] = {"src": ROOT / "src", "args": ["--detector-precision", "bf16"]}
     out["int8, onnx detector"] = {"src": ROOT / "src", "args": ["--precision", "int8", "--detector-backend", "onnx"]}
     return out
 
@@ -72,7 +77,7 @@ def scrape(url: str) -> dict:
 
 
 def timed_send(url: str, instances: list[dict], batch: int, json_header: bool) -> tuple[list, list[float], dict]:
-    """(boxes in order, per-instance seconds of each request, {status: requests}). batch 44 and no
+    """(boxes in order, each request's seconds over its instances, {status: requests}). batch 44 and no
     header: the published test client; batch 1 with the header: the finals harness."""
     import requests
 
@@ -118,8 +123,14 @@ def one_run(spec: dict, sets: dict[str, list[dict]], cache: Path) -> dict:
             "stage_seconds": stages, "work": work, "models": after["models"]}
 
 
+def _sizes(total: int, batch: int) -> list[int]:
+    """Instances in each request when `total` go `batch` at a time."""
+    return [min(batch, total - lo) for lo in range(0, total, batch)]
+
+
 def same_box(a, b) -> bool:
-    return a is not None and b is not None and max(abs(x - y) for x, y in zip(a, b)) <= SAME_BOX_PX
+    """Every corner within DETECTOR_SAME_PX, as `findbox calibrate` counts a bf16 detector's answers."""
+    return a is not None and b is not None and same_answer(a, b, DETECTOR_SAME_PX)
 
 
 def detector_floor(imgsz: int, image_wh: tuple[int, int]) -> dict:
@@ -136,17 +147,20 @@ def detector_floor(imgsz: int, image_wh: tuple[int, int]) -> dict:
     letterboxed = (round(h * scale) + 31) // 32 * 32, (round(w * scale) + 31) // 32 * 32
     model = YOLO(str(BUNDLE_DIR / "detector.pt")).model.float().eval()
     gflop = count_flops(model, torch.zeros(1, 3, *letterboxed)) / 1e9
-    peak = matmul_peak(torch.float32)  # GFLOP/s
+    peak, bf16 = matmul_peak(torch.float32), matmul_peak(torch.bfloat16)  # GFLOP/s
     return {"imgsz": imgsz, "input_hw": list(letterboxed), "gflop_per_frame": gflop,
-            "fp32_matmul_gflops": peak, "floor_ms_per_frame": 1e3 * gflop / peak}
+            "fp32_matmul_gflops": peak, "floor_ms_per_frame": 1e3 * gflop / peak,
+            "bf16_matmul_gflops": bf16, "bf16_floor_ms_per_frame": 1e3 * gflop / bf16}
 
 
 def summarise(runs: list[dict], truths: list, reference: list | None) -> dict:
     from findbox.eval.metric import iou_ltwh, is_hit
 
     boxes = runs[0]["boxes"]
-    per_instance = [s for run in runs for s in run["per_instance_s"]]
-    finals = [s for run in runs for s in run["finals_s"]]
+    # a round's latency an instance: its requests' seconds over its instances (requests of 44, the last shorter)
+    by_round = [sum(s * n for s, n in zip(run["per_instance_s"], _sizes(len(boxes), BATCH))) / len(boxes)
+                for run in runs]
+    finals = [sum(run["finals_s"]) / len(run["finals_s"]) for run in runs if run["finals_s"]]
     stage_totals: dict[str, float] = {}
     work_totals: dict[str, float] = {}
     for run in runs:
@@ -156,9 +170,11 @@ def summarise(runs: list[dict], truths: list, reference: list | None) -> dict:
             work_totals[k] = work_totals.get(k, 0.0) + v
     frames = work_totals.get("images_detected", 0.0)
     hits = [box is not None and is_hit(iou_ltwh(box, truth)) for box, truth in zip(boxes, truths)]
-    row = {"ms_per_instance_median": 1e3 * statistics.median(per_instance),
-           "ms_per_instance_min": 1e3 * min(per_instance),
-           "ms_per_instance_by_round": [1e3 * statistics.median(run["per_instance_s"]) for run in runs],
+    row = {"ms_per_instance_median": 1e3 * statistics.median(by_round),
+           "ms_per_instance_by_round": [1e3 * v for v in by_round],
+           # one instance a request: the first caption of an image pays its detection, the others hit the image
+           # cache, so the mean over the instances, per round, is the latency an instance
+           "finals_ms_by_round": [1e3 * v for v in finals],
            "finals_ms_median": 1e3 * statistics.median(finals) if finals else None,
            "statuses": [run["statuses"] for run in runs], "finals_statuses": [run["finals_statuses"] for run in runs],
            "accuracy": sum(hits) / len(hits), "hits": sum(hits),
@@ -166,8 +182,14 @@ def summarise(runs: list[dict], truths: list, reference: list | None) -> dict:
            "detect_ms_per_frame": 1e3 * stage_totals.get("detect", 0.0) / frames if frames else None,
            "frames_detected": frames, "stage_seconds": stage_totals, "work": work_totals,
            "models": runs[0]["models"]}
-    if reference is not None:
+    if reference is not None and reference is not boxes:
         row["same_box_as_filed_default"] = sum(same_box(a, b) for a, b in zip(boxes, reference)) / len(boxes)
+        # the answers that moved: by how much, and whether they are still the same object (IoU > 0.5)
+        moved = [(a, b) for a, b in zip(boxes, reference) if not same_box(a, b)]
+        row["moved_answers"] = {"count": len(moved),
+                                "max_corner_px": [round(corner_px(a, b), 2) for a, b in moved],
+                                "other_object": sum(a is None or b is None or not is_hit(iou_ltwh(a, b))
+                                                    for a, b in moved)}
     return row
 
 
@@ -203,7 +225,7 @@ def main() -> int:
             for name in names[round_ % len(names):] + names[:round_ % len(names)]:
                 cache = Path(caches.name) / f"tree{trees.index(str(specs[name]['src']))}"
                 runs[name].append(one_run(specs[name], sets, cache))
-                bar.set_postfix_str(f"{name}: {1e3 * statistics.median(runs[name][-1]['per_instance_s']):.0f} ms")
+                bar.set_postfix_str(f"{name}: {1e3 * statistics.mean(runs[name][-1]['per_instance_s']):.0f} ms")
                 bar.update()
     reference = runs["filed default"][0]["boxes"] if "filed default" in runs else None
     rows = {name: summarise(runs[name], truths, reference) for name in names}
@@ -221,7 +243,7 @@ def main() -> int:
                                                            "noise": args.noise, "instances": len(instances)},
                             "rounds": args.rounds, "batch": BATCH,
                             "warm_instances": len(sets["warm"]), "finals_instances": len(sets["finals"]),
-                            "same_box_px": SAME_BOX_PX, "contenders": {n: {"args": s["args"]} for n, s in specs.items()},
+                            "same_box_px": DETECTOR_SAME_PX, "contenders": {n: {"args": s["args"]} for n, s in specs.items()},
                             "rows": rows, "detector_floor": floor})
     for name, row in rows.items():
         print(f"{name}: {row['ms_per_instance_median']:.1f} ms an instance, accuracy {row['accuracy']:.3f}, "

@@ -960,6 +960,48 @@ TABLES.update({"static-int8-towers": static_int8_towers, "static-int8-tried": st
 
 
 
+def _served(models: dict) -> str:
+    """What served, from /metrics' model info: the detector's backend and precision, the scorer's path."""
+    d, s = models.get("detector", {}), models.get("scorer", {})
+    scorer = s.get("precision", "fp32") + (f" on {s['backend']}" if s.get("backend") else " on torch")
+    return f"detector {d.get('backend', '?')} {d.get('precision', 'fp32')}; scorer {scorer}"
+
+
+def client_latency() -> list[str]:
+    """client_latency.py: the demo bundle through the published test client, today's default against the default
+    issue 27 was filed against, side by side; the detector's fp32 floor measured in the same run."""
+    r = _json(RESULTS / "client_latency.json")
+    rows = ["| contender | what served | ms an instance, test client: median (each round) | finals harness, ms "
+            "an instance | detect, ms a frame | vs filed default | same box as filed default | accuracy |",
+            "|---|---|---|---|---|---|---|---|"]
+    for name, row in r["rows"].items():
+        flags = " ".join(r["contenders"][name]["args"])
+        label = f"{name}" + (f" (`{flags}`)" if flags else "")
+        rounds = " / ".join(f"{v:.1f}" for v in row["ms_per_instance_by_round"])
+        same = row.get("same_box_as_filed_default")
+        rows.append(f"| {label} | {_served(row['models'])} | **{row['ms_per_instance_median']:.1f}** ({rounds}) | "
+                    f"{row['finals_ms_median']:.0f} | {row['detect_ms_per_frame']:.0f} | "
+                    f"**{row.get('speedup_vs_filed_default', 1.0):.2f}x** | "
+                    f"{'-' if same is None else f'{100 * same:.1f}%'} | {row['accuracy']:.3f} |")
+    f, data = r["detector_floor"], r["data"]
+    baseline = r["baseline"] or {}
+    return rows + ["", f"{data['instances']} instances of {data['images']} fresh scenes (seed {data['seed']}, noise "
+                       f"{data['noise']}) in requests of {r['batch']} with no Content-Type, {r['rounds']} rounds, each "
+                       f"contender a fresh server per round in rotating order after {r['warm_instances']} warm-up "
+                       f"instances of other scenes; the finals harness's style (one instance a request, with the "
+                       f"header) on {r['finals_instances']} instances of other scenes. Filed default: commit "
+                       f"{str(baseline.get('commit'))[:7]} served from its own tree. Same box: every side within "
+                       f"{r['same_box_px']} px. Detector floor: {f['gflop_per_frame']:.1f} GFLOP a frame at imgsz "
+                       f"{f['imgsz']} (input {f['input_hw'][0]}x{f['input_hw'][1]}), at the fp32 matmul rate "
+                       f"measured in the run ({f['fp32_matmul_gflops']:.0f} GFLOP/s): "
+                       f"**{f['floor_ms_per_frame']:.0f} ms a frame**; at the bf16 rate "
+                       f"({f['bf16_matmul_gflops']:.0f} GFLOP/s): {f['bf16_floor_ms_per_frame']:.0f} ms. "
+                       + _provenance(r)]
+
+
+TABLES.update({"client-latency": client_latency})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

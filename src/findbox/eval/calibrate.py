@@ -196,8 +196,13 @@ def same_box(a, b, tolerance: float = 0.0) -> bool:
         return a is b
     if tolerance == 0.0:
         return list(a) == list(b)
+    return corner_px(a, b) <= tolerance
+
+
+def corner_px(a, b) -> float:
+    """Largest difference between the corners of two [l, t, w, h] boxes, in pixels."""
     (l1, t1, w1, h1), (l2, t2, w2, h2) = a, b
-    return max(abs(l1 - l2), abs(t1 - t2), abs(l1 + w1 - l2 - w2), abs(t1 + h1 - t2 - h2)) <= tolerance
+    return max(abs(l1 - l2), abs(t1 - t2), abs(l1 + w1 - l2 - w2), abs(t1 + h1 - t2 - h2))
 
 
 def _warm(detector, samples, images_dir: Path, frames: int = 2) -> None:

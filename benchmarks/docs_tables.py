@@ -978,11 +978,17 @@ def client_latency() -> list[str]:
         flags = " ".join(r["contenders"][name]["args"])
         label = f"{name}" + (f" (`{flags}`)" if flags else "")
         rounds = " / ".join(f"{v:.1f}" for v in row["ms_per_instance_by_round"])
-        same = row.get("same_box_as_filed_default")
+        same, moved = row.get("same_box_as_filed_default"), row.get("moved_answers") or {}
+        if same is not None and moved.get("count"):
+            px = moved["max_corner_px"]
+            same = f"{100 * same:.1f}% ({moved['count']} moved {min(px):.2f}-{max(px):.2f} px, " \
+                   f"{moved['other_object']} to another object)"
+        elif same is not None:
+            same = f"{100 * same:.1f}%"
         rows.append(f"| {label} | {_served(row['models'])} | **{row['ms_per_instance_median']:.1f}** ({rounds}) | "
-                    f"{row['finals_ms_median']:.0f} | {row['detect_ms_per_frame']:.0f} | "
+                    f"{row['finals_ms_median']:.1f} | {row['detect_ms_per_frame']:.0f} | "
                     f"**{row.get('speedup_vs_filed_default', 1.0):.2f}x** | "
-                    f"{'-' if same is None else f'{100 * same:.1f}%'} | {row['accuracy']:.3f} |")
+                    f"{same or '-'} | {row['accuracy']:.3f} |")
     f, data = r["detector_floor"], r["data"]
     baseline = r["baseline"] or {}
     return rows + ["", f"{data['instances']} instances of {data['images']} fresh scenes (seed {data['seed']}, noise "
@@ -990,7 +996,7 @@ def client_latency() -> list[str]:
                        f"contender a fresh server per round in rotating order after {r['warm_instances']} warm-up "
                        f"instances of other scenes; the finals harness's style (one instance a request, with the "
                        f"header) on {r['finals_instances']} instances of other scenes. Filed default: commit "
-                       f"{str(baseline.get('commit'))[:7]} served from its own tree. Same box: every side within "
+                       f"{str(baseline.get('commit'))[:7]} served from its own tree. Same box: every corner within "
                        f"{r['same_box_px']} px. Detector floor: {f['gflop_per_frame']:.1f} GFLOP a frame at imgsz "
                        f"{f['imgsz']} (input {f['input_hw'][0]}x{f['input_hw'][1]}), at the fp32 matmul rate "
                        f"measured in the run ({f['fp32_matmul_gflops']:.0f} GFLOP/s): "

@@ -9,6 +9,11 @@ Exits with an error at once when CUDA is not available.
    4 captions of one image per request) and b (4 distinct images per request), in fp16
    and bf16, detector at imgsz 1600 as the original; peak GPU memory per contender.
 3. With --compile: torch.compile of the image tower (compile time reported apart).
+4. The detector network alone on one letterboxed 1520x870 frame at --imgsz, per backend: torch in
+   fp32, fp16 (what --precision fp16 runs) and bf16 autocast with the boxes decoded in fp32 (what
+   --detector-precision bf16 runs), and its ONNX export on ONNX Runtime's TensorRT and CUDA
+   providers where this onnxruntime has them (the CPU package has neither: the rows say so);
+   ms a forward and the largest box-coordinate difference from torch fp32, in input pixels.
 Results: benchmarks/results/gpu.json. `--device cpu --scorer-preset tiny --detector-yaml
 yolov8n.yaml --imgsz 160 --requests 1` runs the same code on a CPU in a minute (a dry run
 of the script, not a benchmark).
@@ -137,10 +142,74 @@ def main() -> None:
         if cuda:
             torch.cuda.empty_cache()
     sampler.stop()
+    result["detector_backends"] = detector_backends(models["detector"], args.imgsz, args.device, sync)
     result["total_s"] = time.perf_counter() - started
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
     Path(args.out).write_text(json.dumps(result, indent=1, default=float))
     print(f"wrote {args.out} in {result['total_s']:.0f} s")
+
+
+def detector_backends(pt: Path, imgsz: int, device: str, sync, repeats: int = 10) -> dict:
+    """Section 4: {backend: {"ms": median ms a forward, "max_box_diff_px": vs torch fp32} or {"skipped": why}}."""
+    import copy
+    import statistics
+
+    import onnxruntime as ort
+    from ultralytics import YOLO
+
+    from findbox.detect.ultralytics import decode_in_fp32, onnx_export
+
+    cuda = device.startswith("cuda")
+    height = (round(870 * imgsz / 1520) + 31) // 32 * 32  # the letterbox of a 1520x870 frame, as served
+    x = torch.rand(1, 3, height, (imgsz + 31) // 32 * 32, device=device)
+
+    def timed(forward) -> tuple[float, torch.Tensor]:
+        with torch.inference_mode():
+            for _ in range(2):
+                out = forward()
+            sync()
+            times = []
+            for _ in range(repeats):
+                t = time.perf_counter()
+                out = forward()
+                sync()
+                times.append(time.perf_counter() - t)
+        return 1e3 * statistics.median(times), torch.as_tensor(out).float().to(device)
+
+    model = YOLO(str(pt)).model.float().eval().to(device)
+    fp32_ms, reference = timed(lambda: model(x)[0])
+    rows = {"torch fp32": {"ms": fp32_ms, "max_box_diff_px": 0.0}}
+
+    def row(ms: float, out: torch.Tensor) -> dict:
+        return {"ms": ms, "vs_fp32": fp32_ms / ms, "max_box_diff_px": float((out[:, :4] - reference[:, :4]).abs().max())}
+
+    if cuda:  # CPU convolutions have no fast fp16 kernels: not a CPU path
+        half = copy.deepcopy(model).half()
+        rows["torch fp16"] = row(*timed(lambda: half(x.half())[0]))
+    else:
+        rows["torch fp16"] = {"skipped": "fp16 runs on a GPU (--precision fp16)"}
+    bf16 = YOLO(str(pt))
+    decode_in_fp32(bf16)
+    bf16_model = bf16.model.float().eval().to(device)
+
+    def bf16_forward():
+        with torch.autocast(torch.device(device).type, dtype=torch.bfloat16):
+            return bf16_model(x)[0]
+
+    rows["torch bf16 autocast, decoded in fp32"] = row(*timed(bf16_forward))
+    available = ort.get_available_providers()
+    onnx = onnx_export(Path(pt))
+    for provider in (("TensorrtExecutionProvider", "CUDAExecutionProvider") if cuda else ("CPUExecutionProvider",)):
+        if provider not in available:
+            rows[f"onnxruntime {provider}"] = {"skipped": f"not among this onnxruntime's providers {available}"}
+            continue
+        session = ort.InferenceSession(str(onnx), providers=[provider])
+        feed = {session.get_inputs()[0].name: x.cpu().numpy()}
+        rows[f"onnxruntime {provider}"] = row(*timed(lambda s=session, f=feed: s.run(None, f)[0]))
+    for name, r in rows.items():
+        print(f"detector {name}: " + (f"{r['ms']:.1f} ms, boxes within {r['max_box_diff_px']:.2g} px of fp32"
+                                      if "ms" in r else r["skipped"]), flush=True)
+    return {"input_hw": list(x.shape[2:]), "providers": available, "rows": rows}
 
 
 if __name__ == "__main__":

@@ -74,11 +74,12 @@ class DetectorBackend(str, enum.Enum):
 
 
 class DetectorPrecision(str, enum.Enum):
-    """Arithmetic of the detector on the CPU (on CUDA it follows the run's precision: half with fp16)."""
+    """Arithmetic of the detector. AUTO: on the CPU from the calibration record; on CUDA the run's precision
+    (half with fp16). BF16 is taken as given on either."""
 
     AUTO = "auto"  # bf16 where the scorer's calibration record shows it keeping this detector's answers, else fp32
     FP32 = "fp32"  # exact: the reference answers
-    BF16 = "bf16"  # torch.autocast(bf16) around the torch detector's forward; CPUs with avx512_bf16/AMX
+    BF16 = "bf16"  # torch.autocast(bf16) around the torch detector's forward: CPUs with avx512_bf16/AMX, GPUs
 
 
 class Engine(str, enum.Enum):
@@ -177,9 +178,10 @@ class PipelineConfig:
     # bf16 ran the demo detector 2.4x faster with boxes within 0.3 px on 4 frames, but boxes can move: measured
     # per detector and scorer by `findbox calibrate` before auto takes it (BENCHMARKS.md)
     detector_precision: DetectorPrecision = option(
-        DetectorPrecision.AUTO, help="the detector's arithmetic on the CPU: fp32 (exact) or bf16 (torch.autocast on "
-                                     "the torch backend; avx512_bf16/AMX); auto: bf16 where the scorer's record from "
-                                     "`findbox calibrate` shows bf16 keeping this detector's answers, else fp32")
+        DetectorPrecision.AUTO, help="the detector's arithmetic: fp32 (exact) or bf16 (torch.autocast on the torch "
+                                     "backend: CPUs with avx512_bf16/AMX, GPUs); auto: on the CPU bf16 where the "
+                                     "scorer's record from `findbox calibrate` shows bf16 keeping this detector's "
+                                     "answers, else fp32; on a GPU half with --precision fp16")
     # off: the demo scorer (trained at one size) loses accuracy at smaller inputs (BENCHMARKS.md, small crops)
     small_crop_input: int = option(0, metavar="PX", help="score crops whose longer side is at most PX pixels at a "
                                    "PX x PX input: fewer tokens, position embeddings interpolated (transformers "

@@ -29,3 +29,9 @@ def test_bench_gpu_smallest_settings_write_results(tmp_path):
     assert set(result["end_to_end"]) == {"fp16/a", "fp16/b", "bf16/a", "bf16/b"}
     contenders = [c for row in result["end_to_end"].values() for c in row["contenders"].values()]
     assert all(c["max_memory_allocated_mb"] > 0 for c in contenders), contenders
+    backends = result["detector_backends"]["rows"]
+    assert {"torch fp32", "torch fp16", "torch bf16 autocast, decoded in fp32"} <= set(backends)
+    assert all(backends[k]["ms"] > 0 for k in ("torch fp16", "torch bf16 autocast, decoded in fp32"))
+    # ONNX Runtime's GPU providers: measured where this onnxruntime has them, else the row says why
+    for provider in ("TensorrtExecutionProvider", "CUDAExecutionProvider"):
+        assert "ms" in backends[f"onnxruntime {provider}"] or "skipped" in backends[f"onnxruntime {provider}"]

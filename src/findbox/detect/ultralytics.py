@@ -30,9 +30,9 @@ class Detector:
         self.yolo = yolo
         self.config = config
         self.device = device
-        self.half = half and device.type == "cuda"
-        # the torch forward under torch.autocast(bf16) on the CPU (`--detector-precision bf16`)
+        # the torch forward under torch.autocast(bf16) (`--detector-precision bf16`); it replaces half
         self.bf16 = bf16
+        self.half = half and device.type == "cuda" and not bf16
         if bf16:
             decode_in_fp32(yolo)
         # set by `--detector-backend auto` (findbox.detect.backend.load_auto): what it chose and why
@@ -45,17 +45,15 @@ class Detector:
     ) -> "Detector":
         """An ultralytics .pt, run by torch or (backend onnx, CPU only) by ONNX Runtime on its export;
         backend auto: whichever of the two is faster here with the same boxes (`findbox.detect.backend`).
-        bf16: torch's forward under torch.autocast(bf16), CPU only (backend auto then means torch: the
-        bf16 path was chosen by measurement already, `findbox.device.detector_auto_choice`)."""
+        bf16: torch's forward under torch.autocast(bf16) on the device, in place of half (backend auto then
+        means torch: on the CPU the bf16 path was chosen by measurement already,
+        `findbox.device.detector_auto_choice`)."""
         path = Path(path)
         device = torch.device(device)
         backend = DetectorBackend(backend)
         if not path.is_file():
             raise ValueError(f"detector: expected an ultralytics .pt file, got {str(path)!r} (not a file)")
         if bf16:
-            if device.type != "cpu":
-                raise ValueError(f"detector_precision: bf16 runs on the cpu, got device {device}; on a GPU the "
-                                 f"detector runs half with --precision fp16")
             if backend == DetectorBackend.ONNX:
                 raise ValueError("detector_precision: bf16 runs on the torch backend (torch.autocast), got "
                                  "detector_backend onnx")
@@ -125,7 +123,7 @@ class Detector:
                 # ultralytics reads numpy arrays as BGR (OpenCV order)
                 sources = [np.ascontiguousarray(images_rgb[i][..., ::-1]) for i in chunk]
                 threads = torch.get_num_threads()
-                autocast = torch.autocast("cpu", dtype=torch.bfloat16, enabled=self.bf16)
+                autocast = torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16)
                 try:
                     with autocast:  # a no-op unless bf16; the boxes come out fp32 either way
                         results = self.yolo.predict(
@@ -171,7 +169,7 @@ def decode_in_fp32(yolo) -> None:
             value.float() if isinstance(value, torch.Tensor) else value)
 
     def inference_fp32(x):
-        with torch.autocast("cpu", enabled=False):
+        with torch.autocast(x["boxes"].device.type, enabled=False):
             return inference({k: fp32(v) for k, v in x.items()})
 
     head._inference = inference_fp32

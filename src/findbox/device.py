@@ -7,7 +7,7 @@ from pathlib import Path
 
 import torch
 
-from findbox.calibration import Calibration
+from findbox.calibration import DETECTOR_BF16, Calibration
 from findbox.config import Precision, ScorerBackend
 
 # CPU flags (as /proc/cpuinfo spells them) that mean bf16 matmuls run in hardware
@@ -144,8 +144,6 @@ def detector_auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     that kept fp32's answers (`Calibration.keeps_answers`) and ran the pipeline at least MIN_SPEEDUP
     times fp32's rate; else fp32. Off the CPU: fp32 (a GPU's detector follows the run's precision:
     half with fp16). A pure function of its arguments, as `auto_choice`."""
-    from findbox.calibration import DETECTOR_BF16
-
     if device_type != "cpu" or not {f.lower() for f in cpu_flags} & BF16_FLAGS:
         return AutoChoice(Precision.FP32)
     row = calibration.find("bf16", DETECTOR_BF16) if calibration is not None else None
@@ -154,7 +152,8 @@ def detector_auto_choice(device_type: str, cpu_flags: set[str] | frozenset[str],
     if row.detector != detector_sha256:
         return AutoChoice(Precision.FP32, f"calibrated on another detector (sha256 {str(row.detector)[:12]}): "
                                           f"`findbox calibrate` can unlock bf16 for this one")
-    fp32_speed = calibration.reference().instances_per_s if calibration.reference() else None
+    reference = calibration.reference()
+    fp32_speed = reference.instances_per_s if reference is not None else None
     speedup = row.instances_per_s / fp32_speed if row.instances_per_s and fp32_speed else None
     measured = f"{row.same_box:.1%} of fp32's boxes on {calibration.instances} instances" + (
         f", {speedup:.2f}x fp32's speed" if speedup else "")

@@ -107,7 +107,8 @@ def detector_precision_choice(config: PipelineConfig, device, paths: dict | None
         return AutoChoice(Precision.FP32)
     spec = parse_scorer_spec(str(paths["scorer"]))
     calibration = read_calibration(spec.path) if spec.family == ScorerFamily.TRANSFORMERS else None
-    return detector_auto_choice(device.type, cpu_flags(), calibration, detector_sha256(paths["detector"]))
+    digest = detector_sha256(paths["detector"]) if calibration is not None else None  # a large .pt hashes in ~1 s
+    return detector_auto_choice(device.type, cpu_flags(), calibration, digest)
 
 
 def compose_pipeline(config: PipelineConfig, detector):
@@ -142,7 +143,7 @@ def precision_choice(config: PipelineConfig, device, scorer_spec: str):
     folder's calibration record (`findbox calibrate`) where it has one made on its weights, and for the
     scorer's family (open_clip has no int8 path); any other precision as given."""
     from findbox.calibration import read_calibration
-    from findbox.config import Precision, ScorerBackend
+    from findbox.config import ScorerBackend
     from findbox.device import AutoChoice, auto_choice, cpu_flags
     from findbox.score.int8 import folder_model_type, int8_backend
     from findbox.score.spec import ScorerFamily, parse_scorer_spec
@@ -174,7 +175,7 @@ def int8_static_ranges(config: PipelineConfig, device, scorer_spec: str) -> dict
     dynamic int8. An explicit `--precision int8` runs static whenever the scorer's calibration record holds
     ranges (and ONNX Runtime runs its towers); auto only where the record's static row kept the answers
     (`precision_choice` says which row unlocked int8)."""
-    from findbox.config import Precision, ScorerBackend
+    from findbox.config import ScorerBackend
     from findbox.score.int8 import folder_model_type, int8_backend
     from findbox.score.int8_static import STATIC_BACKEND
     from findbox.score.spec import ScorerFamily, parse_scorer_spec
@@ -191,8 +192,6 @@ def int8_static_ranges(config: PipelineConfig, device, scorer_spec: str) -> dict
 
 def _precision(config: PipelineConfig, device, scorer_spec: str):
     """`run_precision`, logged with its reason; int8 refused off the CPU."""
-    from findbox.config import Precision
-
     choice = precision_choice(config, device, scorer_spec)
     precision = choice.precision
     logging.getLogger("findbox").info("precision %s%s on %s%s", precision.value,
@@ -210,7 +209,7 @@ def load_configured_scorer(spec: str, config: PipelineConfig, device, precision=
     so, so that scorers are compared in the run's arithmetic. precision: resolved already, or None."""
     import torch
 
-    from findbox.config import Precision, ScorerBackend
+    from findbox.config import ScorerBackend
     from findbox.device import cpu_has_fast_bf16, resolve_autocast, resolve_dtype
     from findbox.score import load_scorer
 

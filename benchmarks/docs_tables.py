@@ -1008,6 +1008,41 @@ def client_latency() -> list[str]:
 TABLES.update({"client-latency": client_latency})
 
 
+def _minutes(seconds: float | None) -> str:
+    return "-" if seconds is None else f"{seconds / 60:.1f}"
+
+
+def demo_build_time() -> list[str]:
+    """demo_build_time.py: each training run of `make demo-models`, its FLOP floor, the shipped build's record and
+    a from-nothing build's measured (or projected) minutes."""
+    r = _json(RESULTS / "demo_build_time.json")
+    rows = ["| run | size x epochs | training samples | training TFLOP | floor, min | shipped build, min | "
+            "from-nothing build, min | build / floor |", "|---|---|---|---|---|---|---|---|"]
+    for run in r["runs"]:
+        size = f"{run['imgsz']} x {run['epochs']}" if run["imgsz"] else f"x {run['epochs']}"
+        mine = (f"**{_minutes(run['measured_s'])}**" if run["measured_s"] is not None
+                else f"({_minutes(run['projected_s'])})")
+        rows.append(f"| {run['run']} | {size} | {run['samples']} | {run['train_gflop'] / 1e3:.1f} | "
+                    f"{_minutes(run['floor_s'])} | {_minutes(run['shipped_s'])} | {mine} | "
+                    f"{run['projected_s'] / run['floor_s']:.0f}x |")
+    t = r["totals"]
+    data = [d for d in r["data"] if d["seconds"] is not None]
+    return rows + [f"| **training, all runs** | | | | **{_minutes(t['train_floor_s'])}** | "
+                   f"{_minutes(t['shipped_train_s'])} | {_minutes(t['train_measured_s'])} measured + "
+                   f"({_minutes(t['train_projected_s'] - t['train_measured_s'])}) | "
+                   f"{t['train_projected_s'] / t['train_floor_s']:.0f}x |",
+                   "", f"Bold: measured in the from-nothing build ({t['runs_measured']} of {t['runs']} runs); in "
+                       f"parentheses: projected at that build's own seconds per FLOP for runs of the same kind (or, "
+                       f"with none finished yet, the shipped build's record). Floor: 3 forward passes of FLOPs per "
+                       f"training sample (forward and backward; the detector's validation images once) at "
+                       f"{r['fp32_matmul_gflops']:.0f} GFLOP/s, this machine's fp32 matmul rate "
+                       f"(client_latency.json). The synth sets took {_minutes(t['data_measured_s'])} min "
+                       f"({len(data)} of {len(r['data'])} sets done). " + _provenance(r)]
+
+
+TABLES.update({"demo-build-time": demo_build_time})
+
+
 def render(text: str, where: str = "doc") -> str:
     """`text` with every marked table re-rendered; ValueError naming an unknown table."""
     def one(m: re.Match) -> str:

@@ -1,0 +1,138 @@
+"""How long `make demo-models` takes, run by run, against the arithmetic it does (issue 27's <= 1.5 h goal).
+
+    .venv/bin/python benchmarks/demo_build_time.py --work runs/demo
+
+Reads a demo build's work folder (`findbox.train.demo`: `make demo-models` writes runs/demo/), from
+nothing or still running, and for every step of the recipe (`DemoRecipe`) writes:
+- measured: the synth sets' seconds (each set's first image to its vlm.jsonl, file times), each
+  detector stage's train_s and per-epoch seconds, each scorer round's seconds (their metrics.json);
+- projected, for the runs the folder does not hold yet: their training FLOPs at the seconds per
+  FLOP the build's own finished runs of the same kind took (detector stages, scorer rounds); a
+  kind with nothing finished yet takes the shipped bundle's recorded seconds for that run (made on
+  a machine busy with other jobs: an upper bound, and said so in the row);
+- the floor: each run's training FLOPs (3x a forward: forward and backward; counted with torch's
+  FlopCounterMode on the bundle's own detector and scorer, the recipe's architecture) at the fp32
+  matmul rate measured on this machine (`client_latency.json`, a quiet run), the time no fp32
+  training can beat. Validation and augmentation are outside the count (the measured seconds
+  include them).
+Writes benchmarks/results/demo_build_time.json; docs_tables.py renders it in docs/BENCHMARKS.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).parent))
+from common import RESULTS, write_result  # noqa: E402
+
+VAL_FRACTION_DETECTOR = 0.2  # findbox train detector's default split: the last 20% of lines validate
+VAL_FRACTION_CROPS = 0.1  # the build's `findbox crops --val-fraction 0.1`
+
+
+def stages_of(text: str) -> list[tuple[int, int]]:
+    """"512:25,640:6" -> [(512, 25), (640, 6)]."""
+    return [tuple(int(v) for v in part.split(":")) for part in text.split(",")]  # type: ignore[misc]
+
+
+def synth_seconds(folder: Path) -> float | None:
+    """A finished synth set's wall seconds: its first image's time to its vlm.jsonl's (None: not finished)."""
+    jsonl = folder / "vlm.jsonl"
+    images = list((folder / "images").glob("*.jpg"))
+    if not jsonl.is_file() or not images:
+        return None
+    return jsonl.stat().st_mtime - min(p.stat().st_mtime for p in images)
+
+
+def counted_flops() -> dict:
+    """Forward GFLOP of the bundle's detector at square training sizes, and of its scorer per crop and caption."""
+    import torch
+    from bench_flops import count_flops
+    from ultralytics import YOLO
+
+    from findbox.bundle import bundled_paths
+    from findbox.score import load_scorer
+
+    paths = bundled_paths()
+    yolo = YOLO(str(paths["detector"])).model.float().eval()
+    scorer = load_scorer(str(paths["scorer"]), "cpu")
+    h, w = scorer.preprocess.size_hw
+    return {"detector_gflop": {size: count_flops(yolo, torch.zeros(1, 3, size, size)) / 1e9 for size in (512, 640, 960)},
+            "image_tower_gflop": count_flops(scorer.image_features, torch.zeros(1, 3, h, w)) / 1e9,
+            "text_tower_gflop": count_flops(scorer.text_features, ["red, white, and blue light aircraft"]) / 1e9}
+
+
+def main() -> int:
+    from findbox.bundle import bundle_manifest
+    from findbox.train.demo import DemoRecipe, detector_data, detector_runs, scorer_data, scorer_runs
+
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="the build's work folder")
+    parser.add_argument("--out", default=str(RESULTS / "demo_build_time.json"))
+    args = parser.parse_args()
+
+    recipe, shipped = DemoRecipe(), bundle_manifest()
+    shipped_det = {(d["run"], d["imgsz"]): d["train_s"] for d in shipped["training"]["detector"]}
+    shipped_scorer = {s["round"]: s for s in shipped["training"]["scorer"]}
+    flops = counted_flops()
+    peak = json.loads((RESULTS / "client_latency.json").read_text())["detector_floor"]["fp32_matmul_gflops"]
+
+    data_rows = []
+    for folder, images, seed, noise in detector_data(recipe) + [(d, n, s, z) for d, _, n, s, z in scorer_data(recipe)]:
+        data_rows.append({"set": folder, "images": images, "seconds": synth_seconds(args.work / folder)})
+
+    det_images = {folder: images for folder, images, _, _ in detector_data(recipe)}
+    rows = []
+    for name, data, stages in detector_runs(recipe):
+        metrics = args.work / name / "metrics.json"
+        done = {s["imgsz"]: s for s in json.loads(metrics.read_text())["stages"]} if metrics.is_file() else {}
+        train = round(det_images[data] * (1 - VAL_FRACTION_DETECTOR))
+        val = det_images[data] - train
+        for imgsz, epochs in stages_of(stages):
+            forward = flops["detector_gflop"][imgsz]
+            stage = done.get(imgsz)
+            rows.append({"kind": "detector", "run": name, "imgsz": imgsz, "epochs": epochs, "samples": train,
+                         "train_gflop": epochs * (3 * train + val) * forward,
+                         "measured_s": stage["train_s"] if stage else None,
+                         "epoch_s": stage.get("epoch_s") if stage else None,
+                         "shipped_s": shipped_det.get((name, imgsz))})
+    sample_gflop = flops["image_tower_gflop"] + flops["text_tower_gflop"]
+    for k, (epochs, _, folders, batch_by) in enumerate(scorer_runs(recipe), start=1):
+        metrics = args.work / f"scorer_round{k}" / "metrics.json"
+        m = json.loads(metrics.read_text()) if metrics.is_file() else None
+        crops = m["train_crops"] if m else shipped_scorer[k]["train_crops"]
+        rows.append({"kind": "scorer", "run": f"scorer_round{k}", "imgsz": None, "epochs": epochs, "samples": crops,
+                     "batch_by": batch_by, "train_gflop": epochs * 3 * crops * sample_gflop,
+                     "measured_s": m["seconds"] if m else None, "epoch_s": None,
+                     "shipped_s": shipped_scorer[k]["seconds"]})
+
+    for row in rows:
+        row["floor_s"] = row["train_gflop"] / peak
+        finished = [r for r in rows if r["kind"] == row["kind"] and r["measured_s"]]
+        if row["measured_s"] is not None:
+            row["projected_s"], row["projected_from"] = row["measured_s"], "measured"
+        elif finished:
+            rate = sum(r["measured_s"] for r in finished) / sum(r["train_gflop"] for r in finished)
+            row["projected_s"] = rate * row["train_gflop"]
+            row["projected_from"] = f"this build's finished {row['kind']} runs' seconds per FLOP"
+        else:
+            row["projected_s"], row["projected_from"] = row["shipped_s"], "the shipped build's record (busy machine)"
+    totals = {"train_measured_s": sum(r["measured_s"] or 0 for r in rows),
+              "train_projected_s": sum(r["projected_s"] or 0 for r in rows),
+              "train_floor_s": sum(r["floor_s"] for r in rows),
+              "shipped_train_s": shipped["training"]["train_seconds"],
+              "data_measured_s": sum(r["seconds"] or 0 for r in data_rows),
+              "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows)}
+    write_result(args.out, {"work": str(args.work), "fp32_matmul_gflops": peak, "flops": flops, "data": data_rows,
+                            "runs": rows, "totals": totals})
+    for r in rows:
+        print(f"{r['run']:15s} {r['imgsz'] or '':>5} x{r['epochs']:<3} measured {r['measured_s']}  projected "
+              f"{r['projected_s']:.0f} s  floor {r['floor_s']:.0f} s")
+    print({k: round(v, 1) if isinstance(v, float) else v for k, v in totals.items()})
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -210,6 +210,8 @@ def test_calibrate_refuses_what_it_cannot_measure(tiny_models, val_data, cache_e
     args = tiny_serve_args(tiny_models, upscaler=False)
     done = calibrate(["--data", str(val_data), *args, "--precision", "int8"], cache_env)
     assert done.returncode == 2 and "--precision: calibrate measures every precision" in done.stderr
+    done = calibrate(["--data", str(val_data), *args, "--detector-precision", "bf16"], cache_env)
+    assert done.returncode == 2 and "--detector-precision: calibrate measures the detector" in done.stderr
     spec = build_open_clip(tmp_path / "oc", "tiny-clip")
     done = calibrate(["--data", str(val_data), "--detector", str(tiny_models["detector"]), "--scorer", spec],
                      cache_env)

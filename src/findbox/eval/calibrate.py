@@ -55,6 +55,9 @@ def main(args: argparse.Namespace) -> int:
 
     if getattr(args, "precision", None) is not None:
         raise ValueError("--precision: calibrate measures every precision this CPU runs fast against fp32; drop it")
+    if getattr(args, "detector_precision", None) is not None:
+        raise ValueError("--detector-precision: calibrate measures the detector in fp32 and, where the CPU has "
+                         "bf16, in bf16; drop it")
     if args.batch < 1:
         raise ValueError(f"--batch: expected a positive number of instances, got {args.batch}")
     config = dataclasses.replace(serve_config_from_args(args).pipeline, image_cache=0, compile=False)

@@ -22,6 +22,9 @@ import sys
 import time
 from pathlib import Path
 
+sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
+
 ROOT = Path(__file__).resolve().parent.parent
 BUNDLE = ROOT / "src" / "findbox" / "assets" / "demo"
 RESULTS = ROOT / "benchmarks" / "results" / "ablation_scorer.json"
@@ -146,10 +149,7 @@ def main() -> int:
         "detection": serve, "common_flags": COMMON, "training": training, "figures": figures,
         "commands": commands,
     }
-    results = Path(args.results)
-    results.parent.mkdir(parents=True, exist_ok=True)
-    results.write_text(json.dumps(result, indent=2) + "\n")
-    print(f"wrote {results}")
+    write_result(args.results, result)
     print(table(result))
     return 0
 

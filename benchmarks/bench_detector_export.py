@@ -31,7 +31,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, load_average, machine, scenes, timed  # noqa: E402
+from common import RESULTS, load_average, machine, scenes, timed, write_result  # noqa: E402
 
 from findbox.boxes import Candidates  # noqa: E402
 from findbox.bundle import bundle_detection_defaults, bundled_paths  # noqa: E402
@@ -123,7 +123,7 @@ def main() -> None:
     result["load_before"], result["load_after"] = load_before, load_after
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1))
+    write_result(args.out, result)
     print(json.dumps({k: {f: v[f] for f in ("median_ms", "min_ms", "max_ms", "speedup_vs_torch",
                                               "frames_same_boxes", "max_box_diff_px")}
                       for k, v in result["contenders"].items()}, indent=1))

@@ -22,7 +22,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import torch  # noqa: E402
-from common import BENCH_DETECTION, RESULTS, bench_models, machine  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, machine, write_result  # noqa: E402
 from torch.utils.flop_counter import FlopCounterMode  # noqa: E402
 
 
@@ -155,7 +155,7 @@ def main() -> None:
             share = "" if row["of_peak"] is None else f"{100 * row['of_peak']:5.1f}% of {row['peak']} peak"
             print(f"{k:40s} {row['gflops']:7.1f} GFLOP/s  {share}")
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -22,7 +22,6 @@ of the script, not a benchmark).
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -61,7 +60,7 @@ def main() -> None:
         return torch.cuda.max_memory_allocated() / 2**20 if cuda else None
 
     from bench_pipeline import REQUEST_CAPTIONS, compare, findbox_fn, reference_fn, workload_a, workload_b
-    from common import RssSampler, bench_models, machine, scenes
+    from common import RssSampler, bench_models, machine, scenes, write_result
 
     from findbox.factory import load_pipeline
     from findbox.pipeline import Pipeline
@@ -144,8 +143,7 @@ def main() -> None:
     sampler.stop()
     result["detector_backends"] = detector_backends(models["detector"], args.imgsz, args.device, sync)
     result["total_s"] = time.perf_counter() - started
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=1, default=float))
+    write_result(args.out, result)
     print(f"wrote {args.out} in {result['total_s']:.0f} s")
 
 

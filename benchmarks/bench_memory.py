@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import BENCH_DETECTION, RESULTS, bench_models, machine, peak_rss_mb, write_result  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, peak_rss_mb, write_result  # noqa: E402
 
 # findbox at its defaults (precision auto: int8 on a CPU with VNNI, as here); the reference and
 # `findbox fp32` on the fp32 models, as bench_pipeline compares them
@@ -156,11 +156,7 @@ def main() -> None:
         print(f"{contender:28s} {n:4d} instances: peak RSS {row['peak_rss_mb']:7.0f} MB "
               f"(loaded {row['rss_loaded_mb']:.0f} MB, +{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} MB "
               f"in the request), {row['seconds']:.1f} s", flush=True)
-    out = {"machine": machine(), "detection": BENCH_DETECTION, "rows": rows,
-           "command": " ".join([".venv/bin/python", *sys.argv])}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
-    print(f"wrote {args.out}")
+    write_result(args.out, {"detection": BENCH_DETECTION, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -34,7 +34,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 import sys
 import time
 from pathlib import Path
@@ -54,6 +53,7 @@ from common import (  # noqa: E402
     percentile,
     scenes,
     timed,
+    write_result,
 )
 
 from findbox.config import Precision  # noqa: E402
@@ -315,7 +315,7 @@ def main() -> None:
     result["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
     RESULTS.mkdir(parents=True, exist_ok=True)
     out = RESULTS / f"{args.tag}.json"
-    out.write_text(json.dumps(result, indent=1, default=float))
+    write_result(out, result)
     print(f"wrote {out}")
 
 

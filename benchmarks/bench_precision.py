@@ -30,7 +30,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import BENCH_DETECTION, RESULTS, bench_models, machine, scenes  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, bench_models, machine, scenes, write_result  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.config import DetectorConfig  # noqa: E402
@@ -177,7 +177,7 @@ def main() -> None:
         print(f"image tower: base-size scorer, {args.tower_batch} crops per forward")
         out["tower"] = tower_speed(models["scorer"], variants, args.tower_batch, args.tower_reps)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -23,7 +23,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
-from common import RESULTS, bench_models, machine, scenes  # noqa: E402
+from common import RESULTS, bench_models, machine, scenes, write_result  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.config import DetectorConfig  # noqa: E402
@@ -88,7 +88,7 @@ def main() -> None:
         out["note"] = "random-weight detector: speed only (recall needs a trained detector)"
         print(out["note"])
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

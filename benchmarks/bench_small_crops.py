@@ -29,7 +29,7 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, bench_models, machine, scenes  # noqa: E402
+from common import RESULTS, bench_models, machine, scenes, write_result  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.bundle import BUNDLE_DIR  # noqa: E402
@@ -150,7 +150,7 @@ def main() -> None:
         print(f"base-size towers on the demo detector's proposals of {args.base_images} scenes")
         out["base"] = base_speed(args.base_images, ints(args.base_sides), args.reps, args.start)
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1))
+    write_result(args.out, out)
     print(f"wrote {args.out}")
 
 

@@ -159,5 +159,5 @@ def write_result(path: str | Path, fields: dict) -> None:
     """`fields` with the machine, the commit and the command line that made them, as JSON at `path`."""
     out = {"machine": machine(), **provenance(), **fields, "command": " ".join([".venv/bin/python", *sys.argv])}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
-    Path(path).write_text(json.dumps(out, indent=1))
+    Path(path).write_text(json.dumps(out, indent=1, ensure_ascii=False, default=float) + "\n")
     print(f"wrote {path}")

@@ -32,7 +32,6 @@ import base64
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -40,6 +39,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 from load import free_port, wait_ready  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -209,9 +209,8 @@ def main() -> int:
     out = {"fault": args.fault, "result": result, "load_average": {"start": load_start, "end": os.getloadavg()},
            "command": " ".join([".venv/bin/python", *sys.argv])}
     path = RESULTS / f"ops_faults_{args.fault}.json"
-    path.write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
     print(json.dumps(out, indent=1, ensure_ascii=False))
-    print(f"wrote {path}")
+    write_result(path, out)
     return 0
 
 

@@ -13,7 +13,6 @@ load average) as JSON with --out.
 from __future__ import annotations
 
 import argparse
-import json
 import os
 import re
 import shlex
@@ -24,6 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 from load import require_loopback, scrape, start_tiny_server, wait_ready  # noqa: E402
 
 
@@ -72,7 +72,7 @@ def main() -> int:
                        "server_errors": after - before,
                        "load_average": {"start": load_start, "end": os.getloadavg()},
                        "summary": [line for line in output.splitlines()[-25:] if line.strip()]}
-            Path(args.out).write_text(json.dumps(summary, indent=1) + "\n")
+            write_result(args.out, summary)
         return 1 if rc or after > before else 0
     finally:
         if proc is not None:

@@ -28,6 +28,7 @@ import numpy as np
 from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).parent))
+from common import write_result  # noqa: E402
 from load import free_port, require_loopback, scene_b64, wait_ready  # noqa: E402
 
 RESULTS = Path(__file__).parent / "results"
@@ -187,7 +188,7 @@ def main() -> int:
            "load_average": os.getloadavg(), "cases": len(rows), "server_errors": server_errors,
            "health_after": health, "rows": rows, "command": " ".join([".venv/bin/python", *sys.argv])}
     Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(out, indent=1, ensure_ascii=False) + "\n")
+    write_result(args.out, out)
     print(f"{len(rows)} cases, {server_errors} server errors (5xx); /health after: {health}; wrote {args.out}")
     return 1 if server_errors else 0
 

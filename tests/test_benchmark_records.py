@@ -1,0 +1,44 @@
+"""Every benchmark writes its result file through `common.write_result`, so every record carries the
+command, commit, clean-tree flag, machine and date it was made with (docs/BENCHMARKS.md's rule)."""
+
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+# scripts that write JSON which is not a result: the reason
+NOT_RESULTS = {"data_import.py": "writes the synthetic RefCOCO files it then imports"}
+
+
+def json_writes(path: Path) -> list[int]:
+    """Lines of `path` that write JSON to a file by hand: `.write_text(json.dumps(...))` or `json.dump(...)`."""
+    lines = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+            continue
+        dumps = [a for a in node.args if isinstance(a, ast.Call) and isinstance(a.func, ast.Attribute)
+                 and a.func.attr == "dumps"]
+        if (node.func.attr == "write_text" and dumps) or (node.func.attr == "dump"
+                                                          and getattr(node.func.value, "id", "") == "json"):
+            lines.append(node.lineno)
+    return lines
+
+
+def test_benchmarks_write_results_through_write_result():
+    offenders = {p.name: json_writes(p) for p in sorted(BENCHMARKS.glob("*.py"))
+                 if p.name != "common.py" and p.name not in NOT_RESULTS}
+    assert not {name: lines for name, lines in offenders.items() if lines}, offenders
+
+
+def test_write_result_records_provenance(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from common import write_result
+
+    write_result(tmp_path / "r.json", {"rows": [1.5]})
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert {"machine", "commit", "clean_tree", "date", "command", "rows"} <= set(record)
+    assert record["machine"]["cpus"] >= 1 and record["command"].startswith(".venv/bin/python")

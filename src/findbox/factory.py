@@ -106,7 +106,12 @@ def detector_precision_choice(config: PipelineConfig, device, paths: dict | None
     if device.type != "cpu" or isinstance(paths["detector"], list):
         return AutoChoice(Precision.FP32)
     spec = parse_scorer_spec(str(paths["scorer"]))
-    calibration = read_calibration(spec.path) if spec.family == ScorerFamily.TRANSFORMERS else None
+    if spec.family != ScorerFamily.TRANSFORMERS:  # the record lives in a transformers scorer's folder
+        choice = detector_auto_choice(device.type, cpu_flags(), None, None)
+        note = (f"not calibrated beside this {spec.family.value} scorer: --detector-precision bf16 is faster, "
+                f"unmeasured" if choice.note else "")
+        return AutoChoice(choice.precision, note)
+    calibration = read_calibration(spec.path)
     digest = detector_sha256(paths["detector"]) if calibration is not None else None  # a large .pt hashes in ~1 s
     return detector_auto_choice(device.type, cpu_flags(), calibration, digest)
 

@@ -163,3 +163,5 @@ def test_ready_line_precision_is_the_one_the_scorer_runs(tmp_path):
     assert expected == "fp32" and line.split(", precision ")[-1].startswith("fp32 (auto")
     if cpu_flags() & BF16_FLAGS:  # what would be faster here, and that it is not measured
         assert "(auto; open_clip scorers are not calibrated: --precision bf16 is faster" in line
+        # nor does calibrate take an open_clip scorer, so the detector's part does not send the user there
+        assert "; precision fp32 (auto; not calibrated beside this open_clip scorer" in line, line

@@ -64,12 +64,39 @@ def counted_flops() -> dict:
             "text_tower_gflop": count_flops(scorer.text_features, ["red, white, and blue light aircraft"]) / 1e9}
 
 
+def built_bundle(folder: Path, shipped: dict) -> dict:
+    """The finished build's one invocation (wall seconds, whether it reused anything) and its held-out accuracy
+    per noise level beside the shipped bundle's on the same seeds."""
+    manifest = json.loads((folder / "manifest.json").read_text())
+    if len(manifest["steps"]) != 1 or manifest["steps"][0].get("continued_from"):
+        raise SystemExit(f"{folder}: not one from-nothing invocation (steps: {len(manifest['steps'])})")
+    step = manifest["steps"][0]
+    figures = {}
+    for noise, mine in manifest["figures"].items():
+        theirs = shipped["figures"][noise]
+        if mine["seeds"] != theirs["seeds"]:
+            raise SystemExit(f"{folder}: evaluated on seeds {mine['seeds']}, the shipped bundle on {theirs['seeds']}")
+        p, n = theirs["accuracy"], mine["n_instances"]
+        figures[noise] = {"built": mine["accuracy"], "shipped": theirs["accuracy"], "n_instances": n,
+                          "standard_error": (p * (1 - p) / n) ** 0.5, "seeds": mine["seeds"],
+                          "built_per_seed": mine["per_seed"], "shipped_per_seed": theirs["per_seed"],
+                          "built_detector_recall": mine["detector_recall"],
+                          "shipped_detector_recall": theirs["detector_recall"]}
+    return {"command": step["command"], "commit": step["commit"], "clean_tree": step["clean_tree"],
+            "date": step["date"], "wall_s": step["build_seconds"], "found_in_work": step["found_in_work"],
+            "train_s": manifest["training"]["train_seconds"], "figures": figures}
+
+
 def main() -> int:
+    import torch
+    from bench_flops import matmul_peak
+
     from findbox.bundle import bundle_manifest
     from findbox.train.demo import DemoRecipe, detector_data, detector_runs, scorer_data, scorer_runs
 
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="the build's work folder")
+    parser.add_argument("--bundle", type=Path, help="the build's --out folder: its manifest's wall time and figures")
     parser.add_argument("--out", default=str(RESULTS / "demo_build_time.json"))
     args = parser.parse_args()
 
@@ -77,7 +104,7 @@ def main() -> int:
     shipped_det = {(d["run"], d["imgsz"]): d["train_s"] for d in shipped["training"]["detector"]}
     shipped_scorer = {s["round"]: s for s in shipped["training"]["scorer"]}
     flops = counted_flops()
-    peak = json.loads((RESULTS / "client_latency.json").read_text())["detector_floor"]["fp32_matmul_gflops"]
+    peak = matmul_peak(torch.float32)  # GFLOP/s with torch's threads, as the build trained
 
     data_rows = []
     for folder, images, seed, noise in detector_data(recipe) + [(d, n, s, z) for d, _, n, s, z in scorer_data(recipe)]:
@@ -125,12 +152,15 @@ def main() -> int:
               "shipped_train_s": shipped["training"]["train_seconds"],
               "data_measured_s": sum(r["seconds"] or 0 for r in data_rows),
               "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows)}
+    built = built_bundle(args.bundle, shipped) if args.bundle else None
     write_result(args.out, {"work": str(args.work), "fp32_matmul_gflops": peak, "flops": flops, "data": data_rows,
-                            "runs": rows, "totals": totals})
+                            "runs": rows, "totals": totals, "built": built})
     for r in rows:
         print(f"{r['run']:15s} {r['imgsz'] or '':>5} x{r['epochs']:<3} measured {r['measured_s']}  projected "
               f"{r['projected_s']:.0f} s  floor {r['floor_s']:.0f} s")
     print({k: round(v, 1) if isinstance(v, float) else v for k, v in totals.items()})
+    if built:
+        print(built)
     return 0
 
 

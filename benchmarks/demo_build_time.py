@@ -4,7 +4,8 @@
 
 Reads a demo build's work folder (`findbox.train.demo`: `make demo-models` writes runs/demo/), from
 nothing or still running, and for every step of the recipe (`DemoRecipe`) writes:
-- measured: the synth sets' seconds (each set's first image to its vlm.jsonl, file times), each
+- measured: the synth sets' seconds (each set's first image to its vlm.jsonl, file times), the crop
+  sets' (first crop to manifest.jsonl), each
   detector stage's train_s and per-epoch seconds, each scorer round's seconds (their metrics.json);
 - projected, for the runs the folder does not hold yet: their training FLOPs at the seconds per
   FLOP the build's own finished runs of the same kind took (detector stages, scorer rounds); a
@@ -44,6 +45,14 @@ def synth_seconds(folder: Path) -> float | None:
     if not jsonl.is_file() or not images:
         return None
     return jsonl.stat().st_mtime - min(p.stat().st_mtime for p in images)
+
+
+def crops_seconds(folder: Path) -> float | None:
+    """A finished `findbox crops` set's wall seconds: its first crop's time to its manifest.jsonl's."""
+    manifest = folder / "manifest.jsonl"
+    if not manifest.is_file():
+        return None
+    return manifest.stat().st_mtime - min(p.stat().st_mtime for p in (folder / "crops").rglob("*") if p.is_file())
 
 
 def counted_flops() -> dict:
@@ -109,6 +118,8 @@ def main() -> int:
     data_rows = []
     for folder, images, seed, noise in detector_data(recipe) + [(d, n, s, z) for d, _, n, s, z in scorer_data(recipe)]:
         data_rows.append({"set": folder, "images": images, "seconds": synth_seconds(args.work / folder)})
+    crop_rows = [{"set": crops, "images": images, "seconds": crops_seconds(args.work / crops)}
+                 for _, crops, images, _, _ in scorer_data(recipe)]
 
     det_images = {folder: images for folder, images, _, _ in detector_data(recipe)}
     rows = []
@@ -146,15 +157,21 @@ def main() -> int:
             row["projected_from"] = f"this build's finished {row['kind']} runs' seconds per FLOP"
         else:
             row["projected_s"], row["projected_from"] = row["shipped_s"], "the shipped build's record (busy machine)"
-    totals = {"train_measured_s": sum(r["measured_s"] or 0 for r in rows),
+    outputs = [p for p in args.work.glob("*/metrics.json")] + [p for p in args.work.glob("*/vlm.jsonl")] + \
+        [p for p in args.work.glob("crops_*/manifest.jsonl")]
+    firsts = [min(p.stat().st_mtime for p in (args.work / r["set"] / "images").glob("*.jpg"))
+              for r in data_rows if r["seconds"] is not None]
+    totals = {"elapsed_s": max(p.stat().st_mtime for p in outputs) - min(firsts) if firsts else None,
+              "train_measured_s": sum(r["measured_s"] or 0 for r in rows),
               "train_projected_s": sum(r["projected_s"] or 0 for r in rows),
               "train_floor_s": sum(r["floor_s"] for r in rows),
               "shipped_train_s": shipped["training"]["train_seconds"],
               "data_measured_s": sum(r["seconds"] or 0 for r in data_rows),
+              "crops_measured_s": sum(r["seconds"] or 0 for r in crop_rows),
               "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows)}
     built = built_bundle(args.bundle, shipped) if args.bundle else None
     write_result(args.out, {"work": str(args.work), "fp32_matmul_gflops": peak, "flops": flops, "data": data_rows,
-                            "runs": rows, "totals": totals, "built": built})
+                            "crops": crop_rows, "runs": rows, "totals": totals, "built": built})
     for r in rows:
         print(f"{r['run']:15s} {r['imgsz'] or '':>5} x{r['epochs']:<3} measured {r['measured_s']}  projected "
               f"{r['projected_s']:.0f} s  floor {r['floor_s']:.0f} s")

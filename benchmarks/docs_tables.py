@@ -1027,6 +1027,7 @@ def demo_build_time() -> list[str]:
                     f"{run['projected_s'] / run['floor_s']:.0f}x |")
     t = r["totals"]
     data = [d for d in r["data"] if d["seconds"] is not None]
+    crops = [d for d in r["crops"] if d["seconds"] is not None]
     return rows + [f"| **training, all runs** | | | | **{_minutes(t['train_floor_s'])}** | "
                    f"{_minutes(t['shipped_train_s'])} | {_minutes(t['train_measured_s'])} measured + "
                    f"({_minutes(t['train_projected_s'] - t['train_measured_s'])}) | "
@@ -1037,7 +1038,9 @@ def demo_build_time() -> list[str]:
                        f"training sample (forward and backward; the detector's validation images once) at "
                        f"{r['fp32_matmul_gflops']:.0f} GFLOP/s, this machine's fp32 matmul rate "
                        f"measured in the run. The synth sets took {_minutes(t['data_measured_s'])} min "
-                       f"({len(data)} of {len(r['data'])} sets done). " + _provenance(r)] + _demo_built(r.get("built"))
+                       f"({len(data)} of {len(r['data'])} sets done), cutting their crops "
+                       f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first synth image "
+                       f"to the newest finished run, the build had run {_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r.get("built"))
 
 
 def _demo_built(built: dict | None) -> list[str]:

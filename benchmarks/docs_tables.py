@@ -1058,7 +1058,7 @@ def _demo_built(built: dict | None) -> list[str]:
                        f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training."]
 
 
-# registered in TABLES (and its markers put in docs/BENCHMARKS.md) once benchmarks/results/demo_build_time.json exists
+TABLES.update({"demo-build-time": demo_build_time})
 
 
 def render(text: str, where: str = "doc") -> str:

@@ -9,9 +9,11 @@ precision must answer with it; the record still comes from the real command's me
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -22,7 +24,7 @@ from PIL import Image
 
 from findbox.calibration import CALIBRATION_FILE
 from findbox.config import Precision
-from findbox.device import BF16_FLAGS, VNNI_FLAGS, cpu_flags
+from findbox.device import BF16_FLAGS, MIN_SPEEDUP, VNNI_FLAGS, cpu_flags
 from tests.conftest import CAPTIONS, ServerProcess, make_image, tiny_serve_args
 
 pytestmark = pytest.mark.skipif(not cpu_flags() & VNNI_FLAGS, reason="auto unlocks int8 only on a CPU with VNNI")
@@ -71,8 +73,22 @@ def calibrated_scorer(tiny_models, val_data, cache_env, tmp_path_factory) -> Pat
     args = tiny_serve_args({**tiny_models, "scorer": scorer}, upscaler=False)
     done = calibrate(["--data", str(val_data), *args, "--max-det", "1"], cache_env)
     assert done.returncode == 0, done.stderr[-3000:]
-    assert "--precision auto now runs int8 here" in done.stdout, done.stdout
+    # what auto runs depends on the measured speeds too (a path 5% faster than fp32): either is an answer
+    assert re.search(r"--precision auto now runs (int8|fp32) here", done.stdout), done.stdout
     return scorer
+
+
+def timeless_copy(scorer: Path, folder: Path) -> Path:
+    """The scorer with its real record, less the record's timings: auto then goes by agreement alone, in the
+    fixed order (static int8 first), whatever speeds this machine measured for tiny towers."""
+    from findbox.calibration import Calibration, write_calibration
+
+    shutil.copytree(scorer, folder)
+    record = Calibration.from_json(json.loads((folder / CALIBRATION_FILE).read_text()), "record")
+    untimed = tuple(dataclasses.replace(m, instances_per_s=None) for m in record.results)
+    write_calibration(folder, Calibration(record.weights, untimed, record.machine_flags, record.instances,
+                                          record.extra))
+    return folder
 
 
 def test_a_scorer_without_a_record_never_runs_int8_under_auto(tiny_models, cache_env):
@@ -86,7 +102,7 @@ def test_a_scorer_without_a_record_never_runs_int8_under_auto(tiny_models, cache
     assert line.endswith(f"precision fp32 (auto; uncalibrated: `findbox calibrate` can unlock {unlock}) on cpu"), line
 
 
-def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tiny_models, cache_env):
+def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tiny_models, cache_env, tmp_path):
     record = json.loads((calibrated_scorer / CALIBRATION_FILE).read_text())
     measured = {(r["precision"], r["backend"]): r for r in record["results"]}
     assert measured[("int8", "onnxruntime")]["same_box"] == 1.0 and ("int8", "torch") in measured
@@ -98,13 +114,27 @@ def test_after_calibrate_where_int8_agrees_auto_runs_int8(calibrated_scorer, tin
         line, log = ready_line(server), server.output()
     finally:
         server.stop()
-    # both int8 rows kept the answers: auto runs the one the record timed faster (static and dynamic int8 run
-    # the tiny towers at about the same speed, so either may be it)
+    # both int8 rows kept the answers: auto runs the one the record timed faster, if it ran 5% faster than fp32
+    # (static and dynamic int8 run the tiny towers at about fp32's speed, so any of the three may be it)
+    fp32 = measured[("fp32", "torch")]["instances_per_s"]
     fastest = max((r for r in record["results"] if r["precision"] == "int8" and r["backend"] != "torch"),
-                  key=lambda r: r["instances_per_s"])["backend"]
-    assert (f"precision int8 (auto; calibrated on {fastest}: 100.0% of fp32's boxes on {2 * VAL_IMAGES} instances) "
-            f"on cpu") in line
-    assert f"precision int8: scorer towers on {fastest}" in log  # what runs is what the line says
+                  key=lambda r: r["instances_per_s"])
+    if fastest["instances_per_s"] >= MIN_SPEEDUP * fp32:
+        assert (f"precision int8 (auto; calibrated on {fastest['backend']}: 100.0% of fp32's boxes on "
+                f"{2 * VAL_IMAGES} instances) on cpu") in line
+        assert f"precision int8: scorer towers on {fastest['backend']}" in log  # what runs is what the line says
+    else:
+        assert "precision fp32 (auto; calibrated: no path that kept fp32's answers ran 5% faster" in line, line
+    # the same agreement without the timings: int8 is unlocked by the measurement of this checkpoint
+    untimed = timeless_copy(calibrated_scorer, tmp_path / "scorer")
+    server = ServerProcess(tiny_serve_args({**tiny_models, "scorer": untimed}, upscaler=False))
+    try:
+        line, log = ready_line(server), server.output()
+    finally:
+        server.stop()
+    assert (f"precision int8 (auto; calibrated on onnxruntime-static: 100.0% of fp32's boxes on {2 * VAL_IMAGES} "
+            f"instances) on cpu") in line
+    assert "precision int8: scorer towers on onnxruntime-static" in log
 
 
 @pytest.mark.skipif(not cpu_flags() & BF16_FLAGS, reason="the bf16 detector is measured only where the CPU has bf16")
@@ -181,8 +211,8 @@ def test_a_record_of_other_weights_is_ignored(calibrated_scorer, tiny_models, tm
         line = describe_models(config)
     assert "precision fp32 (auto; uncalibrated: `findbox calibrate` can unlock" in line
     assert "ignored: it was measured on other weights" in caplog.text
-    # the calibrated folder itself still unlocks int8
-    assert "precision int8 (auto; calibrated" in describe_models(
+    # the calibrated folder itself still reads its record (what it unlocks depends on the measured speeds)
+    assert "(auto; calibrated" in describe_models(
         PipelineConfig(detector=str(tiny_models["detector"]), scorer=str(calibrated_scorer), device="cpu"))
 
 

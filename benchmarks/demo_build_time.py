@@ -38,21 +38,16 @@ def stages_of(text: str) -> list[tuple[int, int]]:
     return [tuple(int(v) for v in part.split(":")) for part in text.split(",")]  # type: ignore[misc]
 
 
-def synth_seconds(folder: Path) -> float | None:
-    """A finished synth set's wall seconds: its first image's time to its vlm.jsonl's (None: not finished)."""
-    jsonl = folder / "vlm.jsonl"
-    images = list((folder / "images").glob("*.jpg"))
-    if not jsonl.is_file() or not images:
-        return None
-    return jsonl.stat().st_mtime - min(p.stat().st_mtime for p in images)
+def first_mtime(files) -> float | None:
+    """The earliest modification time of `files` (None: no files)."""
+    return min((p.stat().st_mtime for p in files if p.is_file()), default=None)
 
 
-def crops_seconds(folder: Path) -> float | None:
-    """A finished `findbox crops` set's wall seconds: its first crop's time to its manifest.jsonl's."""
-    manifest = folder / "manifest.jsonl"
-    if not manifest.is_file():
-        return None
-    return manifest.stat().st_mtime - min(p.stat().st_mtime for p in (folder / "crops").rglob("*") if p.is_file())
+def set_seconds(done: Path, outputs) -> float | None:
+    """A finished set's wall seconds: its first output file's time to `done`'s, the file written last (None: not
+    finished). Synth sets: images, then vlm.jsonl; crop sets: crops, then manifest.jsonl."""
+    first = first_mtime(outputs)
+    return done.stat().st_mtime - first if done.is_file() and first is not None else None
 
 
 def counted_flops() -> dict:
@@ -117,8 +112,10 @@ def main() -> int:
 
     data_rows = []
     for folder, images, seed, noise in detector_data(recipe) + [(d, n, s, z) for d, _, n, s, z in scorer_data(recipe)]:
-        data_rows.append({"set": folder, "images": images, "seconds": synth_seconds(args.work / folder)})
-    crop_rows = [{"set": crops, "images": images, "seconds": crops_seconds(args.work / crops)}
+        done = set_seconds(args.work / folder / "vlm.jsonl", (args.work / folder / "images").glob("*.jpg"))
+        data_rows.append({"set": folder, "images": images, "seconds": done})
+    crop_rows = [{"set": crops, "images": images,
+                  "seconds": set_seconds(args.work / crops / "manifest.jsonl", (args.work / crops / "crops").rglob("*"))}
                  for _, crops, images, _, _ in scorer_data(recipe)]
 
     det_images = {folder: images for folder, images, _, _ in detector_data(recipe)}
@@ -157,11 +154,10 @@ def main() -> int:
             row["projected_from"] = f"this build's finished {row['kind']} runs' seconds per FLOP"
         else:
             row["projected_s"], row["projected_from"] = row["shipped_s"], "the shipped build's record (busy machine)"
-    outputs = [p for p in args.work.glob("*/metrics.json")] + [p for p in args.work.glob("*/vlm.jsonl")] + \
-        [p for p in args.work.glob("crops_*/manifest.jsonl")]
-    firsts = [min(p.stat().st_mtime for p in (args.work / r["set"] / "images").glob("*.jpg"))
-              for r in data_rows if r["seconds"] is not None]
-    totals = {"elapsed_s": max(p.stat().st_mtime for p in outputs) - min(firsts) if firsts else None,
+    outputs = [*args.work.glob("*/metrics.json"), *args.work.glob("*/vlm.jsonl"),
+               *args.work.glob("crops_*/manifest.jsonl")]
+    first = first_mtime(args.work.glob("*/images/*.jpg"))
+    totals = {"elapsed_s": max(p.stat().st_mtime for p in outputs) - first if first is not None else None,
               "train_measured_s": sum(r["measured_s"] or 0 for r in rows),
               "train_projected_s": sum(r["projected_s"] or 0 for r in rows),
               "train_floor_s": sum(r["floor_s"] for r in rows),

@@ -1039,8 +1039,9 @@ def demo_build_time() -> list[str]:
                        f"{r['fp32_matmul_gflops']:.0f} GFLOP/s, this machine's fp32 matmul rate "
                        f"measured in the run. The synth sets took {_minutes(t['data_measured_s'])} min "
                        f"({len(data)} of {len(r['data'])} sets done), cutting their crops "
-                       f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first synth image "
-                       f"to the newest finished run, the build had run {_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r.get("built"))
+                       f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first "
+                       f"synth image to the newest finished run, the build had run {_minutes(t['elapsed_s'])} min. "
+                       + _provenance(r)] + _demo_built(r.get("built"))
 
 
 def _demo_built(built: dict | None) -> list[str]:

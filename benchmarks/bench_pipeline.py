@@ -6,7 +6,8 @@ Both sides get the request as the protocol carries it (instances of caption + ba
 and return one box per instance:
 - findbox: `decode_instances` (each distinct image decoded once) + `Pipeline.ground`,
   with the default options (precision auto, image cache on) unless a contender says otherwise;
-  `findbox fp32` beside it is the exact path (`--precision fp32`).
+  `findbox fp32` beside it is the exact path (`--precision fp32`), unless auto is fp32 already
+  (a scorer with no calibration record), when the auto contender is that path.
 - reference: every instance decoded, one detector call over all of the request's images
   (duplicates included), then per instance: crops embedded 4 at a time with the caption
   re-encoded per crop batch (`findbox.testing.reference.reference_request`), as the original did,
@@ -248,8 +249,9 @@ def main() -> None:
     reference_fn(plain)(warm)
     result["settings"]["torch_threads_after_warmup"] = torch.get_num_threads()  # ultralytics used to change it
     contenders = {f"findbox ({auto_precision}, auto)": contender(auto_pipe, auto_precision),
-                  "reference": {"run": reference_fn(plain)},
-                  "findbox fp32": contender(fp32_pipe, "fp32")}
+                  "reference": {"run": reference_fn(plain)}}
+    if auto_precision != "fp32":  # where auto is fp32 (no calibration record), it is the exact path itself
+        contenders["findbox fp32"] = contender(fp32_pipe, "fp32")
     for name in variants:
         t = time.perf_counter()
         if name == "int8-static":
@@ -277,12 +279,13 @@ def main() -> None:
         clear_counts()
         result["sections"]["b"] = compare(contenders, workload_b(frames(REQUEST_CAPTIONS * args.requests)), sampler,
                                           "b")
-    main_two = {k: contenders[k] for k in list(contenders)[:3]}  # auto, reference, fp32
+    # auto, the reference and the exact path (auto itself where auto is fp32)
+    main = {k: c for k, c in contenders.items() if k in list(contenders)[:2] or k == "findbox fp32"}
     if "c" in sections:
         print("workload c: one instance per request, each image 4 times", flush=True)
         clear_counts()
         no_cache = Pipeline(auto_pipe.detector, auto_pipe.scorer, None, auto_pipe.ranking.fallback)
-        c_contenders = {**main_two, "findbox --image-cache 0": {"run": findbox_fn(no_cache, {})}}
+        c_contenders = {**main, "findbox --image-cache 0": {"run": findbox_fn(no_cache, {})}}
         result["sections"]["c"] = compare(c_contenders, workload_c(frames(args.images_c)), sampler, "c")
     auto_name = next(iter(contenders))
     if "captions" in sections:

@@ -474,17 +474,24 @@ def _ratio1(c: dict) -> str:
 
 def readme_performance() -> list[str]:
     """bench_pipeline.py (cpu.json): workloads (a) and (b) as ratios to the reference, (c) as p50 latency."""
-    sections = _json(RESULTS / "cpu.json")["sections"]
+    sections, auto, names = _cpu(), _cpu_auto(), _cpu_names()
     a, b, c = (sections[k]["contenders"] for k in ("a", "b", "c"))
-    default = "findbox (int8, auto)"  # cpu.json's --precision auto ran int8 on that machine
-    return ["| workload | `--precision int8` (auto's choice once a record unlocks it) | `--precision fp32` (auto without "
-            "a record) | `--precision bf16` |", "|---|---|---|---|",
-            "| (a) 4 captions of one image per request | **{}x** ({} the reference | {} | {} |".format(
-                *_ratio1(a[default]).split("x (", 1), _ratio1(a["findbox fp32"]), _ratio1(a["findbox bf16"])),
-            "| (b) 4 distinct images, one caption each | **{}x** ({} | {} | {} |".format(
-                *_ratio1(b[default]).split("x (", 1), _ratio1(b["findbox fp32"]), _ratio1(b["findbox bf16"])),
-            f"| (c) one instance per request, repeated images | p50 latency **{c[default]['p50_s']:.2f} s** vs "
-            f"{c['reference']['p50_s']:.2f} s (image cache) | {c['findbox fp32']['p50_s']:.2f} s | |"]
+    order = [auto] + [p for p in ("int8", "fp32", "bf16") if p != auto]
+    notes = {"int8": " (auto's choice once a calibration record shows it keeps the answers)",
+             "fp32": " (the exact path)", "bf16": ""}
+    head = [f"`--precision {p}`" + (" (**the default** here: auto)" if p == auto else notes[p]) for p in order]
+
+    def cells(section: dict) -> list[str]:
+        out = [_ratio1(section[names[p]]) for p in order]
+        out[0] = "**{}x** ({}".format(*out[0].split("x (", 1))
+        return out
+
+    latency = [f"{c[names[p]]['p50_s']:.2f} s" if names[p] in c else "" for p in order]
+    latency[0] = f"p50 latency **{latency[0]}** vs {c['reference']['p50_s']:.2f} s (image cache)"
+    return ["| workload | " + " | ".join(head) + " |", "|---|---|---|---|",
+            "| (a) 4 captions of one image per request | {} the reference | {} | {} |".format(*cells(a)),
+            "| (b) 4 distinct images, one caption each | {} | {} | {} |".format(*cells(b)),
+            ("| (c) one instance per request, repeated images | " + " | ".join(latency) + " |").replace("|  |", "| |")]
 
 
 TABLES.update({"readme-performance": readme_performance})
@@ -503,11 +510,29 @@ def _pct(v: float) -> str:
     return "100%" if v == 1 else f"{100 * v:.1f}%"
 
 
-CPU_DEFAULT = "findbox (int8, auto)"  # the contender cpu.json ran at --precision auto (int8 on that machine)
-CPU_ORDER = ["reference", CPU_DEFAULT, "findbox fp32", "findbox bf16", "findbox --image-cache 0"]
-CPU_LABELS = {"reference": "reference (fp32)", CPU_DEFAULT: "**findbox** (default: auto = int8)",
-              "findbox fp32": "findbox `--precision fp32`", "findbox bf16": "findbox `--precision bf16`",
-              "findbox --image-cache 0": "findbox `--image-cache 0` (int8)"}
+def _cpu_auto() -> str:
+    """The precision cpu.json's `--precision auto` ran: int8 in records made before auto needed a calibration
+    record, fp32 since for the benchmark's random base-size scorer (it has none)."""
+    return _json(RESULTS / "cpu.json")["settings"]["auto_precision"]
+
+
+def _cpu_default() -> str:
+    """cpu.json's contender at the defaults (precision auto)."""
+    return f"findbox ({_cpu_auto()}, auto)"
+
+
+def _cpu_names() -> dict[str, str]:
+    """cpu.json's contender of each precision: the auto contender for the precision auto ran (that path is not
+    run twice), `findbox P` for the others."""
+    return {p: _cpu_default() if p == _cpu_auto() else f"findbox {p}" for p in ("fp32", "bf16", "int8")}
+
+
+def _cpu_labels() -> dict[str, str]:
+    """Table labels of cpu.json's contenders, in the order the tables list them."""
+    auto = _cpu_auto()
+    return {"reference": "reference (fp32)", _cpu_default(): f"**findbox** (default: auto = {auto})",
+            **{f"findbox {p}": f"findbox `--precision {p}`" for p in ("int8", "fp32", "bf16") if p != auto},
+            "findbox --image-cache 0": f"findbox `--image-cache 0` ({auto})"}
 
 
 def _cpu() -> dict:
@@ -518,12 +543,12 @@ def _workload(section: dict) -> list[str]:
     """One of cpu.json's paired workloads: each contender's median ratio of the reference's request time to its own."""
     rows = ["| contender | ratio vs reference, median (min-max) | request s, median (min-max) | peak RSS MB | "
             "same box as reference |", "|---|---|---|---|---|"]
-    contenders = section["contenders"]
-    for name in (n for n in CPU_ORDER if n in contenders):
+    contenders, labels = section["contenders"], _cpu_labels()
+    for name in (n for n in labels if n in contenders):
         c = contenders[name]
         ratio = ("1.00x" if name == "reference"
                  else _spread(c["ratio_vs_reference"], c["ratio_min"], c["ratio_max"], "x"))
-        rows.append(f"| {CPU_LABELS[name]} | {f'**{ratio}**' if name == CPU_DEFAULT else ratio} | "
+        rows.append(f"| {labels[name]} | {f'**{ratio}**' if name == _cpu_default() else ratio} | "
                     f"{_spread(c['p50_s'], c['min_s'], c['max_s'])} | {c['peak_rss_mb']:.0f} | "
                     f"{100 * c['same_box_as_reference']:.0f}% |")
     return rows
@@ -542,15 +567,15 @@ def bench_b() -> list[str]:
 def bench_c() -> list[str]:
     """bench_pipeline.py, workload (c): one instance per request, each image sent 4 times (the image cache's case):
     the ratio of total times, as a cached request against an uncached one is no ratio to take the median of."""
-    contenders = _cpu()["c"]["contenders"]
-    labels = {**CPU_LABELS, CPU_DEFAULT: "**findbox** (default: auto = int8, image cache)",
+    contenders, default = _cpu()["c"]["contenders"], _cpu_default()
+    labels = {**_cpu_labels(), default: f"**findbox** (default: auto = {_cpu_auto()}, image cache)",
               "findbox fp32": "findbox `--precision fp32` (image cache)"}
     rows = ["| contender | ratio of total times | latency s, median (min-max) | same box as reference |",
             "|---|---|---|---|"]
-    for name in (n for n in CPU_ORDER if n in contenders):
+    for name in (n for n in labels if n in contenders):
         c = contenders[name]
         ratio, latency = f"{c['ratio_of_totals']:.2f}x", _spread(c["p50_s"], c["min_s"], c["max_s"])
-        if name == CPU_DEFAULT:
+        if name == default:
             ratio, latency = f"**{ratio}**", f"**{c['p50_s']:.2f}** ({c['min_s']:.2f}-{c['max_s']:.2f})"
         rows.append(f"| {labels[name]} | {ratio} | {latency} | {100 * c['same_box_as_reference']:.0f}% |")
     return rows
@@ -563,7 +588,7 @@ def _sweep(key: str, head: str) -> list[str]:
     runs[knob_of_a[key]] = sections["a"]
     rows = [f"| {head} | reference s | findbox s | ratio, median (min-max) |", "|---|---|---|---|"]
     for value in sorted(runs):
-        ref, fb = runs[value]["contenders"]["reference"], runs[value]["contenders"][CPU_DEFAULT]
+        ref, fb = runs[value]["contenders"]["reference"], runs[value]["contenders"][_cpu_default()]
         label = f"{value} (workload a)" if runs[value] is sections["a"] else str(value)
         rows.append(f"| {label} | {_spread(ref['p50_s'], ref['min_s'], ref['max_s'])} | "
                     f"{_spread(fb['p50_s'], fb['min_s'], fb['max_s'])} | "
@@ -591,23 +616,28 @@ def bench_goals() -> list[str]:
     """Issue 17's goals, from cpu.json (a) and (b) and precision.json's demo sets (same box as fp32, accuracy)."""
     sections, demo = _cpu(), _json(RESULTS / "precision.json")["sets"]
     demo_sets = [s for s in demo.values() if s["trained"]]
-    rows = ["| goal | default (`--precision auto` = int8 here) | `--precision fp32` | `--precision bf16` | "
-            "met by the default? |", "|---|---|---|---|---|"]
+    auto, names = _cpu_auto(), _cpu_names()
+    order = ("int8", "fp32", "bf16")
+    head = [f"`--precision {p}`" + (" (the default here: auto)" if p == auto else "") for p in order]
+    judged = ["int8"] + ([auto] if auto != "int8" else [])  # the path the goals were set for, and the default
+    rows = ["| goal | " + " | ".join(head) + " | met? |", "|---|---|---|---|---|"]
     for key, goal, target in (("a", "(a) >= 10x the original's loop", 10), ("b", "(b) >= 2x", 2)):
         s = sections[key]["contenders"]
-        cells = [_spread(s[n]["ratio_vs_reference"], s[n]["ratio_min"], s[n]["ratio_max"], "x")
-                 for n in (CPU_DEFAULT, "findbox fp32", "findbox bf16")]
-        cells[0] = "**{}x** ({}".format(*cells[0].split("x (", 1))
-        below = sorted(r for r in _request_ratios(sections[key], CPU_DEFAULT) if r < target)
-        n = len(below)
-        if not below:
-            verdict = "**met** on every request"
-        elif s[CPU_DEFAULT]["ratio_vs_reference"] >= target:
-            verdict = (f"**median met**; {n} of {len(s[CPU_DEFAULT]['request_seconds'])} requests below {target}x ("
-                       + ", ".join(f"{r:.1f}x" for r in below) + ")")
-        else:
-            verdict = "not met"
-        rows.append(f"| {goal} | " + " | ".join(cells) + f" | {verdict} |")
+        cells = [_spread(s[names[p]]["ratio_vs_reference"], s[names[p]]["ratio_min"], s[names[p]]["ratio_max"], "x")
+                 for p in order]
+        cells[order.index(auto)] = "**{}x** ({}".format(*cells[order.index(auto)].split("x (", 1))
+        verdicts = []
+        for p in judged:
+            below = sorted(r for r in _request_ratios(sections[key], names[p]) if r < target)
+            if not below:
+                verdict = "**met** on every request"
+            elif s[names[p]]["ratio_vs_reference"] >= target:
+                verdict = (f"**median met**; {len(below)} of {len(s[names[p]]['request_seconds'])} requests below "
+                           f"{target}x (" + ", ".join(f"{r:.1f}x" for r in below) + ")")
+            else:
+                verdict = "not met"
+            verdicts.append(f"{p}: {verdict}" if len(judged) > 1 else verdict)
+        rows.append(f"| {goal} | " + " | ".join(cells) + f" | {'; '.join(verdicts)} |")
 
     def agreement(variant: str) -> str:
         same = [s["rows"][variant]["same_box_as_fp32"] for s in demo_sets]
@@ -622,7 +652,8 @@ def bench_goals() -> list[str]:
         r["accuracy"] - s["rows"]["fp32"]["accuracy"] >= -0.005 for r, s in zip(int8, demo_sets))
     rows.append(f"| same box as fp32 on >= 99% of the demo bundle's instances, accuracy within 0.5 points | "
                 f"{agreement('int8')} | {agreement('fp32')} | {agreement('bf16').split(',')[0]} | "
-                f"{'**met**' if met else 'not met'} (precision section) |")
+                f"{'int8: ' if len(judged) > 1 else ''}{'**met**' if met else 'not met'}"
+                f"{'; fp32: **met** (the exact path)' if auto == 'fp32' else ''} (precision section) |")
     return rows
 
 
@@ -726,18 +757,27 @@ def small_crops_accuracy() -> list[str]:
     return rows
 
 
-FLOPS_ORDER = ["reference", "findbox fp32", "findbox bf16", CPU_DEFAULT]
-FLOPS_LABELS = {CPU_DEFAULT: "**findbox (auto)**"}
+def _flops_names() -> dict[str, str]:
+    """flops.json's contender of each precision (the auto contender for the precision auto ran), and auto's."""
+    r = _json(RESULTS / "flops.json")
+    auto = next(k for k in r["achieved"] if k.endswith(", auto)")).split("(", 1)[1].split(",")[0]
+    return {"auto": auto, **{p: f"findbox ({auto}, auto)" if p == auto else f"findbox {p}"
+                             for p in ("fp32", "bf16", "int8")}}
 
 
 def flops_achieved() -> list[str]:
     """bench_flops.py: the arithmetic each contender achieved per request, against the matmul peak of its precision."""
-    r = _json(RESULTS / "flops.json")
-    rows = ["| run (`make bench`, 2026-12-01) | precision | achieved GFLOP/s | of its peak |", "|---|---|---|---|"]
+    r, names = _json(RESULTS / "flops.json"), _flops_names()
+    made = (r.get("date") or "")[:10]
+    rows = [f"| run (`make bench`{', ' + made if made else ''}) | precision | achieved GFLOP/s | of its peak |",
+            "|---|---|---|---|"]
     for workload in ("a", "b"):
-        for name in FLOPS_ORDER:
-            a = r["achieved"][f"{workload}/{name}"]
-            rows.append(f"| ({workload}) {FLOPS_LABELS.get(name, name)} | {a['precision']} | {a['gflops']:.1f} | "
+        for name in ["reference"] + [names[p] for p in ("fp32", "bf16", "int8")]:
+            a = r["achieved"].get(f"{workload}/{name}")
+            if a is None:
+                continue
+            label = f"**findbox (auto = {names['auto']})**" if name.endswith(", auto)") else name
+            rows.append(f"| ({workload}) {label} | {a['precision']} | {a['gflops']:.1f} | "
                         f"{100 * a['of_peak']:.0f}% |")
     return rows
 
@@ -747,12 +787,15 @@ FLOPS_WORK = {"detect": "image", "embed_images": "crops", "embed_texts": "captio
 
 def flops_stages() -> list[str]:
     """bench_flops.py: each model stage's time per request against its floor (its FLOPs at the matmul peak)."""
-    r = _json(RESULTS / "flops.json")
-    rows = ["| workload, stage | work per request | GFLOP | default (int8): s | floor s | floor/time | bf16: s | "
-            "floor/time | fp32: s | floor s | floor/time |", "|---|---|---|---|---|---|---|---|---|---|---|"]
+    r, names = _json(RESULTS / "flops.json"), _flops_names()
+    order = ("int8", "bf16", "fp32")
+    label = {p: f"{p} (default)" if p == names["auto"] else p for p in order}
+    rows = [f"| workload, stage | work per request | GFLOP | {label['int8']}: s | floor s | floor/time | "
+            f"{label['bf16']}: s | floor/time | {label['fp32']}: s | floor s | floor/time |",
+            "|---|---|---|---|---|---|---|---|---|---|---|"]
     for workload in ("a", "b"):
         for stage, unit in FLOPS_WORK.items():
-            d, bf, fp = (r["stages"][f"{workload}/{n}"][stage] for n in (CPU_DEFAULT, "findbox bf16", "findbox fp32"))
+            d, bf, fp = (r["stages"][f"{workload}/{names[p]}"][stage] for p in order)
             work = d["work_per_request"]
             unit = unit + "s" if unit == "image" and work != 1 else unit
             gflop = f"{d['gflop_per_request']:.1f}".removesuffix(".0")

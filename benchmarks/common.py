@@ -146,18 +146,20 @@ def timed(fn, *args, **kwargs) -> tuple[float, object]:
     return time.perf_counter() - t, out
 
 
-def provenance() -> dict:
+def provenance(outputs: tuple[str, ...] | None = None) -> dict:
     """The commit measured, whether the tree had changes beside it (a dirty tree: the figures may
     not be the commit's), and when: recorded beside every result (findbox.provenance, shared with the
-    demo bundle's build)."""
+    demo bundle's build; `outputs` as there)."""
     from findbox.provenance import provenance as of_checkout
 
-    return of_checkout(Path(__file__).resolve().parent.parent)
+    return of_checkout(Path(__file__).resolve().parent.parent, outputs)
 
 
 def write_result(path: str | Path, fields: dict) -> None:
     """`fields` with the machine, the commit and the command line that made them, as JSON at `path`."""
-    out = {"machine": machine(), **provenance(), **fields, "command": " ".join([".venv/bin/python", *sys.argv])}
+    # results written earlier in the same run (make bench) leave the tree clean; they are listed instead
+    out = {"machine": machine(), **provenance(outputs=("benchmarks/results/",)), **fields,
+           "command": " ".join([".venv/bin/python", *sys.argv])}
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(out, indent=1, ensure_ascii=False, default=float) + "\n")
     print(f"wrote {path}")

@@ -42,3 +42,46 @@ def test_write_result_records_provenance(tmp_path):
     record = json.loads((tmp_path / "r.json").read_text())
     assert {"machine", "commit", "clean_tree", "date", "command", "rows"} <= set(record)
     assert record["machine"]["cpus"] >= 1 and record["command"].startswith(".venv/bin/python")
+
+
+def _git(root: Path, *args: str) -> None:
+    import subprocess
+
+    subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=root, check=True,
+                   capture_output=True)
+
+
+def test_a_result_written_earlier_in_the_same_run_leaves_the_tree_clean(tmp_path):
+    """`make bench` writes cpu.json, then memory.json, ...: the first result must not mark the later ones
+    as made from a dirty tree; a changed source file still does, and the changed results are listed."""
+    from findbox.provenance import provenance
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "bench.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "cpu.json").write_text("{}\n")
+    _git(tmp_path, "init", "-q")
+    _git(tmp_path, "add", ".")
+    _git(tmp_path, "commit", "-qm", "c")
+    outputs = ("benchmarks/results/",)
+    assert provenance(tmp_path, outputs) | {"date": None} == {
+        "commit": provenance(tmp_path)["commit"], "clean_tree": True, "uncommitted_outputs": [], "date": None}
+
+    (tmp_path / "benchmarks" / "results" / "cpu.json").write_text('{"new": 1}\n')
+    record = provenance(tmp_path, outputs)
+    assert record["clean_tree"] is True and record["uncommitted_outputs"] == ["benchmarks/results/cpu.json"]
+    assert provenance(tmp_path)["clean_tree"] is False  # without outputs, every tracked file counts
+
+    (tmp_path / "bench.py").write_text("x = 2\n")
+    assert provenance(tmp_path, outputs)["clean_tree"] is False
+
+
+def test_write_result_lists_the_results_that_differ_from_the_commit(tmp_path):
+    import json
+    import sys
+
+    sys.path.insert(0, str(BENCHMARKS))
+    from common import write_result
+
+    write_result(tmp_path / "r.json", {"rows": []})
+    record = json.loads((tmp_path / "r.json").read_text())
+    assert isinstance(record["uncommitted_outputs"], list)

@@ -23,9 +23,10 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 from common import BENCH_DETECTION, RESULTS, bench_models, peak_rss_mb, write_result  # noqa: E402
 
-# findbox at its defaults (precision auto: int8 on a CPU with VNNI, as here); the reference and
-# `findbox fp32` on the fp32 models, as bench_pipeline compares them
-CONTENDERS = {"findbox": {}, "findbox fp32": {"precision": "fp32"},
+# findbox at its defaults (precision auto: fp32 for the benchmark's scorer, which has no calibration record;
+# the record says which), `findbox int8` as `--precision int8` runs it; the reference and `findbox fp32` on
+# the fp32 models, as bench_pipeline compares them
+CONTENDERS = {"findbox": {}, "findbox int8": {"precision": "int8"}, "findbox fp32": {"precision": "fp32"},
               "findbox --crop-batch 4096": {"crop_batch": 4096}, "reference": {"precision": "fp32"}}
 
 
@@ -121,7 +122,9 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--instances", default="4,16,64", help="request sizes for findbox")
     parser.add_argument("--uncapped-instances", default="64", help="request sizes for findbox --crop-batch 4096")
-    parser.add_argument("--fp32-instances", default="16", help="request sizes for findbox --precision fp32")
+    parser.add_argument("--int8-instances", default="4,16,64", help="request sizes for findbox --precision int8")
+    parser.add_argument("--fp32-instances", default="16", help="request sizes for findbox --precision fp32 "
+                        "(none where auto is fp32: that is the findbox rows)")
     parser.add_argument("--reference-instances", default="4", help="the reference is slow: fewer sizes")
     parser.add_argument("--out", default=str(RESULTS / "memory.json"))
     parser.add_argument("--cap", action="store_true", help="one request at the instance cap with the largest images")
@@ -143,7 +146,9 @@ def main() -> None:
         return
     bench_models()  # build once, outside the children
     runs = [("findbox", int(n)) for n in args.instances.split(",") if n]
-    runs += [("findbox fp32", int(n)) for n in args.fp32_instances.split(",") if n]
+    runs += [("findbox int8", int(n)) for n in args.int8_instances.split(",") if n]
+    if auto_precision() != "fp32":
+        runs += [("findbox fp32", int(n)) for n in args.fp32_instances.split(",") if n]
     runs += [("findbox --crop-batch 4096", int(n)) for n in args.uncapped_instances.split(",") if n]
     runs += [("reference", int(n)) for n in args.reference_instances.split(",") if n]
     rows = []
@@ -156,7 +161,17 @@ def main() -> None:
         print(f"{contender:28s} {n:4d} instances: peak RSS {row['peak_rss_mb']:7.0f} MB "
               f"(loaded {row['rss_loaded_mb']:.0f} MB, +{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} MB "
               f"in the request), {row['seconds']:.1f} s", flush=True)
-    write_result(args.out, {"detection": BENCH_DETECTION, "rows": rows})
+    write_result(args.out, {"detection": BENCH_DETECTION, "auto_precision": auto_precision(), "rows": rows})
+
+
+def auto_precision() -> str:
+    """What the findbox rows (the defaults, precision auto) run on this machine for the benchmark's scorer."""
+    import torch
+
+    from findbox.config import Precision
+    from findbox.device import resolve_precision
+
+    return resolve_precision(Precision.AUTO, torch.device("cpu")).value
 
 
 if __name__ == "__main__":

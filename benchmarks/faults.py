@@ -5,9 +5,10 @@
     .venv/bin/python benchmarks/faults.py disk --full-dir /tmp/fullfs   # `findbox eval --out` on a full disk
 
 kill: `findbox serve` with its defaults (the bundled demo models) on a free loopback port; one
-request of the shipped sample scene with its 5 captions is sent, the server is SIGKILLed while
-the request is in flight (seen on /metrics), and the client's outcome and its delay are recorded;
-the same command is started again, and /health and /identify are checked. Files the server
+request of the shipped sample scene's 5 captions on 8 re-encoded copies of its image (40
+instances) is sent, the server is SIGKILLed while the request is in flight (seen on /metrics;
+a request answered before the kill is an error, not a record), and the client's outcome and
+its delay are recorded; the same command is started again, and /health and /identify are checked. Files the server
 wrote anywhere under the findbox cache folder during the run are listed (none expected: its only
 state is in-memory caches).
 
@@ -54,6 +55,27 @@ def sample_body() -> dict:
     return {"instances": [{"key": k, "caption": c, "b64": b64} for k, c in enumerate(captions)]}
 
 
+def long_body(variants: int = 8) -> dict:
+    """The sample scene's five captions on `variants` copies of its image, each re-encoded at another JPEG
+    quality (other pixels, so none is answered from the image cache): a request that stays inside the
+    model call for seconds, long enough to be killed there on a fast machine (the sample alone took
+    0.28 s on a quiet 2-core AMD EPYC, shorter than the wait before the kill)."""
+    import io
+
+    from PIL import Image
+
+    line = json.loads((SAMPLE / "vlm.jsonl").read_text().splitlines()[0])
+    image = Image.open(SAMPLE / "images" / line["image"]).convert("RGB")
+    captions = [a["caption"] for a in line["annotations"]]
+    instances = []
+    for k in range(variants):
+        buf = io.BytesIO()
+        image.save(buf, format="JPEG", quality=90 - k)
+        b64 = base64.b64encode(buf.getvalue()).decode("ascii")
+        instances += [{"key": len(instances), "caption": c, "b64": b64} for c in captions]
+    return {"instances": instances}
+
+
 def serve_cmd(port: int) -> list[str]:
     return [sys.executable, "-m", "findbox.cli", "serve", "--host", "127.0.0.1", "--port", str(port),
             "--log-level", "warning"]
@@ -81,7 +103,7 @@ def fault_kill() -> dict:
     started = time.time()
     port = free_port()
     url = f"http://127.0.0.1:{port}"
-    body = sample_body()
+    body = long_body()
     server = subprocess.Popen(serve_cmd(port), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     wait_ready(url, server, timeout=300)
     outcome: dict = {}
@@ -105,6 +127,9 @@ def fault_kill() -> dict:
     server.send_signal(signal.SIGKILL)
     server.wait()
     thread.join(150)
+    if outcome.get("done_at", float("inf")) < killed_at:
+        raise RuntimeError(f"kill: the request was answered ({outcome}) before the server was killed: nothing "
+                           "was killed mid-request; send a longer request (long_body(variants=...))")
     row = {"server_exit": server.returncode, "client": {k: v for k, v in outcome.items() if k != "done_at"},
            "client_error_after_kill_s": round(outcome["done_at"] - killed_at, 3) if "done_at" in outcome else None,
            "client_hung": thread.is_alive()}
@@ -114,7 +139,7 @@ def fault_kill() -> dict:
         wait_ready(url, restarted, timeout=300)
         row["restart_to_health_200_s"] = round(time.monotonic() - t0, 2)
         row["health_after_restart"] = httpx.get(url + "/health", timeout=10).json()
-        r = httpx.post(url + "/identify", json=body, timeout=120)
+        r = httpx.post(url + "/identify", json=sample_body(), timeout=120)
         row["identify_after_restart"] = {"status": r.status_code, "predictions": len(r.json().get("predictions", []))}
     finally:
         restarted.terminate()

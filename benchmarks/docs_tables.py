@@ -165,17 +165,17 @@ def ablation_fusion() -> list[str]:
 
 # --- docs/BENCHMARKS.md ----------------------------------------------------------------------------------
 
-MEMORY_LABELS = {"findbox": "findbox (int8)", "findbox --crop-batch 4096": "findbox `--crop-batch 4096` (int8)",
-                 "findbox fp32": "findbox `--precision fp32`", "reference": "reference (fp32)"}
-
-
 def memory() -> list[str]:
     """bench_memory.py: a fresh process per row; "request adds" is the request's peak above the peak before it."""
     r = _json(RESULTS / "memory.json")
+    auto = r.get("auto_precision", "int8")  # records made before it was recorded ran int8 under auto
+    labels = {"findbox": f"findbox (default: auto = {auto})", "findbox int8": "findbox `--precision int8`",
+              "findbox --crop-batch 4096": f"findbox `--crop-batch 4096` ({auto})",
+              "findbox fp32": "findbox `--precision fp32`", "reference": "reference (fp32)"}
     rows = ["| contender | instances | images | loaded MB | peak MB | request adds MB | seconds |",
             "|---|---|---|---|---|---|---|"]
     for row in r["rows"]:
-        rows.append(f"| {MEMORY_LABELS.get(row['contender'], row['contender'])} | {row['instances']} | {row['images']} | "
+        rows.append(f"| {labels.get(row['contender'], row['contender'])} | {row['instances']} | {row['images']} | "
                     f"{row['rss_loaded_mb']:.0f} | {row['peak_rss_mb']:.0f} | "
                     f"{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} | {row['seconds']:.1f} |")
     return rows
@@ -486,12 +486,12 @@ def readme_performance() -> list[str]:
         out[0] = "**{}x** ({}".format(*out[0].split("x (", 1))
         return out
 
-    latency = [f"{c[names[p]]['p50_s']:.2f} s" if names[p] in c else "" for p in order]
+    latency = [f"{c[names[p]]['p50_s']:.2f} s" if names[p] in c else "not run" for p in order]
     latency[0] = f"p50 latency **{latency[0]}** vs {c['reference']['p50_s']:.2f} s (image cache)"
     return ["| workload | " + " | ".join(head) + " |", "|---|---|---|---|",
             "| (a) 4 captions of one image per request | {} the reference | {} | {} |".format(*cells(a)),
             "| (b) 4 distinct images, one caption each | {} | {} | {} |".format(*cells(b)),
-            ("| (c) one instance per request, repeated images | " + " | ".join(latency) + " |").replace("|  |", "| |")]
+            "| (c) one instance per request, repeated images | " + " | ".join(latency) + " |"]
 
 
 TABLES.update({"readme-performance": readme_performance})
@@ -696,6 +696,22 @@ def precision_int8() -> list[str]:
     return rows
 
 
+def precision_int8_120() -> list[str]:
+    """bench_precision.py on the larger demo set (precision_120.json): same box as fp32 and accuracy per variant."""
+    r = _json(RESULTS / "precision_120.json")
+    demos = [s for s in r["sets"].values() if s["trained"]]
+    variants = list(demos[0]["rows"])
+    head = " | ".join(f"{s['images']} scenes {s['noise']}: same box | accuracy" for s in demos)
+    rows = [f"| variant | {head} |", "|---|" + "---|---|" * len(demos),
+            "| queries | " + " | ".join(f"{s['queries']} | " for s in demos) + " |"]
+    for variant in variants:
+        bold = "**{}**" if variant == "int8" else "{}"
+        cells = [bold.format(c) for s in demos
+                 for c in (_pct(s["rows"][variant]["same_box_as_fp32"]), _acc(s["rows"][variant]["accuracy"]))]
+        rows.append(f"| {PRECISION_LABELS.get(variant, variant)} | " + " | ".join(cells) + " |")
+    return rows
+
+
 def precision_tower() -> list[str]:
     """bench_precision.py --tower-batch: one forward of the base-size image tower per variant."""
     tower = _json(RESULTS / "precision.json")["tower"]
@@ -849,6 +865,7 @@ def sliced() -> list[str]:
 
 TABLES.update({"bench-a": bench_a, "bench-b": bench_b, "bench-c": bench_c, "bench-captions": bench_captions,
                "bench-max-det": bench_max_det, "bench-goals": bench_goals, "precision-paths": precision_paths,
+               "precision-int8-120": precision_int8_120,
                "precision-int8": precision_int8, "precision-tower": precision_tower,
                "demo-calibration": demo_calibration, "small-crops-speed": small_crops_speed,
                "small-crops-accuracy": small_crops_accuracy, "flops-achieved": flops_achieved,
@@ -1104,6 +1121,30 @@ def _demo_built(built: dict | None) -> list[str]:
 
 
 TABLES.update({"demo-build-time": demo_build_time})
+
+
+# --- docs/BENCHMARKS.md: where every result file came from ------------------------------------------------------
+
+def result_records() -> list[str]:
+    """Every result file under benchmarks/results/ with the command, commit, clean-tree flag, machine and date it
+    records (common.write_result); "not recorded" where a file predates those fields."""
+    rows = ["| result file | command | commit | clean tree | machine | date (UTC) |", "|---|---|---|---|---|---|"]
+    for path in sorted(RESULTS.glob("*.json")):
+        r = _json(path)
+        command = (r.get("command") or "not recorded").removeprefix(".venv/bin/python ")
+        sha = r.get("commit")
+        commit = sha[:7] + ("+dirty" if sha.endswith("+dirty") else "") if sha else "not recorded"
+        clean = {True: "yes", False: "**no**", None: "not recorded"}[r.get("clean_tree")]
+        if r.get("uncommitted_outputs"):
+            clean += f" (results written earlier in the run: {len(r['uncommitted_outputs'])})"
+        machine = r.get("machine") if isinstance(r.get("machine"), dict) else {}
+        where = f"{machine['cpus']}-core {machine['cpu_model']}" if machine.get("cpu_model") else "not recorded"
+        date = (r.get("date") or r.get("started") or "not recorded").replace("T", " ")[:16]
+        rows.append(f"| `{path.name}` | `{command}` | {commit} | {clean} | {where} | {date} |")
+    return rows
+
+
+TABLES.update({"result-records": result_records})
 
 
 def render(text: str, where: str = "doc") -> str:

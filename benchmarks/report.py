@@ -23,7 +23,14 @@ def fmt(v, digits: int = 2) -> str:
 
 
 def provenance(path: Path) -> str:
-    """When a results file was measured: its last commit, or its mtime when it changed since."""
+    """When a results file was measured: the date and commit it records (common.write_result); for a file
+    made before records carried them, its last commit, or its mtime when it changed since."""
+    try:
+        record = json.loads(path.read_text())
+    except (OSError, ValueError):
+        record = {}
+    if record.get("date") and record.get("commit"):
+        return f"measured {record['date'][:16].replace('T', ' ')} UTC at {record['commit'][:7]}"
     root = Path(__file__).parent.parent
     try:
         changed = subprocess.run(["git", "status", "--porcelain", "--", str(path)], cwd=root, capture_output=True,

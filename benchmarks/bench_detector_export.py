@@ -12,14 +12,16 @@ detection settings (imgsz 1280, conf, iou, max_det): only the model file differs
 - onnx dynamic: dynamic=True (any input shape, as a server of frames of several sizes needs),
   fed the same 1280x736 letterbox as torch.
 Exports go to a temporary folder (simplify=False: onnxslim is not installed and the export must
-not try to fetch it). Timing: one 1520x870 frame, `--runs` detect calls per contender in
-alternating order, median and range. Same boxes: every contender against torch on `--frames`
+not try to fetch it). Timing: one 1520x870 frame, `--runs` detect calls per contender, each
+contender alone in the process (loaded, warmed up, timed, dropped: ONNX Runtime sessions loaded
+beside torch slowed it), torch first and again last to show drift; median and range. Same boxes: every contender against torch on `--frames`
 synthetic frames (medium noise). Results: benchmarks/results/detector_export.json.
 """
 
 from __future__ import annotations
 
 import argparse
+import gc
 import json
 import shutil
 import sys
@@ -82,31 +84,29 @@ def main() -> None:
               "frames": args.frames, "started": time.strftime("%Y-%m-%d %H:%M:%S"), "contenders": {}}
 
     with tempfile.TemporaryDirectory() as tmp:
-        detectors = {"torch": Detector.from_file(pt, config, device)}
-        exports = {}
+        paths, exports = {"torch": pt}, {}
         for name, imgsz, dynamic in (("onnx 1280x1280", config.imgsz, False),
                                      ("onnx 736x1280", (736, config.imgsz), False),
                                      ("onnx dynamic", config.imgsz, True)):
-            path, seconds = export_onnx(pt, Path(tmp), imgsz, dynamic)
-            exports[name] = seconds
-            detectors[name] = Detector(YOLO(str(path), task="detect"), config, device)
-            print(f"  exported {name} in {seconds:.1f}s", flush=True)
-        names = list(detectors)
-        # warm-up: the first call builds the predictor (and ONNX Runtime's session)
-        for det in detectors.values():
-            det.detect(frames[:1])
-
-        seconds = {n: [] for n in names}
+            paths[name], exports[name] = export_onnx(pt, Path(tmp), imgsz, dynamic)
+            print(f"  exported {name} in {exports[name]:.1f}s", flush=True)
+        paths["torch (again)"] = pt  # the machine's drift over the run
+        # each contender alone in the process, then dropped: with ONNX Runtime's sessions loaded beside it (their
+        # threads spin after each run), torch took 248 ms a frame where it takes 158 alone (2-core AMD EPYC); a
+        # server loads one backend
+        names, seconds, found = list(paths), {}, {}
         load_before = load_average()
-        for r in range(args.runs):
-            for name in (names if r % 2 == 0 else names[::-1]):
-                s, _ = timed(detectors[name].detect, frames[:1])
-                seconds[name].append(s)
-            print(f"  run {r + 1}/{args.runs}: " + ", ".join(f"{n} {seconds[n][-1] * 1000:.0f}ms" for n in names),
-                  flush=True)
+        for name in names:
+            det = (Detector.from_file(pt, config, device) if name.startswith("torch")
+                   else Detector(YOLO(str(paths[name]), task="detect"), config, device))
+            det.detect(frames[:1])  # warm-up: the first call builds the predictor (and ONNX Runtime's session)
+            seconds[name] = [timed(det.detect, frames[:1])[0] for _ in range(args.runs)]
+            found[name] = [det.detect([f])[0] for f in frames]
+            print(f"  {name}: " + ", ".join(f"{x * 1000:.0f}" for x in seconds[name]) + " ms", flush=True)
+            del det
+            gc.collect()
         load_after = load_average()
 
-        found = {n: [detectors[n].detect([f])[0] for f in frames] for n in names}
         for name in names:
             checks = [same_boxes(t, o) for t, o in zip(found["torch"], found[name])]
             s = seconds[name]

@@ -13,8 +13,9 @@ detection settings (imgsz 1280, conf, iou, max_det): only the model file differs
   fed the same 1280x736 letterbox as torch.
 Exports go to a temporary folder (simplify=False: onnxslim is not installed and the export must
 not try to fetch it). Timing: one 1520x870 frame, `--runs` detect calls per contender, each
-contender alone in the process (loaded, warmed up, timed, dropped: ONNX Runtime sessions loaded
-beside torch slowed it), torch first and again last to show drift; median and range. Same boxes: every contender against torch on `--frames`
+contender alone in the process (loaded, warmed up, timed, dropped), torch first and again last to
+show drift; median and range. torch's thread count is restored after each export (ultralytics'
+export lowers it to cores - 1 for the process; it is recorded as torch_threads). Same boxes: every contender against torch on `--frames`
 synthetic frames (medium noise). Results: benchmarks/results/detector_export.json.
 """
 
@@ -85,15 +86,19 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, exports = {"torch": pt}, {}
+        threads = torch.get_num_threads()
         for name, imgsz, dynamic in (("onnx 1280x1280", config.imgsz, False),
                                      ("onnx 736x1280", (736, config.imgsz), False),
                                      ("onnx dynamic", config.imgsz, True)):
             paths[name], exports[name] = export_onnx(pt, Path(tmp), imgsz, dynamic)
+            # ultralytics' export sets torch's threads to cores - 1 for the whole process (findbox's own export
+            # restores them; this script calls YOLO.export directly): on 2 cores torch then detected on one
+            # thread, 248-276 ms a frame against 158 on two
+            torch.set_num_threads(threads)
             print(f"  exported {name} in {exports[name]:.1f}s", flush=True)
+        result["torch_threads"] = torch.get_num_threads()
         paths["torch (again)"] = pt  # the machine's drift over the run
-        # each contender alone in the process, then dropped: with ONNX Runtime's sessions loaded beside it (their
-        # threads spin after each run), torch took 248 ms a frame where it takes 158 alone (2-core AMD EPYC); a
-        # server loads one backend
+        # each contender alone in the process (loaded, warmed up, timed, dropped), as a server loads one backend
         names, seconds, found = list(paths), {}, {}
         load_before = load_average()
         for name in names:

@@ -14,9 +14,10 @@ detection settings (imgsz 1280, conf, iou, max_det): only the model file differs
 Exports go to a temporary folder (simplify=False: onnxslim is not installed and the export must
 not try to fetch it). Timing: one 1520x870 frame, `--runs` detect calls per contender, each
 contender alone in the process (loaded, warmed up, timed, dropped), torch first and again last to
-show drift; median and range. torch's thread count is restored after each export (ultralytics'
-export lowers it to cores - 1 for the process; it is recorded as torch_threads). Same boxes: every contender against torch on `--frames`
-synthetic frames (medium noise). Results: benchmarks/results/detector_export.json.
+show drift; median and range. Exports go through findbox's `export_onnx_file`, which restores
+torch's thread count (ultralytics' export lowers it to cores - 1 for the process; the count timed
+is recorded as torch_threads). Same boxes: every contender against torch on `--frames` synthetic
+frames (medium noise). Results: benchmarks/results/detector_export.json.
 """
 
 from __future__ import annotations
@@ -24,7 +25,6 @@ from __future__ import annotations
 import argparse
 import gc
 import json
-import shutil
 import sys
 import tempfile
 import time
@@ -39,20 +39,18 @@ from common import RESULTS, load_average, machine, scenes, timed, write_result  
 from findbox.boxes import Candidates  # noqa: E402
 from findbox.bundle import bundle_detection_defaults, bundled_paths  # noqa: E402
 from findbox.config import DetectorConfig, from_dict  # noqa: E402
-from findbox.detect.ultralytics import Detector  # noqa: E402
+from findbox.detect.ultralytics import Detector, export_onnx_file  # noqa: E402
 from findbox.images import decode_b64, decode_image  # noqa: E402
 
 
 def export_onnx(pt: Path, folder: Path, imgsz, dynamic: bool) -> tuple[Path, float]:
-    """(the .onnx path, export seconds): ultralytics writes the export beside its .pt, so copy it first."""
-    from ultralytics import YOLO
-
-    copy = folder / f"detector_{'x'.join(map(str, np.atleast_1d(imgsz)))}{'_dynamic' if dynamic else ''}.pt"
-    shutil.copy(pt, copy)
+    """(the .onnx path, export seconds), through findbox's export (which restores torch's thread count) in a
+    subfolder of its own."""
+    out = folder / f"{'x'.join(map(str, np.atleast_1d(imgsz)))}{'_dynamic' if dynamic else ''}"
+    out.mkdir()
     t = time.perf_counter()
-    out = YOLO(str(copy), task="detect").export(format="onnx", imgsz=imgsz, dynamic=dynamic, simplify=False,
-                                                  device="cpu", verbose=False)
-    return Path(out), time.perf_counter() - t
+    path = export_onnx_file(pt, out, imgsz, dynamic)
+    return path, time.perf_counter() - t
 
 
 def same_boxes(a: Candidates, b: Candidates, tol_px: float = 1.0) -> tuple[bool, float | None]:
@@ -86,15 +84,13 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp:
         paths, exports = {"torch": pt}, {}
-        threads = torch.get_num_threads()
         for name, imgsz, dynamic in (("onnx 1280x1280", config.imgsz, False),
                                      ("onnx 736x1280", (736, config.imgsz), False),
                                      ("onnx dynamic", config.imgsz, True)):
+            # findbox's export restores torch's threads; ultralytics' own sets cores - 1 for the process, and
+            # this script once called it directly: on 2 cores torch then detected on one thread (248-276 ms a
+            # frame against ~150 on two)
             paths[name], exports[name] = export_onnx(pt, Path(tmp), imgsz, dynamic)
-            # ultralytics' export sets torch's threads to cores - 1 for the whole process (findbox's own export
-            # restores them; this script calls YOLO.export directly): on 2 cores torch then detected on one
-            # thread, 248-276 ms a frame against 158 on two
-            torch.set_num_threads(threads)
             print(f"  exported {name} in {exports[name]:.1f}s", flush=True)
         result["torch_threads"] = torch.get_num_threads()
         paths["torch (again)"] = pt  # the machine's drift over the run

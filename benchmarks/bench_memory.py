@@ -21,7 +21,7 @@ from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).parent))
 
-from common import BENCH_DETECTION, RESULTS, bench_models, peak_rss_mb, write_result  # noqa: E402
+from common import BENCH_DETECTION, RESULTS, auto_precision, bench_models, peak_rss_mb, write_result  # noqa: E402
 
 # findbox at its defaults (precision auto: fp32 for the benchmark's scorer, which has no calibration record;
 # the record says which), `findbox int8` as `--precision int8` runs it; the reference and `findbox fp32` on
@@ -147,7 +147,8 @@ def main() -> None:
     bench_models()  # build once, outside the children
     runs = [("findbox", int(n)) for n in args.instances.split(",") if n]
     runs += [("findbox int8", int(n)) for n in args.int8_instances.split(",") if n]
-    if auto_precision() != "fp32":
+    auto = auto_precision()
+    if auto != "fp32":
         runs += [("findbox fp32", int(n)) for n in args.fp32_instances.split(",") if n]
     runs += [("findbox --crop-batch 4096", int(n)) for n in args.uncapped_instances.split(",") if n]
     runs += [("reference", int(n)) for n in args.reference_instances.split(",") if n]
@@ -161,17 +162,7 @@ def main() -> None:
         print(f"{contender:28s} {n:4d} instances: peak RSS {row['peak_rss_mb']:7.0f} MB "
               f"(loaded {row['rss_loaded_mb']:.0f} MB, +{row['peak_rss_mb'] - row['peak_before_request_mb']:.0f} MB "
               f"in the request), {row['seconds']:.1f} s", flush=True)
-    write_result(args.out, {"detection": BENCH_DETECTION, "auto_precision": auto_precision(), "rows": rows})
-
-
-def auto_precision() -> str:
-    """What the findbox rows (the defaults, precision auto) run on this machine for the benchmark's scorer."""
-    import torch
-
-    from findbox.config import Precision
-    from findbox.device import resolve_precision
-
-    return resolve_precision(Precision.AUTO, torch.device("cpu")).value
+    write_result(args.out, {"detection": BENCH_DETECTION, "auto_precision": auto, "rows": rows})
 
 
 if __name__ == "__main__":

@@ -47,6 +47,7 @@ from common import (  # noqa: E402
     BENCH_DETECTION,
     RESULTS,
     RssSampler,
+    auto_precision,
     bench_models,
     load_average,
     machine,
@@ -57,8 +58,6 @@ from common import (  # noqa: E402
     write_result,
 )
 
-from findbox.config import Precision  # noqa: E402
-from findbox.device import resolve_precision  # noqa: E402
 from findbox.factory import load_pipeline  # noqa: E402
 from findbox.images import decode_b64, decode_image  # noqa: E402
 from findbox.pipeline import Pipeline  # noqa: E402
@@ -217,13 +216,13 @@ def main() -> None:
                    detection=dict(BENCH_DETECTION))
     auto_pipe = load_pipeline(**options)  # the defaults: precision auto, image cache on
     fp32_pipe = load_pipeline(**options, precision="fp32")
-    auto_precision = resolve_precision(Precision.AUTO, torch.device("cpu")).value
-    variants = [v for v in variants if VARIANT_OPTIONS[v] != dict(precision=auto_precision)]  # auto is already there
+    auto = auto_precision()
+    variants = [v for v in variants if VARIANT_OPTIONS[v] != dict(precision=auto)]  # auto is already there
     # the original's loop on the fp32 models, without findbox's image cache
     plain = Pipeline(fp32_pipe.detector, fp32_pipe.scorer, None, fp32_pipe.ranking.fallback)
     result = {"command": " ".join([".venv/bin/python", *sys.argv]), "machine": machine(),
               "settings": {"scorer": f"siglip-{args.scorer_preset} sizes, random weights",
-                           "auto_precision": auto_precision, "reference_precision": "fp32",
+                           "auto_precision": auto, "reference_precision": "fp32",
                            "detector": f"{Path(models['detector']).stem}, random weights", **BENCH_DETECTION,
                            "upscaler": None, "image_wh": [1520, 870], "crop_batch": auto_pipe.scorer.max_batch},
               "commit": git_commit(), "started": time.strftime("%Y-%m-%d %H:%M:%S"), "sections": {}}
@@ -248,9 +247,9 @@ def main() -> None:
         findbox_fn(pipe, {})(warm)
     reference_fn(plain)(warm)
     result["settings"]["torch_threads_after_warmup"] = torch.get_num_threads()  # ultralytics used to change it
-    contenders = {f"findbox ({auto_precision}, auto)": contender(auto_pipe, auto_precision),
+    contenders = {f"findbox ({auto}, auto)": contender(auto_pipe, auto),
                   "reference": {"run": reference_fn(plain)}}
-    if auto_precision != "fp32":  # where auto is fp32 (no calibration record), it is the exact path itself
+    if auto != "fp32":  # where auto is fp32 (no calibration record), it is the exact path itself
         contenders["findbox fp32"] = contender(fp32_pipe, "fp32")
     for name in variants:
         t = time.perf_counter()
@@ -261,7 +260,7 @@ def main() -> None:
         findbox_fn(pipe, {})(warm)  # export / compile / warm-up happen here, timed apart
         setup_s = time.perf_counter() - t
         print(f"  {name}: load + first request {setup_s:.1f}s", flush=True)
-        precision = VARIANT_OPTIONS[name].get("precision", auto_precision)
+        precision = VARIANT_OPTIONS[name].get("precision", auto)
         contenders[f"findbox {name}"] = contender(pipe, precision, setup_s=setup_s)
 
     def clear_counts():

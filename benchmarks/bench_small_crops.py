@@ -29,14 +29,13 @@ sys.path.insert(0, str(Path(__file__).parent))
 
 import numpy as np  # noqa: E402
 import torch  # noqa: E402
-from common import RESULTS, bench_models, machine, scenes, write_result  # noqa: E402
+from common import RESULTS, auto_precision, bench_models, machine, scenes, write_result  # noqa: E402
 
 from findbox.boxes import box_iou, ltwh_to_xyxy  # noqa: E402
 from findbox.bundle import BUNDLE_DIR  # noqa: E402
-from findbox.config import DetectorConfig, Precision  # noqa: E402
+from findbox.config import DetectorConfig  # noqa: E402
 from findbox.crops import cut_crops  # noqa: E402
 from findbox.detect.ultralytics import Detector  # noqa: E402
-from findbox.device import resolve_precision  # noqa: E402
 from findbox.images import decode_b64, decode_image  # noqa: E402
 from findbox.ranking import Ranking  # noqa: E402
 from findbox.score.transformers import TransformersScorer  # noqa: E402
@@ -105,7 +104,7 @@ def base_speed(n_images: int, sides: list[int], reps: int, start: int) -> dict:
     path = bench_models()["scorer"]
     out = {}
     longer = np.array([max(c.shape[:2]) for c in crops])
-    auto = resolve_precision(Precision.AUTO, torch.device("cpu")).value
+    auto = auto_precision()
     for precision in dict.fromkeys(["fp32", "int8", auto]):  # int8: the fastest path, whatever auto runs
         scorers = {side: make_scorer(path, precision, side) for side in [0, *sides]}
         for scorer in scorers.values():

@@ -155,6 +155,16 @@ def provenance(outputs: tuple[str, ...] | None = None) -> dict:
     return of_checkout(Path(__file__).resolve().parent.parent, outputs)
 
 
+def auto_precision() -> str:
+    """What `--precision auto` runs on this machine for the benchmark's scorer (no calibration record: fp32)."""
+    import torch
+
+    from findbox.config import Precision
+    from findbox.device import resolve_precision
+
+    return resolve_precision(Precision.AUTO, torch.device("cpu")).value
+
+
 def write_result(path: str | Path, fields: dict) -> None:
     """`fields` with the machine, the commit and the command line that made them, as JSON at `path`."""
     # results written earlier in the same run (make bench) leave the tree clean; they are listed instead

@@ -8,9 +8,9 @@ kill: `findbox serve` with its defaults (the bundled demo models) on a free loop
 request of the shipped sample scene's 5 captions on 8 re-encoded copies of its image (40
 instances) is sent, the server is SIGKILLed while the request is in flight (seen on /metrics;
 a request answered before the kill is an error, not a record), and the client's outcome and
-its delay are recorded; the same command is started again, and /health and /identify are checked. Files the server
-wrote anywhere under the findbox cache folder during the run are listed (none expected: its only
-state is in-memory caches).
+its delay are recorded; the same command is started again, and /health and /identify are
+checked. Files the server wrote anywhere under the findbox cache folder during the run are
+listed (none expected: its only state is in-memory caches).
 
 scorer: the bundled demo models loaded by `findbox.factory.load_pipeline`, with the scorer's
 `embed_texts` wrapped to raise RuntimeError for one trigger caption (the way a real model error

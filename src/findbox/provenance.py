@@ -27,8 +27,8 @@ def provenance(root: Path = ROOT, outputs: tuple[str, ...] | None = None) -> dic
 
     commit = git("rev-parse", "HEAD").strip() or None
     # porcelain v1: "XY path" (a rename: "XY old -> new")
-    changed = [line[3:].split(" -> ")[-1] for line in git("status", "--porcelain", "--untracked-files=no").splitlines()
-               if line.strip()]
+    status = git("status", "--porcelain", "--untracked-files=no")
+    changed = [line[3:].split(" -> ")[-1] for line in status.splitlines() if line.strip()]
     generated = [path for path in changed if outputs and path.startswith(outputs)]
     record = {"commit": commit, "clean_tree": len(changed) == len(generated) if commit else None,
               "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -180,35 +180,48 @@ def onnx_export(pt_path: Path) -> Path:
 
     Cached under findbox's cache folder by a hash of the .pt's bytes, so a retrained file
     gets a new export. Dynamic shapes matter: a static square export letterboxes a 1520x870
-    frame to 1280x1280 and changes boxes (docs/BENCHMARKS.md). No simplifier: onnxslim
-    is an optional download ultralytics would otherwise ask for.
+    frame to 1280x1280 and changes boxes (docs/BENCHMARKS.md).
     """
-    import shutil
     import tempfile
 
     from findbox.env import cache_dir, require
 
     require("onnxruntime", "onnx")
     require("onnx", "onnx")
-    from ultralytics import YOLO
-
     target = cache_dir() / "onnx" / f"detector_{pt_digest(pt_path)}.onnx"
     if target.is_file():
         return target
     target.parent.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(dir=target.parent) as tmp:
-        copy = Path(tmp) / "detector.pt"  # ultralytics writes the export beside the .pt it was given
-        shutil.copyfile(pt_path, copy)
-        threads = torch.get_num_threads()
-        try:
-            exported = YOLO(str(copy), task="detect").export(format="onnx", dynamic=True, simplify=False,
-                                                             device="cpu", verbose=False)
-        except Exception as exc:  # ultralytics raises many types; name the file and the cause
-            raise ValueError(f"detector: ONNX export of {str(pt_path)!r} failed: {exc}") from exc
-        finally:
-            torch.set_num_threads(threads)  # export's select_device sets cpu_count - 1 for the process, as predict's
-        Path(exported).replace(target)  # atomic: a concurrent loader sees the whole file or none
+        export_onnx_file(pt_path, Path(tmp)).replace(target)  # atomic: a concurrent loader sees all or nothing
     return target
+
+
+def export_onnx_file(pt_path: Path, folder: Path, imgsz: int | tuple[int, int] | None = None,
+                     dynamic: bool = True) -> Path:
+    """ultralytics' ONNX export of a .pt, written in `folder` (a copy of the .pt goes there first: ultralytics
+    writes the export beside the file it is given); the .onnx path.
+
+    No simplifier: onnxslim is an optional download ultralytics would otherwise ask for. torch's thread
+    count is restored afterwards: the export's device selection sets cpu_count - 1 for the whole process,
+    as predict's does (a benchmark that skipped this timed torch on one of 2 cores). ValueError naming the
+    file when the export fails.
+    """
+    import shutil
+
+    from ultralytics import YOLO
+
+    copy = Path(folder) / Path(pt_path).name
+    shutil.copyfile(pt_path, copy)
+    threads = torch.get_num_threads()
+    try:
+        return Path(YOLO(str(copy), task="detect").export(
+            format="onnx", dynamic=dynamic, simplify=False, device="cpu", verbose=False,
+            **({} if imgsz is None else {"imgsz": imgsz})))
+    except Exception as exc:  # ultralytics raises many types; name the file and the cause
+        raise ValueError(f"detector: ONNX export of {str(pt_path)!r} failed: {exc}") from exc
+    finally:
+        torch.set_num_threads(threads)
 
 
 def pt_digest(pt_path: Path) -> str:

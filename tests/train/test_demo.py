@@ -161,6 +161,37 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
         build(dataclasses.replace(longer, det_stages="128:2"), tmp_path / "work3", tmp_path / "b3", continue_from=out)
     assert not (tmp_path / "b3").exists() and not (tmp_path / "work3").exists()
 
+    # one half from nothing beside the other half of a bundle: only that half's data and runs, the other half's
+    # bytes as they were, both calibrated and evaluated together
+    from findbox.train.demo import sha256
+
+    half = build(recipe, tmp_path / "work_s", tmp_path / "half_s", part="scorer", reuse_from=out)
+    (half_step,) = half["steps"]
+    assert half_step["part"] == "scorer" and half_step["detector_runs"] == [] and half_step["scorer_rounds"] == [1, 2, 3]
+    assert half_step["reused"] == {"detector": str(out / "detector.pt"), "sha256": sha256(out / "detector.pt")}
+    assert (tmp_path / "half_s" / "detector.pt").read_bytes() == detector_bytes
+    assert not (tmp_path / "work_s" / "det").exists() and not (tmp_path / "work_s" / "det_data").exists()
+    assert (tmp_path / "work_s" / "scorer_round3" / "config.json").is_file()
+    assert [d["run"] for d in half["training"]["detector"]] == [] and len(half["training"]["scorer"]) == 3
+    assert read_calibration(tmp_path / "half_s" / "scorer") is not None and set(half["figures"]) == {"low", "high"}
+
+    half = build(recipe, tmp_path / "work_d", tmp_path / "half_d", part="detector", reuse_from=out)
+    (half_step,) = half["steps"]
+    assert half_step["part"] == "detector" and half_step["scorer_rounds"] == []
+    assert half_step["detector_runs"] == ["det", "det_finetune1", "det_finetune2"]
+    assert half_step["reused"]["sha256"] == sha256(out / "scorer" / "model.safetensors")
+    assert sha256(tmp_path / "half_d" / "scorer" / "model.safetensors") == half_step["reused"]["sha256"]
+    assert not list((tmp_path / "work_d").glob("scorer_round*")) and not (tmp_path / "work_d" / "crops_6").exists()
+    # the calibration record is this build's, made with its own detector, not the reused bundle's copy
+    record = json.loads((tmp_path / "half_d" / "scorer" / "findbox_calibration.json").read_text())
+    assert half_step["calibration"] == record["results"] and "work_d" in record["data"]["path"]
+    with pytest.raises(ValueError, match="out: a build of one half writes a bundle of its own"):
+        build(recipe, tmp_path / "work5", out, part="detector", reuse_from=out)
+    with pytest.raises(ValueError, match="cannot also continue_from"):
+        build(recipe, tmp_path / "work5", tmp_path / "b5", part="scorer", reuse_from=out, continue_from=out)
+    with pytest.raises(ValueError, match="part: expected one of all, detector, scorer"):
+        build(recipe, tmp_path / "work5", tmp_path / "b5", part="both")
+
     from findbox.factory import load_pipeline
     from findbox.synth import SynthConfig, generate_scene
 

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import hashlib
 import json
 import shlex
 import shutil
@@ -22,6 +23,7 @@ import time
 from dataclasses import dataclass
 from pathlib import Path
 
+from findbox.bundle import BUNDLE_DIR
 from findbox.calibration import CALIBRATION_FILE
 from findbox.provenance import provenance
 
@@ -85,6 +87,22 @@ RECIPES = {
     "quick": DemoRecipe(det_stages="512:10,640:3", det_finetunes=(("det_more_data", "960:2"),),
                         scorer_rounds=((4, 7e-4, 1500), (3, 3e-4, 1500), (2, 2e-4, 3000)), scorer_mix_rounds=()),
 }
+
+
+# what a build makes: both halves (`make demo-models`), or one half from nothing beside the other half taken from
+# an existing bundle. The halves train independently (the scorer on ground-truth crops, never on detections), so
+# each half of the full recipe fits where the whole does not (a 3 h session on 2 cores: benchmarks/demo_build_time.py)
+# and its held-out figures, beside the same other half, are compared with the bundle's on the same seeds.
+PARTS = ("all", "detector", "scorer")
+
+
+def sha256(path: Path) -> str:
+    """The hex SHA-256 of one file's bytes."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -275,7 +293,7 @@ def pooled_figures(runs: list[dict], seeds: tuple[int, ...]) -> dict:
 
 
 def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m findbox.train.demo",
-          continue_from: Path | None = None) -> dict:
+          continue_from: Path | None = None, part: str = "all", reuse_from: Path = BUNDLE_DIR) -> dict:
     """Run the recipe in `work` (a step whose output is there already is skipped) and write the bundle to `out`.
 
     command: the command line that runs this build, recorded in the manifest's steps.
@@ -284,8 +302,22 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
         the manifest says so and keeps the earlier build's training record and steps.
     The manifest's "steps" are the earlier bundle's (`recorded_steps`) and this build's (`new_step`):
     a bundle built from nothing has one step, with no continued_from and nothing found_in_work.
+    part: "all" (both halves), or "detector" / "scorer": only that half's data and runs, from nothing; the other
+        half is copied from the bundle at `reuse_from` (the installed demo bundle by default), named with its
+        SHA-256 in the step's "reused", then calibrated and evaluated with the new half as a whole bundle would
+        be. Such a bundle is a measurement of one half, written to a folder of its own (never `reuse_from`).
     """
     r = recipe
+    if part not in PARTS:
+        raise ValueError(f"part: expected one of {', '.join(PARTS)}, got {part!r}")
+    if part != "all":
+        if continue_from is not None:
+            raise ValueError("part: a build of one half starts from nothing; it cannot also continue_from a bundle")
+        if not (reuse_from / "detector.pt").is_file() or not (reuse_from / "scorer" / "config.json").is_file():
+            raise ValueError(f"reuse_from: expected a bundle with detector.pt and scorer/, got {str(reuse_from)!r}")
+        if out.resolve() == reuse_from.resolve():
+            raise ValueError(f"out: a build of one half writes a bundle of its own, not into reuse_from "
+                             f"{str(reuse_from)!r}")
     done_rounds, earlier = 0, None
     if continue_from is not None:
         done_rounds, earlier = continued_rounds(r, continue_from)  # checked before anything is written
@@ -293,6 +325,15 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
     log = work / "demo.log"
     started = time.time()
     step = new_step(command, continue_from)
+    step["part"] = part
+    if part == "scorer":  # the detector is the reused bundle's
+        shutil.copyfile(reuse_from / "detector.pt", work / "reused_detector.pt")
+        step["reused"] = {"detector": str(reuse_from / "detector.pt"), "sha256": sha256(reuse_from / "detector.pt")}
+    elif part == "detector":  # the scorer is the reused bundle's; this build calibrates it with the new detector
+        if not (work / "scorer" / "config.json").exists():
+            shutil.copytree(reuse_from / "scorer", work / "scorer", ignore=shutil.ignore_patterns(CALIBRATION_FILE))
+        weights = reuse_from / "scorer" / "model.safetensors"
+        step["reused"] = {"scorer": str(reuse_from / "scorer"), "sha256": sha256(weights) if weights.is_file() else None}
     if continue_from is not None:
         # copied first: `out` may be the very bundle being continued
         shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
@@ -309,19 +350,21 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
         return work / folder / "vlm.jsonl"
 
     # --- data -----------------------------------------------------------------------------
-    if continue_from is None:
+    train_detector = continue_from is None and part != "scorer"
+    if train_detector:
         for folder, images, seed, noise in detector_data(r):
             synth(folder, images, seed, noise)
-    runs_left = scorer_runs(r)[done_rounds:]
+    runs_left = scorer_runs(r)[done_rounds:] if part != "detector" else []
     # (data folder, crops folder) of every scorer data set still needed
     crop_sets = []
-    for data, crops, images, seed, noise in scorer_data(r, done_rounds):
+    for data, crops, images, seed, noise in scorer_data(r, done_rounds) if runs_left else []:
         synth(data, images, seed, noise)
         crop_sets.append((data, crops))
 
     # --- detector: from random weights, then fine-tunes without warmup --------------------
-    detector = r.det_model if continue_from is None else str(work / "continued_detector.pt")
-    for k, (name, data, stages) in enumerate(detector_runs(r) if continue_from is None else []):
+    detector = (r.det_model if train_detector else
+                str(work / ("reused_detector.pt" if part == "scorer" else "continued_detector.pt")))
+    for k, (name, data, stages) in enumerate(detector_runs(r) if train_detector else []):
         step["detector_runs"].append(name)
         if (work / name / "detector.pt").exists():
             step["found_in_work"].append(name)
@@ -343,7 +386,9 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
             run(findbox("crops", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / crops),
                         "--val-fraction", "0.1", "--no-progress"), log)
     step["scorer_rounds"] = list(range(done_rounds + 1, done_rounds + len(runs_left) + 1))
-    if (work / "scorer" / "config.json").exists():
+    if part == "detector":
+        pass  # the reused scorer, copied into the work folder above
+    elif (work / "scorer" / "config.json").exists():
         step["found_in_work"].append("scorer")  # every round's result, from an earlier invocation here
     else:
         if continue_from is None:
@@ -378,7 +423,7 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
         shutil.rmtree(out / "scorer")
     shutil.copytree(work / "scorer", out / "scorer",
                     ignore=shutil.ignore_patterns("*.jsonl", "*.csv", "metrics.json", "train_config.json", "*.png",
-                                                   "checkpoints"))
+                                                   "checkpoints", CALIBRATION_FILE))
     detection = {"imgsz": r.det_imgsz, "conf": r.conf, "iou": r.iou, "max_det": r.max_det}
 
     # --- calibration: which faster precisions keep the scorer's answers (read by --precision auto):
@@ -462,6 +507,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--continue-from", metavar="BUNDLE", default=None,
                         help="an earlier bundle whose recipe this one extends: reuse its detector and scorer rounds, "
                              "run only the rounds it lacks (default: build from nothing)")
+    parser.add_argument("--part", choices=PARTS, default="all",
+                        help="all: both halves (default); detector or scorer: only that half, from nothing, beside the "
+                             "other half of the bundle at --reuse-from, into a bundle of its own at --out")
+    parser.add_argument("--reuse-from", metavar="BUNDLE", default=str(BUNDLE_DIR),
+                        help="with --part detector|scorer: the bundle whose other half is used (default: the installed "
+                             "demo bundle)")
     parser.add_argument("--restore-steps", action="store_true",
                         help="only give the bundle at --out the build steps its manifest's records imply, if it has none "
                              "(a manifest written before builds recorded them); trains nothing")
@@ -473,7 +524,7 @@ def main(argv: list[str] | None = None) -> int:
     command = shlex.join(["python", "-m", "findbox.train.demo", *argv])  # `make demo-models` runs this
     try:
         manifest = build(RECIPES[args.recipe], Path(args.work), Path(args.out), command,
-                         Path(args.continue_from) if args.continue_from else None)
+                         Path(args.continue_from) if args.continue_from else None, args.part, Path(args.reuse_from))
     except ValueError as exc:
         print(f"findbox.train.demo: {exc}", file=sys.stderr)
         return 2

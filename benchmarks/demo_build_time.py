@@ -11,6 +11,9 @@ nothing or still running, and for every step of the recipe (`DemoRecipe`) writes
   FLOP the build's own finished runs of the same kind took (detector stages, scorer rounds); a
   kind with nothing finished yet takes the shipped bundle's recorded seconds for that run (made on
   a machine busy with other jobs: an upper bound, and said so in the row);
+- with --earlier (an earlier record of this script), the steps this folder lacks but that record measured
+  (a half of the recipe built by `python -m findbox.train.demo --part`, the other half in an earlier build),
+  taken from it with that record's commit, date and work folder as their "source";
 - the floor: each run's training FLOPs (3x a forward: forward and backward; counted with torch's
   FlopCounterMode on the bundle's own detector and scorer, the recipe's architecture) at the fp32
   matmul rate measured on this machine (`client_latency.json`, a quiet run), the time no fp32
@@ -23,6 +26,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import subprocess
 import sys
 from pathlib import Path
 
@@ -68,9 +72,28 @@ def counted_flops() -> dict:
             "text_tower_gflop": count_flops(scorer.text_features, ["red, white, and blue light aircraft"]) / 1e9}
 
 
+def read_record(where: str) -> dict:
+    """A record from a file, or from git (REV:PATH, a record as committed) when no such file exists."""
+    if Path(where).is_file():
+        return json.loads(Path(where).read_text())
+    if ":" not in where:
+        raise SystemExit(f"--earlier: no file {where!r} (a committed record is REV:PATH)")
+    shown = subprocess.run(["git", "show", where], capture_output=True, text=True)
+    if shown.returncode:
+        raise SystemExit(f"--earlier: git show {where}: {shown.stderr.strip()}")
+    return json.loads(shown.stdout)
+
+
+def source_of(record: dict) -> dict:
+    """Where a step measured in an earlier record of this script was measured: that record's own source for a step
+    it took from an even earlier one, else the record itself."""
+    return {k: record.get(k) for k in ("commit", "clean_tree", "date", "work")}
+
+
 def built_bundle(folder: Path, shipped: dict) -> dict:
-    """The finished build's one invocation (wall seconds, whether it reused anything) and its held-out accuracy
-    per noise level beside the shipped bundle's on the same seeds."""
+    """The finished build's one invocation (wall seconds, whether it reused anything, which half it built with
+    `--part` and the bundle half it reused) and its held-out accuracy per noise level beside the shipped bundle's on
+    the same seeds."""
     manifest = json.loads((folder / "manifest.json").read_text())
     if len(manifest["steps"]) != 1 or manifest["steps"][0].get("continued_from"):
         raise SystemExit(f"{folder}: not one from-nothing invocation (steps: {len(manifest['steps'])})")
@@ -88,6 +111,7 @@ def built_bundle(folder: Path, shipped: dict) -> dict:
                           "shipped_detector_recall": theirs["detector_recall"]}
     return {"command": step["command"], "commit": step["commit"], "clean_tree": step["clean_tree"],
             "date": step["date"], "wall_s": step["build_seconds"], "found_in_work": step["found_in_work"],
+            "part": step.get("part", "all"), "reused": step.get("reused"),
             "train_s": manifest["training"]["train_seconds"], "figures": figures}
 
 
@@ -101,8 +125,21 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--work", type=Path, default=Path("runs/demo"), help="the build's work folder")
     parser.add_argument("--bundle", type=Path, help="the build's --out folder: its manifest's wall time and figures")
+    parser.add_argument("--earlier", metavar="FILE|REV:PATH",
+                        help="an earlier record of this script, as a file or as a committed one (git's REV:PATH): the "
+                             "steps --work lacks but it measured are taken from it, with its commit and date (the "
+                             "other half of a `--part` build)")
     parser.add_argument("--out", default=str(RESULTS / "demo_build_time.json"))
     args = parser.parse_args()
+    earlier = read_record(args.earlier) if args.earlier else None
+
+    def from_earlier(section: str, match: dict, field: str) -> tuple:
+        """(value, source) of the earlier record's row of `section` matching `match` on the keys given, when it has
+        `field` measured; else (None, None)."""
+        for row in (earlier or {}).get(section, []):
+            if all(row.get(k) == v for k, v in match.items()) and row.get(field) is not None:
+                return row[field], row.get("source") or source_of(earlier)
+        return None, None
 
     recipe, shipped = DemoRecipe(), bundle_manifest()
     shipped_det = {(d["run"], d["imgsz"]): d["train_s"] for d in shipped["training"]["detector"]}
@@ -113,10 +150,17 @@ def main() -> int:
     data_rows = []
     for folder, images, seed, noise in detector_data(recipe) + [(d, n, s, z) for d, _, n, s, z in scorer_data(recipe)]:
         done = set_seconds(args.work / folder / "vlm.jsonl", (args.work / folder / "images").glob("*.jpg"))
-        data_rows.append({"set": folder, "images": images, "seconds": done})
-    crop_rows = [{"set": crops, "images": images,
-                  "seconds": set_seconds(args.work / crops / "manifest.jsonl", (args.work / crops / "crops").rglob("*"))}
-                 for _, crops, images, _, _ in scorer_data(recipe)]
+        source = None
+        if done is None:
+            done, source = from_earlier("data", {"set": folder, "images": images}, "seconds")
+        data_rows.append({"set": folder, "images": images, "seconds": done, "source": source})
+    crop_rows = []
+    for _, crops, images, _, _ in scorer_data(recipe):
+        done = set_seconds(args.work / crops / "manifest.jsonl", (args.work / crops / "crops").rglob("*"))
+        source = None
+        if done is None:
+            done, source = from_earlier("crops", {"set": crops, "images": images}, "seconds")
+        crop_rows.append({"set": crops, "images": images, "seconds": done, "source": source})
 
     det_images = {folder: images for folder, images, _, _ in detector_data(recipe)}
     rows = []
@@ -128,19 +172,25 @@ def main() -> int:
         for imgsz, epochs in stages_of(stages):
             forward = flops["detector_gflop"][imgsz]
             stage = done.get(imgsz)
+            measured, epoch_s, source = (stage["train_s"], stage.get("epoch_s"), None) if stage else (None, None, None)
+            if stage is None:
+                match = {"run": name, "imgsz": imgsz, "epochs": epochs, "samples": train}
+                measured, source = from_earlier("runs", match, "measured_s")
+                epoch_s = from_earlier("runs", match, "epoch_s")[0]
             rows.append({"kind": "detector", "run": name, "imgsz": imgsz, "epochs": epochs, "samples": train,
-                         "train_gflop": epochs * (3 * train + val) * forward,
-                         "measured_s": stage["train_s"] if stage else None,
-                         "epoch_s": stage.get("epoch_s") if stage else None,
-                         "shipped_s": shipped_det.get((name, imgsz))})
+                         "train_gflop": epochs * (3 * train + val) * forward, "measured_s": measured,
+                         "epoch_s": epoch_s, "source": source, "shipped_s": shipped_det.get((name, imgsz))})
     sample_gflop = flops["image_tower_gflop"] + flops["text_tower_gflop"]
     for k, (epochs, _, folders, batch_by) in enumerate(scorer_runs(recipe), start=1):
         metrics = args.work / f"scorer_round{k}" / "metrics.json"
         m = json.loads(metrics.read_text()) if metrics.is_file() else None
         crops = m["train_crops"] if m else shipped_scorer[k]["train_crops"]
+        measured, source = (m["seconds"], None) if m else from_earlier("runs", {"run": f"scorer_round{k}"}, "measured_s")
+        if source is not None:
+            crops = next(r["samples"] for r in earlier["runs"] if r["run"] == f"scorer_round{k}")
         rows.append({"kind": "scorer", "run": f"scorer_round{k}", "imgsz": None, "epochs": epochs, "samples": crops,
                      "batch_by": batch_by, "train_gflop": epochs * 3 * crops * sample_gflop,
-                     "measured_s": m["seconds"] if m else None, "epoch_s": None,
+                     "measured_s": measured, "epoch_s": None, "source": source,
                      "shipped_s": shipped_scorer[k]["seconds"]})
 
     for row in rows:
@@ -164,8 +214,14 @@ def main() -> int:
               "shipped_train_s": shipped["training"]["train_seconds"],
               "data_measured_s": sum(r["seconds"] or 0 for r in data_rows),
               "crops_measured_s": sum(r["seconds"] or 0 for r in crop_rows),
-              "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows)}
+              "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows),
+              "runs_measured_earlier": sum(r["source"] is not None for r in rows)}
     built = built_bundle(args.bundle, shipped) if args.bundle else None
+    if built and totals["runs_measured"] == totals["runs"]:
+        # the whole recipe, measured in two halves: this invocation's wall time (its synth sets, crops, runs,
+        # calibration and evaluation) plus the seconds of the steps the earlier build measured
+        totals["full_build_s"] = built["wall_s"] + sum(
+            r.get("seconds") or r.get("measured_s") or 0 for r in data_rows + crop_rows + rows if r["source"])
     write_result(args.out, {"work": str(args.work), "fp32_matmul_gflops": peak, "flops": flops, "data": data_rows,
                             "crops": crop_rows, "runs": rows, "totals": totals, "built": built})
     for r in rows:

@@ -1074,51 +1074,72 @@ def _minutes(seconds: float | None) -> str:
     return "-" if seconds is None else f"{seconds / 60:.1f}"
 
 
+def _source(row: dict) -> str:
+    """Which build measured a row: this record's work folder, or an earlier record's (its commit and date)."""
+    src = row.get("source")
+    return "this build" if not src else f"earlier build ({src['commit'][:7]}, {src['date'][:10]})"
+
+
 def demo_build_time() -> list[str]:
     """demo_build_time.py: each training run of `make demo-models`, its FLOP floor, the shipped build's record and
-    a from-nothing build's measured (or projected) minutes."""
+    a from-nothing build's measured (or projected) minutes, with which build measured each."""
     r = _json(RESULTS / "demo_build_time.json")
     rows = ["| run | size x epochs | training samples | training TFLOP | floor, min | shipped build, min | "
-            "from-nothing build, min | build / floor |", "|---|---|---|---|---|---|---|---|"]
+            "from-nothing build, min | measured in | build / floor |", "|---|---|---|---|---|---|---|---|---|"]
     for run in r["runs"]:
         size = f"{run['imgsz']} x {run['epochs']}" if run["imgsz"] else f"x {run['epochs']}"
-        mine = (f"**{_minutes(run['measured_s'])}**" if run["measured_s"] is not None
-                else f"({_minutes(run['projected_s'])})")
+        measured = run["measured_s"] is not None
+        mine = f"**{_minutes(run['measured_s'])}**" if measured else f"({_minutes(run['projected_s'])})"
         rows.append(f"| {run['run']} | {size} | {run['samples']} | {run['train_gflop'] / 1e3:.1f} | "
                     f"{_minutes(run['floor_s'])} | {_minutes(run['shipped_s'])} | {mine} | "
-                    f"{run['projected_s'] / run['floor_s']:.0f}x |")
+                    f"{_source(run) if measured else 'projected'} | {run['projected_s'] / run['floor_s']:.0f}x |")
     t = r["totals"]
     data = [d for d in r["data"] if d["seconds"] is not None]
     crops = [d for d in r["crops"] if d["seconds"] is not None]
+    left = t["train_projected_s"] - t["train_measured_s"]
+    earlier = t.get("runs_measured_earlier", 0)
+    here = t["runs_measured"] - earlier
+    sources = f"{here} in this record's build" + (f", {earlier} in the earlier build named in the row" if earlier else "")
     return rows + [f"| **training, all runs** | | | | **{_minutes(t['train_floor_s'])}** | "
-                   f"{_minutes(t['shipped_train_s'])} | {_minutes(t['train_measured_s'])} measured + "
-                   f"({_minutes(t['train_projected_s'] - t['train_measured_s'])}) | "
+                   f"{_minutes(t['shipped_train_s'])} | {_minutes(t['train_measured_s'])} measured"
+                   + (f" + ({_minutes(left)})" if left > 0 else "") + " | | "
                    f"{t['train_projected_s'] / t['train_floor_s']:.0f}x |",
-                   "", f"Bold: measured in the from-nothing build ({t['runs_measured']} of {t['runs']} runs); in "
-                       f"parentheses: projected at that build's own seconds per FLOP for runs of the same kind (or, "
+                   "", f"Bold: measured from nothing ({t['runs_measured']} of {t['runs']} runs: {sources}); in "
+                       f"parentheses: projected at the build's own seconds per FLOP for runs of the same kind (or, "
                        f"with none finished yet, the shipped build's record). Floor: 3 forward passes of FLOPs per "
                        f"training sample (forward and backward; the detector's validation images once) at "
                        f"{r['fp32_matmul_gflops']:.0f} GFLOP/s, this machine's fp32 matmul rate "
                        f"measured in the run. The synth sets took {_minutes(t['data_measured_s'])} min "
                        f"({len(data)} of {len(r['data'])} sets done), cutting their crops "
                        f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first "
-                       f"synth image to the newest finished run, the build had run {_minutes(t['elapsed_s'])} min. "
-                       + _provenance(r)] + _demo_built(r.get("built"))
+                       f"synth image to the newest finished run, this record's build had run "
+                       f"{_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r.get("built"), t)
 
 
-def _demo_built(built: dict | None) -> list[str]:
-    """The finished from-nothing build: its wall time and held-out accuracy beside the shipped bundle's."""
+def _demo_built(built: dict | None, totals: dict) -> list[str]:
+    """The finished from-nothing build (or half of it, `--part`): its wall time and held-out accuracy beside the
+    shipped bundle's, and with the earlier build's half, the whole recipe's time."""
     if not built:
         return []
-    rows = ["", "| noise | seeds | instances | from-nothing build | shipped bundle | difference | standard error |",
-            "|---|---|---|---|---|---|---|"]
+    part = built.get("part", "all")
+    name = "from-nothing build" if part == "all" else f"{part} half from nothing"
+    rows = ["", f"| noise | seeds | instances | {name} | shipped bundle | difference | standard error | "
+                "detector recall: built / shipped |", "|---|---|---|---|---|---|---|---|"]
     for noise, f in built["figures"].items():
         rows.append(f"| {noise} | {', '.join(map(str, f['seeds']))} | {f['n_instances']} | {f['built']:.3f} | "
-                    f"{f['shipped']:.3f} | {f['built'] - f['shipped']:+.3f} | {f['standard_error']:.3f} |")
+                    f"{f['shipped']:.3f} | {f['built'] - f['shipped']:+.3f} | {f['standard_error']:.3f} | "
+                    f"{f['built_detector_recall']:.3f} / {f['shipped_detector_recall']:.3f} |")
     reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
-    return rows + ["", f"The whole invocation (`{built['command']}`, commit {built['commit'][:7]}, "
-                       f"{'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}) took "
-                       f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training."]
+    if part != "all":
+        (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
+        reused += f" from earlier runs; the {half} is `{path}` (sha256 {built['reused']['sha256'][:12]})"
+    lines = ["", f"The {'whole invocation' if part == 'all' else 'invocation'} (`{built['command']}`, commit "
+                 f"{built['commit'][:7]}, {'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}) took "
+                 f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training."]
+    if totals.get("full_build_s"):
+        lines[-1] += (f" With the other half's synth sets and runs as the earlier build measured them, the whole "
+                      f"recipe takes **{totals['full_build_s'] / 3600:.2f} h** on this machine class.")
+    return rows + lines
 
 
 TABLES.update({"demo-build-time": demo_build_time})

@@ -7,9 +7,9 @@ a per-channel gain (a colour cast, like A.MultiplicativeNoise), then JPEG compre
 `high` spans the original's strongest augmentation: GaussNoise var 500-5000 (std
 22-71 on 0-255) and JPEG quality 25-75.
 
-Written with numpy and OpenCV rather than albumentations for speed (the albumentations
-chain takes ~150 ms per 1520x870 image on one core, this one ~10 ms) and so that one
-numpy Generator decides everything.
+Written with numpy and OpenCV rather than albumentations for speed (benchmarks/bench_synth.py
+times the equivalent albumentations chain beside this one: docs/SYNTH.md, "Speed") and so
+that one numpy Generator decides everything.
 """
 
 from __future__ import annotations

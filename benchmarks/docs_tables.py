@@ -418,6 +418,44 @@ def ops_fuzz() -> list[str]:
             f"{r['test_cases']} in {r['seconds']:.0f} s | {schemathesis_5xx} / {r['server_errors']} |"]
 
 
+def ops_batch_window() -> list[str]:
+    """batch_window.py: load.py's 8 clients against a fresh tiny server per run, each batch window in turn."""
+    r = _json(RESULTS / "ops_batch_window.json")
+    rows = ["| W | throughput (each run) | p50 (each run) | instances (requests) per model call | RSS growth | "
+            "answers |", "|---|---|---|---|---|---|"]
+    for w in r["windows_ms"]:
+        runs = [run for run in r["runs"] if run["window_ms"] == w]
+        statuses = {}
+        for run in runs:
+            for status, n in run["statuses"].items():
+                statuses[status] = statuses.get(status, 0) + n
+        growth = [run["rss_growth_mib"] for run in runs]
+        throughput = ", ".join(f"{run['throughput_rps']:.1f}" for run in runs)
+        p50 = ", ".join(f"{run['latency_ms']['p50']:.0f}" for run in runs)
+        per_call = ", ".join(f"{run['instances_per_call']:.1f} ({run['requests_per_call']:.1f})" for run in runs)
+        answers = ", ".join(f"{n} x {status}" for status, n in sorted(statuses.items()))
+        rows.append(f"| {f'{w} ms' if w else '0 (off)'} | {throughput} req/s | {p50} ms | {per_call} | "
+                    f"{min(growth):+.0f} to {max(growth):+.0f} MiB | {answers} |")
+    loads = [run["load_average"]["start"][0] for run in r["runs"]]
+    return rows + ["", f"{r['repeats']} runs a window, interleaved; {r['clients']} clients for {r['seconds']:.0f} s each, "
+                       f"a fresh tiny server per run; load average {min(loads):.1f}-{max(loads):.1f} at the runs' "
+                       f"starts. " + _provenance(r)]
+
+
+def ops_memory_cap() -> list[str]:
+    """bench_memory.py --cap: one request at the instance cap over distinct 40 MP images, as the server takes it."""
+    rows = ["| request | outcome | peak RSS (loaded) | in the request | time |", "|---|---|---|---|---|"]
+    records = [_json(RESULTS / f"memory_cap_{n}.json") for n in (16, 3)]
+    for r in records:
+        row = r["row"]
+        outcome = row["outcome"].replace("refused ", "")
+        rows.append(f"| {row['instances']} instances over {row['images']} distinct {row['megapixels']:.0f} MP images "
+                    f"({row['body_mb']:.1f} MB of base64) | {outcome} | {row['peak_rss_mb']:,.0f} MB "
+                    f"({row['peak_before_request_mb']:,.0f}) | +{row['peak_rss_mb'] - row['peak_before_request_mb']:,.0f} MB "
+                    f"| {row['seconds']:.2f} s |")
+    return rows + [""] + [_provenance(r) for r in records]
+
+
 def _hostile_answer(row: dict) -> str:
     """An error's detail without its location prefix (shortened past 87 characters), or what a 200 answered."""
     if row["status"] != 200:
@@ -443,7 +481,7 @@ def ops_hostile() -> list[str]:
 
 TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": ops_load, "ops-fuzz": ops_fuzz,
                "ops-hostile": ops_hostile, "ops-health-under-load": ops_health_under_load,
-               "ops-load-8": ops_load_8})
+               "ops-load-8": ops_load_8, "ops-batch-window": ops_batch_window, "ops-memory-cap": ops_memory_cap})
 
 
 # --- docs/SYNTH.md: the generator's speed (benchmarks/bench_synth.py) -------------------------------------
@@ -451,10 +489,16 @@ TABLES.update({"ops-timeout": ops_timeout, "ops-flood": ops_flood, "ops-load": o
 def synth_speed() -> list[str]:
     """bench_synth.py --out: write_dataset per noise level on one core, from the process's CPU time and wall time."""
     r = _json(RESULTS / "synth.json")
-    rows = ["| noise | images/s (CPU time) | images/s (wall time) | ms/image: scene / noise / JPEG |", "|---|---|---|---|"]
+    albu = any("albumentations_cpu_ms_noise_jpeg" in row for row in r["rows"])
+    rows = ["| noise | images/s (CPU time) | images/s (wall time) | ms/image: scene / noise / JPEG |"
+            + (" noise + JPEG, ms/image: albumentations' chain (findbox's) |" if albu else ""),
+            "|---|---|---|---|" + ("---|" if albu else "")]
     for row in r["rows"]:
+        albu_ms, (_, noise_ms, jpeg_ms) = row.get("albumentations_cpu_ms_noise_jpeg"), row["cpu_ms_scene_noise_jpeg"]
+        compared = f" {albu_ms:.0f} ({noise_ms + jpeg_ms:.0f}) |" if albu_ms is not None else " - |"
         rows.append(f"| {row['noise']} | {row['cpu_images_per_s']:.0f} | {row['wall_images_per_s']:.0f} | "
-                    + " / ".join(f"{ms:.0f}" for ms in row["cpu_ms_scene_noise_jpeg"]) + " |")
+                    + " / ".join(f"{ms:.0f}" for ms in row["cpu_ms_scene_noise_jpeg"]) + " |"
+                    + (compared if albu else ""))
     load, m = r["load_average"], r["machine"]
     return rows + ["", f"({r['images']} images {r['image_wh'][0]}x{r['image_wh'][1]} a level on core "
                        f"{', '.join(map(str, r['cpu_affinity']))} of a {m['cpus']}-core {m['cpu_model']}, load average "
@@ -1131,8 +1175,12 @@ def _demo_built(built: dict | None, totals: dict) -> list[str]:
                     f"{f['built_detector_recall']:.3f} / {f['shipped_detector_recall']:.3f} |")
     reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
     if part != "all":
+        from findbox.train.demo import sha256
+
         (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
-        reused += f" from earlier runs; the {half} is `{path}` (sha256 {built['reused']['sha256'][:12]})"
+        shipped = ROOT / "src/findbox/assets/demo" / ("detector.pt" if half == "detector" else "scorer/model.safetensors")
+        same = "the shipped bundle's" if built["reused"]["sha256"] == sha256(shipped) else f"`{path}`, not the shipped one"
+        reused += f" from earlier runs; the {half} is {same} (sha256 {built['reused']['sha256'][:12]})"
     lines = ["", f"The {'whole invocation' if part == 'all' else 'invocation'} (`{built['command']}`, commit "
                  f"{built['commit'][:7]}, {'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}) took "
                  f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training."]

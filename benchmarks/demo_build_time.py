@@ -133,13 +133,13 @@ def main() -> int:
     args = parser.parse_args()
     earlier = read_record(args.earlier) if args.earlier else None
 
-    def from_earlier(section: str, match: dict, field: str) -> tuple:
-        """(value, source) of the earlier record's row of `section` matching `match` on the keys given, when it has
-        `field` measured; else (None, None)."""
+    def from_earlier(section: str, match: dict, field: str) -> tuple[dict, dict | None]:
+        """(row, source) of the earlier record's row of `section` that matches `match` on the keys given and has
+        `field` measured; else ({}, None)."""
         for row in (earlier or {}).get(section, []):
             if all(row.get(k) == v for k, v in match.items()) and row.get(field) is not None:
-                return row[field], row.get("source") or source_of(earlier)
-        return None, None
+                return row, row.get("source") or source_of(earlier)
+        return {}, None
 
     recipe, shipped = DemoRecipe(), bundle_manifest()
     shipped_det = {(d["run"], d["imgsz"]): d["train_s"] for d in shipped["training"]["detector"]}
@@ -152,14 +152,16 @@ def main() -> int:
         done = set_seconds(args.work / folder / "vlm.jsonl", (args.work / folder / "images").glob("*.jpg"))
         source = None
         if done is None:
-            done, source = from_earlier("data", {"set": folder, "images": images}, "seconds")
+            row, source = from_earlier("data", {"set": folder, "images": images}, "seconds")
+            done = row.get("seconds")
         data_rows.append({"set": folder, "images": images, "seconds": done, "source": source})
     crop_rows = []
     for _, crops, images, _, _ in scorer_data(recipe):
         done = set_seconds(args.work / crops / "manifest.jsonl", (args.work / crops / "crops").rglob("*"))
         source = None
         if done is None:
-            done, source = from_earlier("crops", {"set": crops, "images": images}, "seconds")
+            row, source = from_earlier("crops", {"set": crops, "images": images}, "seconds")
+            done = row.get("seconds")
         crop_rows.append({"set": crops, "images": images, "seconds": done, "source": source})
 
     det_images = {folder: images for folder, images, _, _ in detector_data(recipe)}
@@ -174,9 +176,9 @@ def main() -> int:
             stage = done.get(imgsz)
             measured, epoch_s, source = (stage["train_s"], stage.get("epoch_s"), None) if stage else (None, None, None)
             if stage is None:
-                match = {"run": name, "imgsz": imgsz, "epochs": epochs, "samples": train}
-                measured, source = from_earlier("runs", match, "measured_s")
-                epoch_s = from_earlier("runs", match, "epoch_s")[0]
+                row, source = from_earlier("runs", {"run": name, "imgsz": imgsz, "epochs": epochs, "samples": train},
+                                           "measured_s")
+                measured, epoch_s = row.get("measured_s"), row.get("epoch_s")
             rows.append({"kind": "detector", "run": name, "imgsz": imgsz, "epochs": epochs, "samples": train,
                          "train_gflop": epochs * (3 * train + val) * forward, "measured_s": measured,
                          "epoch_s": epoch_s, "source": source, "shipped_s": shipped_det.get((name, imgsz))})
@@ -184,10 +186,9 @@ def main() -> int:
     for k, (epochs, _, folders, batch_by) in enumerate(scorer_runs(recipe), start=1):
         metrics = args.work / f"scorer_round{k}" / "metrics.json"
         m = json.loads(metrics.read_text()) if metrics.is_file() else None
-        crops = m["train_crops"] if m else shipped_scorer[k]["train_crops"]
-        measured, source = (m["seconds"], None) if m else from_earlier("runs", {"run": f"scorer_round{k}"}, "measured_s")
-        if source is not None:
-            crops = next(r["samples"] for r in earlier["runs"] if r["run"] == f"scorer_round{k}")
+        row, source = ({}, None) if m else from_earlier("runs", {"run": f"scorer_round{k}"}, "measured_s")
+        measured = m["seconds"] if m else row.get("measured_s")
+        crops = m["train_crops"] if m else row.get("samples", shipped_scorer[k]["train_crops"])
         rows.append({"kind": "scorer", "run": f"scorer_round{k}", "imgsz": None, "epochs": epochs, "samples": crops,
                      "batch_by": batch_by, "train_gflop": epochs * 3 * crops * sample_gflop,
                      "measured_s": measured, "epoch_s": None, "source": source,

@@ -1175,11 +1175,12 @@ def _demo_built(built: dict | None, totals: dict) -> list[str]:
                     f"{f['built_detector_recall']:.3f} / {f['shipped_detector_recall']:.3f} |")
     reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
     if part != "all":
-        from findbox.train.demo import sha256
+        from findbox.calibration import file_sha256
 
         (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
         shipped = ROOT / "src/findbox/assets/demo" / ("detector.pt" if half == "detector" else "scorer/model.safetensors")
-        same = "the shipped bundle's" if built["reused"]["sha256"] == sha256(shipped) else f"`{path}`, not the shipped one"
+        same = ("the shipped bundle's" if built["reused"]["sha256"] == file_sha256(shipped)
+                else f"`{path}`, not the shipped one")
         reused += f" from earlier runs; the {half} is {same} (sha256 {built['reused']['sha256'][:12]})"
     lines = ["", f"The {'whole invocation' if part == 'all' else 'invocation'} (`{built['command']}`, commit "
                  f"{built['commit'][:7]}, {'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}) took "

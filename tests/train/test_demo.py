@@ -163,12 +163,12 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
 
     # one half from nothing beside the other half of a bundle: only that half's data and runs, the other half's
     # bytes as they were, both calibrated and evaluated together
-    from findbox.train.demo import sha256
+    from findbox.calibration import file_sha256
 
     half = build(recipe, tmp_path / "work_s", tmp_path / "half_s", part="scorer", reuse_from=out)
     (half_step,) = half["steps"]
     assert half_step["part"] == "scorer" and half_step["detector_runs"] == [] and half_step["scorer_rounds"] == [1, 2, 3]
-    assert half_step["reused"] == {"detector": str(out / "detector.pt"), "sha256": sha256(out / "detector.pt")}
+    assert half_step["reused"] == {"detector": str(out / "detector.pt"), "sha256": file_sha256(out / "detector.pt")}
     assert (tmp_path / "half_s" / "detector.pt").read_bytes() == detector_bytes
     assert not (tmp_path / "work_s" / "det").exists() and not (tmp_path / "work_s" / "det_data").exists()
     assert (tmp_path / "work_s" / "scorer_round3" / "config.json").is_file()
@@ -179,8 +179,8 @@ def test_recipe_runs_end_to_end_in_miniature(tmp_path):
     (half_step,) = half["steps"]
     assert half_step["part"] == "detector" and half_step["scorer_rounds"] == []
     assert half_step["detector_runs"] == ["det", "det_finetune1", "det_finetune2"]
-    assert half_step["reused"]["sha256"] == sha256(out / "scorer" / "model.safetensors")
-    assert sha256(tmp_path / "half_d" / "scorer" / "model.safetensors") == half_step["reused"]["sha256"]
+    assert half_step["reused"]["sha256"] == file_sha256(out / "scorer" / "model.safetensors")
+    assert file_sha256(tmp_path / "half_d" / "scorer" / "model.safetensors") == half_step["reused"]["sha256"]
     assert not list((tmp_path / "work_d").glob("scorer_round*")) and not (tmp_path / "work_d" / "crops_6").exists()
     # the calibration record is this build's, made with its own detector, not the reused bundle's copy
     record = json.loads((tmp_path / "half_d" / "scorer" / "findbox_calibration.json").read_text())

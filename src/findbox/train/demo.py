@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import shlex
 import shutil
@@ -24,7 +23,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from findbox.bundle import BUNDLE_DIR
-from findbox.calibration import CALIBRATION_FILE
+from findbox.calibration import CALIBRATION_FILE, file_sha256
 from findbox.provenance import provenance
 
 
@@ -94,15 +93,6 @@ RECIPES = {
 # each half of the full recipe fits where the whole does not (a 3 h session on 2 cores: benchmarks/demo_build_time.py)
 # and its held-out figures, beside the same other half, are compared with the bundle's on the same seeds.
 PARTS = ("all", "detector", "scorer")
-
-
-def sha256(path: Path) -> str:
-    """The hex SHA-256 of one file's bytes."""
-    digest = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def run(cmd: list[str], log: Path) -> None:
@@ -328,12 +318,11 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
     step["part"] = part
     if part == "scorer":  # the detector is the reused bundle's
         shutil.copyfile(reuse_from / "detector.pt", work / "reused_detector.pt")
-        step["reused"] = {"detector": str(reuse_from / "detector.pt"), "sha256": sha256(reuse_from / "detector.pt")}
-    elif part == "detector":  # the scorer is the reused bundle's; this build calibrates it with the new detector
-        if not (work / "scorer" / "config.json").exists():
-            shutil.copytree(reuse_from / "scorer", work / "scorer", ignore=shutil.ignore_patterns(CALIBRATION_FILE))
+        step["reused"] = {"detector": str(reuse_from / "detector.pt"), "sha256": file_sha256(reuse_from / "detector.pt")}
+    elif part == "detector":  # the scorer is the reused bundle's (copied in the scorer step below)
         weights = reuse_from / "scorer" / "model.safetensors"
-        step["reused"] = {"scorer": str(reuse_from / "scorer"), "sha256": sha256(weights) if weights.is_file() else None}
+        step["reused"] = {"scorer": str(reuse_from / "scorer"),
+                          "sha256": file_sha256(weights) if weights.is_file() else None}
     if continue_from is not None:
         # copied first: `out` may be the very bundle being continued
         shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
@@ -386,8 +375,9 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
             run(findbox("crops", "--data", str(work / data / "vlm.jsonl"), "--out", str(work / crops),
                         "--val-fraction", "0.1", "--no-progress"), log)
     step["scorer_rounds"] = list(range(done_rounds + 1, done_rounds + len(runs_left) + 1))
-    if part == "detector":
-        pass  # the reused scorer, copied into the work folder above
+    if part == "detector":  # the reused scorer; this build calibrates it with its new detector
+        if not (work / "scorer" / "config.json").exists():
+            shutil.copytree(reuse_from / "scorer", work / "scorer", ignore=shutil.ignore_patterns(CALIBRATION_FILE))
     elif (work / "scorer" / "config.json").exists():
         step["found_in_work"].append("scorer")  # every round's result, from an earlier invocation here
     else:

@@ -118,6 +118,18 @@ def main() -> int:
                           "seconds": m["seconds"], "val_accuracy_before": m["epochs"][0].get("val_accuracy"),
                           "val_accuracy": m.get("val_accuracy"), "path": str(out)}
 
+    # what each crop set holds (findbox crops' crops.json): truth crops per split, proposals and their hits
+    crop_sets = {}
+    for crops in ("crops_gt", "crops_prop", "crops_prop_hard"):
+        if (work / crops / "crops.json").is_file():
+            info = json.loads((work / crops / "crops.json").read_text())
+            proposals = info.get("proposals") or {}
+            crop_sets[crops] = {"truth_crops": info["crops"], "images": info["images"],
+                                "proposal_crops": proposals.get("crops", 0),
+                                "proposal_hits": proposals.get("positive", 0),
+                                "proposal_settings": {k: proposals["settings"][k] for k in ("conf", "max_det")}
+                                if proposals else None}
+
     # --- evaluate: the same detections and crops for every scorer -------------------------------
     scorers = [str(work / name) for name in training]
     figures: dict = {}
@@ -146,7 +158,7 @@ def main() -> int:
         "what": "reduced ablation of issue 16: fine-tunes of the bundled demo scorer, ranked on the same detections",
         "train_data": TRAIN, "eval_sets": {k: {"seed": s, "noise": n, "images": args.eval_limit or EVAL_IMAGES}
                                            for k, (s, n) in EVAL_SETS.items()},
-        "detection": serve, "common_flags": COMMON, "training": training, "figures": figures,
+        "detection": serve, "common_flags": COMMON, "crop_sets": crop_sets, "training": training, "figures": figures,
         "commands": commands,
     }
     write_result(args.results, result)

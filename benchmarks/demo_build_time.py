@@ -14,6 +14,8 @@ nothing or still running, and for every step of the recipe (`DemoRecipe`) writes
 - with --earlier (an earlier record of this script), the steps this folder lacks but that record measured
   (a half of the recipe built by `python -m findbox.train.demo --part`, the other half in an earlier build),
   taken from it with that record's commit, date and work folder as their "source";
+- with --bundle, the finished build's wall time and held-out accuracy beside the shipped bundle's; with --earlier,
+  also the other half's, as the earlier record evaluated it ("earlier_built");
 - the floor: each run's training FLOPs (3x a forward: forward and backward; counted with torch's
   FlopCounterMode on the bundle's own detector and scorer, the recipe's architecture) at the fp32
   matmul rate measured on this machine (`client_latency.json`, a quiet run), the time no fp32
@@ -218,13 +220,20 @@ def main() -> int:
               "runs_measured": sum(r["measured_s"] is not None for r in rows), "runs": len(rows),
               "runs_measured_earlier": sum(r["source"] is not None for r in rows)}
     built = built_bundle(args.bundle, shipped) if args.bundle else None
+    # the other half's evaluation, as the earlier record holds it: a half built from nothing says little alone
+    earlier_built = []
+    for other in [*(earlier or {}).get("earlier_built", []), (earlier or {}).get("built")]:
+        parts = {b["part"] for b in [built, *earlier_built] if b}
+        if other and other["part"] != "all" and other["part"] not in parts:
+            earlier_built.append({**other, "source": other.get("source") or source_of(earlier)})
     if built and totals["runs_measured"] == totals["runs"]:
         # the whole recipe, measured in two halves: this invocation's wall time (its synth sets, crops, runs,
         # calibration and evaluation) plus the seconds of the steps the earlier build measured
         totals["full_build_s"] = built["wall_s"] + sum(
             r.get("seconds") or r.get("measured_s") or 0 for r in data_rows + crop_rows + rows if r["source"])
     write_result(args.out, {"work": str(args.work), "fp32_matmul_gflops": peak, "flops": flops, "data": data_rows,
-                            "crops": crop_rows, "runs": rows, "totals": totals, "built": built})
+                            "crops": crop_rows, "runs": rows, "totals": totals, "built": built,
+                            "earlier_built": earlier_built})
     for r in rows:
         print(f"{r['run']:15s} {r['imgsz'] or '':>5} x{r['epochs']:<3} measured {r['measured_s']}  projected "
               f"{r['projected_s']:.0f} s  floor {r['floor_s']:.0f} s")

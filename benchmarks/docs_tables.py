@@ -143,6 +143,39 @@ def ablation() -> list[str]:
     return rows
 
 
+def ablation_setup() -> list[str]:
+    """The ablation's data, proposal crops and evaluation sets, as the record holds them."""
+    r = _json(RESULTS / "ablation_scorer.json")
+    t, c, d = r["train_data"], r["crop_sets"], r["detection"]
+    gt, prop, hard = c["crops_gt"], c["crops_prop"], c["crops_prop_hard"]
+    low, high = r["figures"]["low"]["product"], r["figures"]["high"]["product"]
+    ev = r["eval_sets"]
+    seen = {k: v["crops_seen"] for k, v in r["training"].items()}
+    return [f"- data: `findbox synth` {t['images']} images, seed {t['seed']}, `--noise {t['noise']}` (the bundle's "
+            f"scorer never saw this seed); `findbox crops --val-fraction 0.1`: {gt['truth_crops']['train']} truth "
+            f"crops from {gt['images']['train']} train images; with `--proposals` (the bundled detector at its "
+            f"serving settings `--imgsz {d['imgsz']} --conf {d['conf']} --iou {d['iou']} --max-det {d['max_det']}`) "
+            f"{prop['proposal_crops']} proposal crops more, of which {prop['proposal_hits']} hit a caption's box "
+            f"({prop['proposal_hits'] / prop['proposal_crops']:.0%}), so "
+            f"{prop['proposal_crops'] - prop['proposal_hits']} are partial, loose or background negatives;",
+            f"- (f) harder proposals: the same detector at `--conf {hard['proposal_settings']['conf']} --max-det "
+            f"{hard['proposal_settings']['max_det']}` (more partial, loose and background boxes): "
+            f"{hard['proposal_crops']} proposal crops, {hard['proposal_crops'] - hard['proposal_hits']} of them "
+            f"negatives;",
+            f"- training, all variants: `{' '.join(r['common_flags'][:8])}`, about the same crops seen (4 epochs of "
+            f"truth crops, or 2 of truth + proposals; image batches are a little under 128 crops, hence a few more "
+            f"steps; (f) saw {seen.get('f_hard_proposals', '-')});",
+            f"- evaluation: `findbox eval` with the bundled detector at the same settings, on fresh sets of "
+            f"{ev['low']['images']} images (seed {ev['low']['seed']} `--noise {ev['low']['noise']}`, "
+            f"{low['n_instances']} instances; seed {ev['high']['seed']} `--noise {ev['high']['noise']}`, "
+            f"{high['n_instances']} instances), every scorer ranked on **the same detections and crops** "
+            f"(`--compare-scorer`), once with the bundle's `--score-fusion product --fusion-weight 1` and once with "
+            f"`--score-fusion scorer`, in `--precision fp32` (exact arithmetic: a recipe comparison should not "
+            f"depend on the machine's default precision). Detector recall (a box with IoU rounding to 1 among the "
+            f"candidates): {low['detector_recall']:.3f} low, {high['detector_recall']:.3f} high, for all. "
+            + _provenance(r)]
+
+
 def ablation_spread() -> list[str]:
     """The spread of accuracy across the variants (product ranking, low noise), in points and instances."""
     low = _json(RESULTS / "ablation_scorer.json")["figures"]["low"]["product"]
@@ -1157,38 +1190,45 @@ def demo_build_time() -> list[str]:
                        f"({len(data)} of {len(r['data'])} sets done), cutting their crops "
                        f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first "
                        f"synth image to the newest finished run, this record's build had run "
-                       f"{_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r.get("built"), t)
+                       f"{_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r, t)
 
 
-def _demo_built(built: dict | None, totals: dict) -> list[str]:
-    """The finished from-nothing build (or half of it, `--part`): its wall time and held-out accuracy beside the
-    shipped bundle's, and with the earlier build's half, the whole recipe's time."""
-    if not built:
+def _demo_built(r: dict, totals: dict) -> list[str]:
+    """The finished from-nothing build, or its halves (`--part`, this record's and the earlier one's it names): each
+    one's wall time and held-out accuracy beside the shipped bundle's, and with both halves, the whole recipe's time."""
+    builds = [b for b in [r.get("built"), *r.get("earlier_built", [])] if b]
+    if not builds:
         return []
-    part = built.get("part", "all")
-    name = "from-nothing build" if part == "all" else f"{part} half from nothing"
-    rows = ["", f"| noise | seeds | instances | {name} | shipped bundle | difference | standard error | "
-                "detector recall: built / shipped |", "|---|---|---|---|---|---|---|---|"]
-    for noise, f in built["figures"].items():
-        rows.append(f"| {noise} | {', '.join(map(str, f['seeds']))} | {f['n_instances']} | {f['built']:.3f} | "
-                    f"{f['shipped']:.3f} | {f['built'] - f['shipped']:+.3f} | {f['standard_error']:.3f} | "
-                    f"{f['built_detector_recall']:.3f} / {f['shipped_detector_recall']:.3f} |")
-    reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
-    if part != "all":
-        from findbox.calibration import file_sha256
+    rows = ["", "| built from nothing | noise | seeds | instances | built | shipped bundle | difference | "
+                "standard error | detector recall: built / shipped |", "|---|---|---|---|---|---|---|---|---|"]
+    lines = []
+    for built in builds:
+        part = built.get("part", "all")
+        name = "the whole recipe" if part == "all" else f"the {part} half"
+        for noise, f in built["figures"].items():
+            rows.append(f"| {name} | {noise} | {', '.join(map(str, f['seeds']))} | {f['n_instances']} | "
+                        f"{f['built']:.3f} | {f['shipped']:.3f} | {f['built'] - f['shipped']:+.3f} | "
+                        f"{f['standard_error']:.3f} | {f['built_detector_recall']:.3f} / "
+                        f"{f['shipped_detector_recall']:.3f} |")
+        reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
+        if part != "all":
+            from findbox.calibration import file_sha256
 
-        (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
-        shipped = ROOT / "src/findbox/assets/demo" / ("detector.pt" if half == "detector" else "scorer/model.safetensors")
-        same = ("the shipped bundle's" if built["reused"]["sha256"] == file_sha256(shipped)
-                else f"`{path}`, not the shipped one")
-        reused += f" from earlier runs; the {half} is {same} (sha256 {built['reused']['sha256'][:12]})"
-    lines = ["", f"The {'whole invocation' if part == 'all' else 'invocation'} (`{built['command']}`, commit "
-                 f"{built['commit'][:7]}, {'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}) took "
-                 f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training."]
+            (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
+            shipped = ROOT / "src/findbox/assets/demo" / ("detector.pt" if half == "detector"
+                                                          else "scorer/model.safetensors")
+            same = ("the shipped bundle's" if built["reused"]["sha256"] == file_sha256(shipped)
+                    else f"`{path}`, not the shipped one")
+            reused += f" from earlier runs; the {half} is {same} (sha256 {built['reused']['sha256'][:12]})"
+        src = built.get("source")
+        where = "" if not src else f"; evaluated in the earlier record ({src['commit'][:7]}, {src['date'][:10]})"
+        lines.append(f"{name[0].upper()}{name[1:]} (`{built['command']}`, commit {built['commit'][:7]}, "
+                     f"{'clean tree' if built['clean_tree'] else 'dirty tree'}{reused}{where}) took "
+                     f"**{built['wall_s'] / 3600:.2f} h** wall, {built['train_s'] / 3600:.2f} h of it training.")
     if totals.get("full_build_s"):
-        lines[-1] += (f" With the other half's synth sets and runs as the earlier build measured them, the whole "
-                      f"recipe takes **{totals['full_build_s'] / 3600:.2f} h** on this machine class.")
-    return rows + lines
+        lines[0] += (f" With the other half's synth sets and runs as the earlier build measured them, the whole "
+                     f"recipe takes **{totals['full_build_s'] / 3600:.2f} h** on this machine class.")
+    return rows + [""] + lines[:1] + [line for extra in lines[1:] for line in ("", extra)]
 
 
 TABLES.update({"demo-build-time": demo_build_time})

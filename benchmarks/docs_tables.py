@@ -1154,7 +1154,7 @@ def _minutes(seconds: float | None) -> str:
 def _source(row: dict) -> str:
     """Which build measured a row: this record's work folder, or an earlier record's (its commit and date)."""
     src = row.get("source")
-    return "this build" if not src else f"earlier build ({src['commit'][:7]}, {src['date'][:10]})"
+    return "this build" if not src else f"earlier record ({src['commit'][:7]}, {src['date'][:10]})"
 
 
 def demo_build_time() -> list[str]:
@@ -1176,8 +1176,9 @@ def demo_build_time() -> list[str]:
     left = t["train_projected_s"] - t["train_measured_s"]
     earlier = t.get("runs_measured_earlier", 0)
     here = t["runs_measured"] - earlier
-    sources = f"{here} in this record's build" + (f", {earlier} in the earlier build named in the row" if earlier else "")
-    return rows + [f"| **training, all runs** | | | | **{_minutes(t['train_floor_s'])}** | "
+    sources = f"{here} in this record's build" + (f", {earlier} in the earlier build whose record the row names"
+                                                  if earlier else "")
+    return (rows + [f"| **training, all runs** | | | | **{_minutes(t['train_floor_s'])}** | "
                    f"{_minutes(t['shipped_train_s'])} | {_minutes(t['train_measured_s'])} measured"
                    + (f" + ({_minutes(left)})" if left > 0 else "") + " | | "
                    f"{t['train_projected_s'] / t['train_floor_s']:.0f}x |",
@@ -1190,7 +1191,19 @@ def demo_build_time() -> list[str]:
                        f"({len(data)} of {len(r['data'])} sets done), cutting their crops "
                        f"{_minutes(t['crops_measured_s'])} min ({len(crops)} of {len(r['crops'])}); from the first "
                        f"synth image to the newest finished run, this record's build had run "
-                       f"{_minutes(t['elapsed_s'])} min. " + _provenance(r)] + _demo_built(r, t)
+                       f"{_minutes(t['elapsed_s'])} min. " + _shipped_ratio(r["runs"]) + _provenance(r)]
+            + _demo_built(r, t))
+
+
+def _shipped_ratio(runs: list[dict]) -> str:
+    """How much longer the shipped build's record of each run is than the from-nothing build's measurement."""
+    ratio = {run["run"] + (f" at {run['imgsz']}" if run["imgsz"] else ""): run["shipped_s"] / run["measured_s"]
+             for run in runs if run["measured_s"] and run["shipped_s"]}
+    if not ratio:
+        return ""
+    low, high = min(ratio, key=ratio.get), max(ratio, key=ratio.get)
+    return (f"The shipped build's record of a run is {ratio[low]:.1f}x ({low}) to {ratio[high]:.1f}x ({high}) "
+            f"the from-nothing build's time. ")
 
 
 def _demo_built(r: dict, totals: dict) -> list[str]:

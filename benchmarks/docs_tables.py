@@ -164,7 +164,8 @@ def ablation_setup() -> list[str]:
             f"negatives;",
             f"- training, all variants: `{' '.join(r['common_flags'][:8])}`, about the same crops seen (4 epochs of "
             f"truth crops, or 2 of truth + proposals; image batches are a little under 128 crops, hence a few more "
-            f"steps; (f) saw {seen.get('f_hard_proposals', '-')});",
+            f"steps; (f) saw {seen.get('f_hard_proposals', '-')}); "
+            f"{sum(v['seconds'] for v in r['training'].values()) / 60:.0f} min of training for the six;",
             f"- evaluation: `findbox eval` with the bundled detector at the same settings, on fresh sets of "
             f"{ev['low']['images']} images (seed {ev['low']['seed']} `--noise {ev['low']['noise']}`, "
             f"{low['n_instances']} instances; seed {ev['high']['seed']} `--noise {ev['high']['noise']}`, "
@@ -177,12 +178,23 @@ def ablation_setup() -> list[str]:
 
 
 def ablation_spread() -> list[str]:
-    """The spread of accuracy across the variants (product ranking, low noise), in points and instances."""
-    low = _json(RESULTS / "ablation_scorer.json")["figures"]["low"]["product"]
-    acc = [v["accuracy"] for v in low["variants"].values()]
-    spread = max(acc) - min(acc)
-    return [f"- **No variant clearly beats the bundle.** The spread is {100 * spread:.1f} points "
-            f"({round(spread * low['n_instances'])} instances of {low['n_instances']}); the"]
+    """The spread of accuracy across the scorers (product ranking), in points and instances, against one accuracy's
+    standard error; the best and worst at each noise level."""
+    f = _json(RESULTS / "ablation_scorer.json")["figures"]
+    low = f["low"]["product"]
+    acc = {name: v["accuracy"] for name, v in low["variants"].items()}
+    spread, p, n = max(acc.values()) - min(acc.values()), sum(acc.values()) / len(acc), low["n_instances"]
+    high = [v["accuracy"] for v in f["high"]["product"]["variants"].values()]
+    best, worst = max(acc, key=acc.get), min(acc, key=acc.get)
+    fine_tunes = {k: v for k, v in acc.items() if k != "bundle"}
+    best_fine = max(fine_tunes, key=fine_tunes.get)
+    return [f"- **No variant clearly beats the bundle.** With product ranking at low noise the spread is "
+            f"{100 * spread:.1f} points ({round(spread * n)} instances of {n}) and one accuracy's standard error "
+            f"about {100 * (p * (1 - p) / n) ** 0.5:.1f} points, so none of these differences is established. Best: "
+            f"{ABLATION_LABELS[best].split(' (')[0]} ({acc[best]:.3f}); best fine-tune: "
+            f"{ABLATION_LABELS[best_fine].split(' (')[0]} ({acc[best_fine]:.3f}); worst: "
+            f"{ABLATION_LABELS[worst].split(' (')[0]} ({acc[worst]:.3f}). At high noise every scorer is within "
+            f"{100 * (max(high) - min(high)):.1f} points ({min(high):.3f}-{max(high):.3f})."]
 
 
 def ablation_fusion() -> list[str]:
@@ -343,7 +355,7 @@ def data_import() -> list[str]:
 
 
 TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
-          "ablation": ablation, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
+          "ablation": ablation, "ablation-setup": ablation_setup, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
           "memory": memory, "detector-backend": detector_backend, "scorer-attention": scorer_attention,
           "scale-out": scale_out, "scale-out-faults": scale_out_faults,
           "scale-out-cluster": scale_out_cluster, "data-import": data_import}

@@ -162,7 +162,7 @@ def ablation_setup() -> list[str]:
             f"{hard['proposal_settings']['max_det']}` (more partial, loose and background boxes): "
             f"{hard['proposal_crops']} proposal crops, {hard['proposal_crops'] - hard['proposal_hits']} of them "
             f"negatives;",
-            f"- training, all variants: `{' '.join(r['common_flags'][:8])}`, about the same crops seen (4 epochs of "
+            f"- training, all variants: `{' '.join(r['common_flags'][:8])}` (the schedule), about the same crops seen (4 epochs of "
             f"truth crops, or 2 of truth + proposals; image batches are a little under 128 crops, hence a few more "
             f"steps; (f) saw {seen.get('f_hard_proposals', '-')}); "
             f"{sum(v['seconds'] for v in r['training'].values()) / 60:.0f} min of training for the six;",
@@ -355,7 +355,8 @@ def data_import() -> list[str]:
 
 
 TABLES = {"demo-figures": demo_figures, "demo-build": demo_build, "demo-rounds": demo_rounds,
-          "ablation": ablation, "ablation-setup": ablation_setup, "ablation-spread": ablation_spread, "ablation-fusion": ablation_fusion,
+          "ablation": ablation, "ablation-setup": ablation_setup, "ablation-spread": ablation_spread,
+          "ablation-fusion": ablation_fusion,
           "memory": memory, "detector-backend": detector_backend, "scorer-attention": scorer_attention,
           "scale-out": scale_out, "scale-out-faults": scale_out_faults,
           "scale-out-cluster": scale_out_cluster, "data-import": data_import}
@@ -1253,7 +1254,9 @@ def _demo_built(r: dict, totals: dict) -> list[str]:
     if totals.get("full_build_s"):
         lines[0] += (f" With the other half's synth sets and runs as the earlier build measured them, the whole "
                      f"recipe takes **{totals['full_build_s'] / 3600:.2f} h** on this machine class.")
-    return rows + [""] + lines[:1] + [line for extra in lines[1:] for line in ("", extra)]
+    for line in lines:
+        rows += ["", line]
+    return rows
 
 
 TABLES.update({"demo-build-time": demo_build_time})

@@ -162,8 +162,8 @@ def ablation_setup() -> list[str]:
             f"{hard['proposal_settings']['max_det']}` (more partial, loose and background boxes): "
             f"{hard['proposal_crops']} proposal crops, {hard['proposal_crops'] - hard['proposal_hits']} of them "
             f"negatives;",
-            f"- training, all variants: `{' '.join(r['common_flags'][:8])}` (the schedule), about the same crops seen (4 epochs of "
-            f"truth crops, or 2 of truth + proposals; image batches are a little under 128 crops, hence a few more "
+            f"- training, all variants: `{' '.join(r['common_flags'])}`, about the same crops seen (4 epochs "
+            f"of truth crops, or 2 of truth + proposals; image batches are a little under 128 crops, hence a few more "
             f"steps; (f) saw {seen.get('f_hard_proposals', '-')}); "
             f"{sum(v['seconds'] for v in r['training'].values()) / 60:.0f} min of training for the six;",
             f"- evaluation: `findbox eval` with the bundled detector at the same settings, on fresh sets of "
@@ -1238,13 +1238,13 @@ def _demo_built(r: dict, totals: dict) -> list[str]:
                         f"{f['shipped_detector_recall']:.3f} |")
         reused = f", reusing {', '.join(built['found_in_work'])}" if built["found_in_work"] else ", reusing nothing"
         if part != "all":
+            from findbox.bundle import BUNDLE_DIR
             from findbox.calibration import file_sha256
+            from findbox.train.demo import reused_weights
 
-            (half, path), = [(k, v) for k, v in built["reused"].items() if k != "sha256"]
-            shipped = ROOT / "src/findbox/assets/demo" / ("detector.pt" if half == "detector"
-                                                          else "scorer/model.safetensors")
-            same = ("the shipped bundle's" if built["reused"]["sha256"] == file_sha256(shipped)
-                    else f"`{path}`, not the shipped one")
+            half = "detector" if part == "scorer" else "scorer"
+            same = ("the shipped bundle's" if built["reused"]["sha256"] == file_sha256(reused_weights(BUNDLE_DIR, half))
+                    else f"`{built['reused'][half]}`, not the shipped one")
             reused += f" from earlier runs; the {half} is {same} (sha256 {built['reused']['sha256'][:12]})"
         src = built.get("source")
         where = "" if not src else f"; evaluated in the earlier record ({src['commit'][:7]}, {src['date'][:10]})"

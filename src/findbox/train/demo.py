@@ -95,6 +95,11 @@ RECIPES = {
 PARTS = ("all", "detector", "scorer")
 
 
+def reused_weights(bundle: Path, half: str) -> Path:
+    """The file whose SHA-256 names a bundle's `half` ("detector" or "scorer") when a `--part` build reuses it."""
+    return bundle / "detector.pt" if half == "detector" else bundle / "scorer" / "model.safetensors"
+
+
 def run(cmd: list[str], log: Path) -> None:
     print("$", " ".join(cmd), flush=True)
     with open(log, "a") as f:
@@ -316,13 +321,13 @@ def build(recipe: DemoRecipe, work: Path, out: Path, command: str = "python -m f
     started = time.time()
     step = new_step(command, continue_from)
     step["part"] = part
-    if part == "scorer":  # the detector is the reused bundle's
-        shutil.copyfile(reuse_from / "detector.pt", work / "reused_detector.pt")
-        step["reused"] = {"detector": str(reuse_from / "detector.pt"), "sha256": file_sha256(reuse_from / "detector.pt")}
-    elif part == "detector":  # the scorer is the reused bundle's (copied in the scorer step below)
-        weights = reuse_from / "scorer" / "model.safetensors"
-        step["reused"] = {"scorer": str(reuse_from / "scorer"),
+    if part != "all":  # the other half is the reused bundle's (its scorer is copied in the scorer step below)
+        half = "detector" if part == "scorer" else "scorer"
+        weights = reused_weights(reuse_from, half)
+        step["reused"] = {half: str(reuse_from / ("detector.pt" if half == "detector" else "scorer")),
                           "sha256": file_sha256(weights) if weights.is_file() else None}
+    if part == "scorer":
+        shutil.copyfile(reuse_from / "detector.pt", work / "reused_detector.pt")
     if continue_from is not None:
         # copied first: `out` may be the very bundle being continued
         shutil.copyfile(continue_from / "detector.pt", work / "continued_detector.pt")
